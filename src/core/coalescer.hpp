@@ -1,0 +1,28 @@
+// Lossless coalescing of text deltas.
+//
+// A producer marks an event as a delta of a message: its data is a JSON object
+// with a string member (the delta's field) holding a fragment of that message's
+// text. make_delta_event() lays the object out compactly with that member
+// first, so the log can merge a run of deltas of one message into one SSE event
+// by concatenating their escaped text (JSON escaping is per character, so the
+// concatenation of escaped fragments is the escaped concatenation). A merged
+// event's id is the last merged sequence, and its data is the last delta's
+// object with the concatenated text and "coalesced":[first,last] added.
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <boost/system/result.hpp>
+#include <string_view>
+
+#include "core/stream_log.hpp"
+
+namespace sluice::core {
+
+// Fails (invalid_argument) when `data` has no string member `field`.
+// A member named "coalesced" is reserved and dropped.
+boost::system::result<delta_event> make_delta_event(std::string_view type,
+                                                    std::string_view message_id,
+                                                    std::string_view field,
+                                                    const boost::json::object& data);
+
+}  // namespace sluice::core

@@ -1,0 +1,463 @@
+#include "core/stream_log.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <chrono>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+
+namespace sluice::core {
+namespace {
+
+constexpr std::size_t first_segment_capacity = 4096;
+constexpr std::size_t max_segment_capacity = 64 * 1024;
+
+// Size of "event: T\n" + data lines + "\n" for (type, data), as append_sse_fields frames it.
+std::size_t fields_size(std::string_view type, std::string_view data) {
+  std::size_t n = 0;
+  if (type != default_event_type) n += 8 + type.size();  // "event: " + T + "\n"
+  std::size_t lines = 1;
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    char c = data[i];
+    if (c == '\n' || c == '\r') {
+      ++lines;
+      if (c == '\r' && i + 1 < data.size() && data[i + 1] == '\n') ++i;
+    }
+  }
+  // Each line: "data: " + "\n"; the line-break bytes themselves are not copied.
+  std::size_t break_bytes = 0;
+  for (char c : data)
+    if (c == '\n' || c == '\r') ++break_bytes;
+  return n + lines * 7 + (data.size() - break_bytes) + 1;
+}
+
+char* put(char* p, std::string_view s) {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+// Writes the same bytes as append_sse_fields + "\n" without allocating.
+char* put_fields(char* p, std::string_view type, std::string_view data) {
+  if (type != default_event_type) {
+    p = put(p, "event: ");
+    p = put(p, type);
+    *p++ = '\n';
+  }
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t pos = data.find_first_of("\r\n", start);
+    p = put(p, "data: ");
+    if (pos == std::string_view::npos) {
+      p = put(p, data.substr(start));
+      *p++ = '\n';
+      break;
+    }
+    p = put(p, data.substr(start, pos - start));
+    *p++ = '\n';
+    start = pos + 1;
+    if (data[pos] == '\r' && start < data.size() && data[start] == '\n') ++start;
+  }
+  *p++ = '\n';
+  return p;
+}
+
+char* put_id(char* p, std::uint64_t seq) {
+  p = put(p, "id: ");
+  p = std::to_chars(p, p + 24, seq).ptr;
+  *p++ = '\n';
+  return p;
+}
+
+}  // namespace
+
+std::string_view to_string(stream_state s) {
+  switch (s) {
+    case stream_state::open:
+      return "open";
+    case stream_state::finished:
+      return "finished";
+    case stream_state::cancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+std::int64_t realtime_us() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+}
+
+log_segment::log_segment(std::size_t cap)
+    : bytes(new char[cap]), capacity(static_cast<std::uint32_t>(cap)) {}
+
+void read_batch::clear() {
+  spans.clear();
+  pins.clear();
+  owned.clear();
+  first_seq = last_seq = 0;
+  bytes = sse_events = coalesced_events = 0;
+  oldest_publish_us = 0;
+  final = false;
+}
+
+stream_log::stream_log(std::string id, retention_limits limits)
+    : id_(std::move(id)), limits_(limits), created_us_(realtime_us()) {
+  last_activity_us_ = created_us_;
+}
+
+stream_log::~stream_log() { assert(subscribers_.empty()); }
+
+char* stream_log::reserve_locked(std::size_t size, std::uint32_t& segment_no,
+                                 std::uint32_t& offset) {
+  log_segment* seg = segments_.empty() ? nullptr : segments_.back().get();
+  if (seg == nullptr || seg->capacity - seg->size < size) {
+    std::size_t cap = seg == nullptr ? first_segment_capacity
+                                     : std::min<std::size_t>(seg->capacity * 2u, max_segment_capacity);
+    cap = std::max(cap, size);
+    segments_.push_back(std::make_shared<log_segment>(cap));
+    seg = segments_.back().get();
+  }
+  segment_no = first_segment_no_ + static_cast<std::uint32_t>(segments_.size() - 1);
+  offset = seg->size;
+  return seg->bytes.get() + seg->size;
+}
+
+std::uint32_t stream_log::intern_delta_key_locked(const delta_event& d) {
+  // Runs use few message ids; search newest first.
+  for (std::size_t i = delta_keys_.size(); i-- > 0;) {
+    const auto& k = delta_keys_[i];
+    if (k.message_id == d.message_id && k.field == d.field && k.type == d.type)
+      return static_cast<std::uint32_t>(i + 1);
+  }
+  delta_keys_.push_back({d.message_id, d.field, d.type});
+  return static_cast<std::uint32_t>(delta_keys_.size());
+}
+
+publish_outcome stream_log::append_locked(const publish_item& item, std::int64_t now_us) {
+  const std::uint64_t seq = next_seq_;
+  std::string_view type = item.delta ? std::string_view(item.delta->type) : item.type;
+  std::string_view data = item.delta ? std::string_view(item.delta->json) : item.data;
+  const std::size_t id_len = 5 + static_cast<std::size_t>(decimal_digits(seq));
+  const std::size_t size = id_len + fields_size(type, data);
+
+  entry e{};
+  char* p = reserve_locked(size, e.segment_no, e.offset);
+  char* end = put_fields(put_id(p, seq), type, data);
+  assert(static_cast<std::size_t>(end - p) == size);
+  (void)end;
+  e.length = static_cast<std::uint32_t>(size);
+  e.publish_us = now_us;
+  if (item.delta) {
+    e.delta_key = intern_delta_key_locked(*item.delta);
+    // Delta JSON is one line: id line, optional event line, then "data: ".
+    std::size_t event_line = type == default_event_type ? 0 : 8 + type.size();
+    e.json_offset = static_cast<std::uint32_t>(id_len + event_line + 6);
+    e.text_begin = item.delta->text_begin;
+    e.text_end = item.delta->text_end;
+  }
+  // Publish the bytes: size is only read under the mutex.
+  segments_.back()->size += static_cast<std::uint32_t>(size);
+  entries_.push_back(e);
+  retained_bytes_ += size;
+  ++next_seq_;
+  return {publish_status::ok, seq, seq};
+}
+
+void stream_log::trim_locked() {
+  // Always keep the newest event so a finished stream can still be replayed.
+  while (retained_count_locked() > 1 &&
+         (retained_count_locked() > limits_.max_events || retained_bytes_ > limits_.max_bytes)) {
+    const entry& e = entries_[entries_head_];
+    retained_bytes_ -= e.length;
+    ++entries_head_;
+    ++first_seq_;
+  }
+  // Drop segments no retained event lives in (readers may still pin them).
+  const std::uint32_t oldest_needed = entries_[entries_head_].segment_no;
+  while (first_segment_no_ < oldest_needed) {
+    segments_.erase(segments_.begin());
+    ++first_segment_no_;
+  }
+  // Compact the index when its dead prefix dominates (amortised O(1)).
+  if (entries_head_ >= 1024 && entries_head_ * 2 >= entries_.size()) {
+    entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(entries_head_));
+    entries_head_ = 0;
+  }
+}
+
+void stream_log::notify_locked() {
+  if (waiting_count_ != 0) {
+    for (subscription* s : subscribers_) {
+      if (s->waiting_) {
+        s->waiting_ = false;
+        s->waiter_.on_stream_ready();
+      }
+    }
+    waiting_count_ = 0;
+  }
+  check_drain_locked();
+}
+
+void stream_log::check_drain_locked() {
+  if (!drain_waiter_) return;
+  bool drained = state_ != stream_state::open;
+  if (!drained) {
+    std::uint64_t min_next = next_seq_;
+    for (const subscription* s : subscribers_) min_next = std::min(min_next, s->next_seq_);
+    drained = next_seq_ - min_next <= drain_max_lag_;
+  }
+  if (drained) {
+    auto fn = std::move(drain_waiter_);
+    drain_waiter_ = nullptr;
+    fn();
+  }
+}
+
+void stream_log::end_locked(stream_state s, std::int64_t now_us) {
+  state_ = s;
+  finished_us_ = now_us;
+}
+
+publish_outcome stream_log::publish(std::string_view type, std::string_view data, bool final) {
+  publish_item item{type, data, final, nullptr};
+  return publish_all(std::span<const publish_item>(&item, 1));
+}
+
+publish_outcome stream_log::publish(const delta_event& delta, bool final) {
+  publish_item item{delta.type, delta.json, final, &delta};
+  return publish_all(std::span<const publish_item>(&item, 1));
+}
+
+publish_outcome stream_log::publish_all(std::span<const publish_item> items) {
+  const std::int64_t now = realtime_us();
+  std::lock_guard lock(mutex_);
+  if (state_ != stream_state::open) return {publish_status::stream_ended, 0, 0};
+  publish_outcome out{};
+  for (const publish_item& item : items) {
+    publish_outcome one = append_locked(item, now);
+    if (out.first_sequence == 0) out.first_sequence = one.first_sequence;
+    out.last_sequence = one.last_sequence;
+    if (item.final) {
+      end_locked(stream_state::finished, now);
+      break;
+    }
+  }
+  last_activity_us_ = now;
+  trim_locked();
+  notify_locked();
+  return out;
+}
+
+bool stream_log::cancel(std::string_view reason) {
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> handlers;
+  {
+    const std::int64_t now = realtime_us();
+    std::lock_guard lock(mutex_);
+    if (state_ != stream_state::open) return false;
+    // {"reason":"..."} with the reason escaped as a JSON string.
+    std::string data = "{\"reason\":\"";
+    for (unsigned char c : reason) {
+      if (c == '"' || c == '\\') {
+        data.push_back('\\');
+        data.push_back(static_cast<char>(c));
+      } else if (c < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        data.append(buf);
+      } else {
+        data.push_back(static_cast<char>(c));
+      }
+    }
+    data.append("\"}");
+    publish_item item{"cancelled", data, true, nullptr};
+    append_locked(item, now);
+    end_locked(stream_state::cancelled, now);
+    last_activity_us_ = now;
+    trim_locked();
+    notify_locked();
+    handlers.swap(cancel_handlers_);
+  }
+  for (auto& [id, fn] : handlers) fn();
+  return true;
+}
+
+std::uint64_t stream_log::on_cancel(std::function<void()> handler) {
+  std::unique_lock lock(mutex_);
+  if (state_ == stream_state::cancelled) {
+    lock.unlock();
+    handler();
+    return 0;
+  }
+  const std::uint64_t id = next_handler_id_++;
+  cancel_handlers_.emplace_back(id, std::move(handler));
+  return id;
+}
+
+void stream_log::remove_cancel_handler(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(cancel_handlers_, [id](const auto& h) { return h.first == id; });
+}
+
+bool stream_log::wait_for_drain(std::size_t max_lag, std::function<void()> on_drained) {
+  std::lock_guard lock(mutex_);
+  drain_waiter_ = nullptr;
+  if (state_ != stream_state::open) return true;
+  std::uint64_t min_next = next_seq_;
+  for (const subscription* s : subscribers_) min_next = std::min(min_next, s->next_seq_);
+  if (next_seq_ - min_next <= max_lag) return true;
+  drain_max_lag_ = max_lag;
+  drain_waiter_ = std::move(on_drained);
+  return false;
+}
+
+stream_status stream_log::status() const {
+  std::lock_guard lock(mutex_);
+  stream_status s;
+  s.state = state_;
+  const std::size_t n = retained_count_locked();
+  s.first_sequence = n ? first_seq_ : 0;
+  s.last_sequence = next_seq_ - 1;
+  s.retained_events = n;
+  s.retained_bytes = retained_bytes_;
+  s.subscribers = subscribers_.size();
+  s.created_us = created_us_;
+  s.finished_us = finished_us_;
+  s.last_activity_us = last_activity_us_;
+  return s;
+}
+
+stream_state stream_log::state() const {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+void stream_log::build_coalesced_locked(std::uint64_t from, std::uint64_t to,
+                                        read_batch& out) const {
+  const entry& last = entry_at_locked(to);
+  const char* last_bytes = segments_[last.segment_no - first_segment_no_]->bytes.get() + last.offset;
+  const std::size_t id_len = 5 + static_cast<std::size_t>(decimal_digits(to));
+  const char* json = last_bytes + last.json_offset;
+  const std::size_t json_len = last.length - last.json_offset - 2;  // minus "\n\n"
+
+  std::size_t text_total = 0;
+  for (std::uint64_t s = from; s <= to; ++s) {
+    const entry& e = entry_at_locked(s);
+    text_total += e.text_end - e.text_begin;
+  }
+  auto buf = std::make_unique<std::string>();
+  std::string& o = *buf;
+  o.reserve(last.json_offset + json_len + text_total + 64);
+  append_sse_id(o, to);
+  // The event line (if any) and "data: " are copied from the last event.
+  o.append(last_bytes + id_len, last.json_offset - id_len);
+  o.append("{\"coalesced\":[");
+  char digits[24];
+  o.append(digits, std::to_chars(digits, digits + sizeof digits, from).ptr);
+  o.push_back(',');
+  o.append(digits, std::to_chars(digits, digits + sizeof digits, to).ptr);
+  o.append("],");
+  o.append(json + 1, last.text_begin - 1);  // `"field":"` after the opening brace
+  for (std::uint64_t s = from; s <= to; ++s) {
+    const entry& e = entry_at_locked(s);
+    const char* b = segments_[e.segment_no - first_segment_no_]->bytes.get() + e.offset +
+                    e.json_offset;
+    o.append(b + e.text_begin, e.text_end - e.text_begin);
+  }
+  o.append(json + last.text_end, json_len - last.text_end);
+  o.append("\n\n");
+  out.spans.push_back({o.data(), o.size()});
+  out.bytes += o.size();
+  out.owned.push_back(std::move(buf));
+  ++out.sse_events;
+  ++out.coalesced_events;
+}
+
+subscription::subscription(std::shared_ptr<stream_log> log, std::uint64_t next_seq,
+                           stream_waiter& waiter, bool coalesce)
+    : log_(std::move(log)), waiter_(waiter), next_seq_(next_seq), coalesce_(coalesce) {
+  std::lock_guard lock(log_->mutex_);
+  index_ = log_->subscribers_.size();
+  log_->subscribers_.push_back(this);
+  log_->last_activity_us_ = realtime_us();
+}
+
+subscription::~subscription() {
+  std::lock_guard lock(log_->mutex_);
+  auto& subs = log_->subscribers_;
+  subs[index_] = subs.back();
+  subs[index_]->index_ = index_;
+  subs.pop_back();
+  if (waiting_) --log_->waiting_count_;
+  log_->last_activity_us_ = realtime_us();
+  log_->check_drain_locked();
+}
+
+read_status subscription::read(read_batch& out, std::size_t max_bytes) {
+  out.clear();
+  stream_log& l = *log_;
+  std::lock_guard lock(l.mutex_);
+  const std::uint64_t head = l.next_seq_;  // one past the last sequence
+  if (next_seq_ >= head) {
+    if (l.state_ != stream_state::open) return read_status::ended;
+    if (!waiting_) {
+      waiting_ = true;
+      ++l.waiting_count_;
+    }
+    return read_status::waiting;
+  }
+  if (next_seq_ < l.first_seq_) {
+    first_available_ = l.first_seq_;
+    return read_status::window_exceeded;
+  }
+
+  const bool may_coalesce = coalesce_ && head - next_seq_ > 1;
+  const log_segment* pinned = nullptr;
+  read_span* open_span = nullptr;  // last span, extendable when contiguous
+  const char* open_end = nullptr;
+  out.first_seq = next_seq_;
+  out.oldest_publish_us = l.entry_at_locked(next_seq_).publish_us;
+  std::uint64_t s = next_seq_;
+  while (s < head && (out.bytes == 0 || out.bytes < max_bytes)) {
+    const stream_log::entry& e = l.entry_at_locked(s);
+    if (may_coalesce && e.delta_key != 0 && s + 1 < head &&
+        l.entry_at_locked(s + 1).delta_key == e.delta_key) {
+      // Extend the run while it stays one message and within the batch budget.
+      std::uint64_t run_end = s + 1;
+      std::size_t run_bytes = e.length + l.entry_at_locked(run_end).length;
+      while (run_end + 1 < head && run_bytes < max_bytes &&
+             l.entry_at_locked(run_end + 1).delta_key == e.delta_key) {
+        ++run_end;
+        run_bytes += l.entry_at_locked(run_end).length;
+      }
+      l.build_coalesced_locked(s, run_end, out);
+      open_span = nullptr;
+      s = run_end + 1;
+      continue;
+    }
+    const auto& seg = l.segments_[e.segment_no - l.first_segment_no_];
+    const char* p = seg->bytes.get() + e.offset;
+    if (seg.get() != pinned) {
+      out.pins.push_back(seg);
+      pinned = seg.get();
+    }
+    if (open_span != nullptr && open_end == p) {
+      open_span->size += e.length;
+    } else {
+      out.spans.push_back({p, e.length});
+      open_span = &out.spans.back();
+    }
+    open_end = p + e.length;
+    out.bytes += e.length;
+    ++out.sse_events;
+    ++s;
+  }
+  out.last_seq = s - 1;
+  out.final = s == head && l.state_ != stream_state::open;
+  next_seq_ = s;
+  l.check_drain_locked();
+  return read_status::data;
+}
+
+}  // namespace sluice::core

@@ -1,0 +1,251 @@
+// The stream log: an append-only, bounded log of immutable SSE-encoded events.
+//
+// Each event is encoded to its wire bytes once, into a shared segment; every
+// subscriber writes straight from those segments (no per-subscriber copy, no
+// per-subscriber queue). A subscriber is only a cursor (`subscription`): when
+// woken it takes everything from its cursor to the head in one batch. A slow
+// subscriber therefore only lags; it never blocks the producer or others.
+//
+// Thread-safety: every public member of stream_log is thread-safe (one mutex
+// per stream; held only for appends, reads of the index and bookkeeping, never
+// for I/O). A `subscription` is used by one thread at a time (its owner).
+// Segment bytes below a segment's published size are immutable, so a reader may
+// use them after the lock is released while it holds a reference (`pins`).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/sse_encoder.hpp"
+
+namespace sluice::core {
+
+struct retention_limits {
+  std::size_t max_events = 100'000;
+  std::size_t max_bytes = 16u << 20;
+};
+
+enum class stream_state : std::uint8_t { open, finished, cancelled };
+std::string_view to_string(stream_state s);
+
+// Microseconds since the Unix epoch (CLOCK_REALTIME).
+std::int64_t realtime_us();
+
+// Fixed-capacity byte buffer; bytes below `size` never change once published.
+struct log_segment {
+  explicit log_segment(std::size_t capacity);
+  std::unique_ptr<char[]> bytes;
+  std::uint32_t capacity;
+  std::uint32_t size = 0;
+};
+
+// A text delta prepared for publishing (see make_delta_event in coalescer.hpp):
+// compact JSON whose first member is the delta's string field, so that
+// consecutive deltas can be merged by concatenating escaped text.
+struct delta_event {
+  std::string type;        // SSE event type
+  std::string message_id;  // deltas of the same message id (and type, field) merge
+  std::string field;
+  std::string json;        // {"<field>":"<escaped text>", ...rest}
+  std::uint32_t text_begin = 0;  // escaped text range inside `json`
+  std::uint32_t text_end = 0;
+};
+
+// One item of an atomic multi-event publish.
+struct publish_item {
+  std::string_view type = default_event_type;
+  std::string_view data;
+  bool final = false;
+  const delta_event* delta = nullptr;  // when set, type/data come from it
+};
+
+enum class publish_status { ok, stream_ended };
+
+struct publish_outcome {
+  publish_status status = publish_status::ok;
+  std::uint64_t first_sequence = 0;  // sequence of the first event appended
+  std::uint64_t last_sequence = 0;
+};
+
+struct read_span {
+  const char* data;
+  std::size_t size;
+};
+
+// What one read hands to a writer. Reused across reads to keep its capacity.
+struct read_batch {
+  std::vector<read_span> spans;
+  std::vector<std::shared_ptr<const log_segment>> pins;  // keep segments alive
+  std::vector<std::unique_ptr<std::string>> owned;       // coalesced events
+  std::uint64_t first_seq = 0;
+  std::uint64_t last_seq = 0;
+  std::size_t bytes = 0;
+  std::size_t sse_events = 0;        // SSE events in the batch
+  std::size_t coalesced_events = 0;  // SSE events that merged several log events
+  std::int64_t oldest_publish_us = 0;
+  bool final = false;  // the batch ends with the stream's final event
+  void clear();
+};
+
+enum class read_status {
+  data,             // `batch` holds events; the cursor moved past them
+  waiting,          // nothing new; the waiter will be called once when there is
+  ended,            // the cursor is past the final event
+  window_exceeded,  // the cursor is behind the retained window
+};
+
+// Implemented by transports. Called with the stream's lock held, from any
+// thread: must only schedule work (e.g. post to its executor), never call back
+// into the stream.
+class stream_waiter {
+ public:
+  virtual void on_stream_ready() noexcept = 0;
+
+ protected:
+  ~stream_waiter() = default;
+};
+
+struct stream_status {
+  stream_state state = stream_state::open;
+  std::uint64_t first_sequence = 0;  // first retained (0 when empty)
+  std::uint64_t last_sequence = 0;   // 0 when nothing published
+  std::size_t retained_events = 0;
+  std::size_t retained_bytes = 0;
+  std::size_t subscribers = 0;
+  std::int64_t created_us = 0;
+  std::int64_t finished_us = 0;       // 0 while open
+  std::int64_t last_activity_us = 0;  // last publish, attach or detach
+};
+
+class subscription;
+
+class stream_log : public std::enable_shared_from_this<stream_log> {
+ public:
+  stream_log(std::string id, retention_limits limits);
+  stream_log(const stream_log&) = delete;
+  stream_log& operator=(const stream_log&) = delete;
+  ~stream_log();
+
+  const std::string& id() const { return id_; }
+
+  // Appends one event; `data` is the event's data as text (JSON by contract).
+  publish_outcome publish(std::string_view type, std::string_view data, bool final = false);
+  publish_outcome publish(const delta_event& delta, bool final = false);
+  // Appends all items or none (when the stream has ended).
+  publish_outcome publish_all(std::span<const publish_item> items);
+
+  // Ends an open stream with a final `cancelled` event whose data is
+  // {"reason":...}, then calls the cancel handlers. False when already ended.
+  bool cancel(std::string_view reason);
+
+  // Cancellation token for the producer: `handler` runs (on the cancelling
+  // thread, without the lock) when the stream is cancelled. Returns an id for
+  // remove_cancel_handler. If already cancelled, runs it at once.
+  std::uint64_t on_cancel(std::function<void()> handler);
+  void remove_cancel_handler(std::uint64_t id);
+
+  // Producer flow control: true if every subscriber is within `max_lag` events
+  // of the head (or there is none, or the stream ended). Otherwise stores
+  // `on_drained` (replacing any previous one) and returns false; it is called,
+  // with the lock held (schedule only), once that becomes true.
+  bool wait_for_drain(std::size_t max_lag, std::function<void()> on_drained);
+
+  stream_status status() const;
+  stream_state state() const;
+
+ private:
+  friend class subscription;
+
+  struct entry {
+    std::uint32_t segment_no;  // absolute segment number
+    std::uint32_t offset;      // of the event's bytes in the segment
+    std::uint32_t length;
+    std::uint32_t delta_key;  // 0: not a delta; else index + 1 into delta_keys_
+    std::uint32_t json_offset;  // deltas: offset of the JSON inside the event bytes
+    std::uint32_t text_begin;   // deltas: escaped text range, relative to the JSON
+    std::uint32_t text_end;
+    std::int64_t publish_us;
+  };
+  struct delta_key_info {
+    std::string message_id, field, type;
+  };
+
+  publish_outcome append_locked(const publish_item& item, std::int64_t now_us);
+  char* reserve_locked(std::size_t size, std::uint32_t& segment_no, std::uint32_t& offset);
+  std::uint32_t intern_delta_key_locked(const delta_event& d);
+  void trim_locked();
+  void notify_locked();
+  void check_drain_locked();
+  void end_locked(stream_state s, std::int64_t now_us);
+  const entry& entry_at_locked(std::uint64_t seq) const {
+    return entries_[entries_head_ + static_cast<std::size_t>(seq - first_seq_)];
+  }
+  std::size_t retained_count_locked() const { return entries_.size() - entries_head_; }
+  std::uint64_t last_seq_locked() const { return first_seq_ + retained_count_locked() - 1; }
+  void build_coalesced_locked(std::uint64_t from, std::uint64_t to, read_batch& out) const;
+
+  const std::string id_;
+  const retention_limits limits_;
+  const std::int64_t created_us_;
+
+  mutable std::mutex mutex_;
+  stream_state state_ = stream_state::open;             // guarded by mutex_
+  std::uint64_t next_seq_ = 1;                           // guarded by mutex_
+  std::uint64_t first_seq_ = 1;                          // guarded by mutex_: seq of entries_[entries_head_]
+  std::vector<entry> entries_;                           // guarded by mutex_
+  std::size_t entries_head_ = 0;                         // guarded by mutex_
+  std::size_t retained_bytes_ = 0;                       // guarded by mutex_
+  std::vector<std::shared_ptr<log_segment>> segments_;   // guarded by mutex_
+  std::uint32_t first_segment_no_ = 0;                   // guarded by mutex_
+  std::vector<delta_key_info> delta_keys_;               // guarded by mutex_
+  std::vector<subscription*> subscribers_;               // guarded by mutex_
+  std::size_t waiting_count_ = 0;                        // guarded by mutex_
+  std::function<void()> drain_waiter_;                   // guarded by mutex_
+  std::size_t drain_max_lag_ = 0;                        // guarded by mutex_
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> cancel_handlers_;  // guarded
+  std::uint64_t next_handler_id_ = 1;                    // guarded by mutex_
+  std::int64_t finished_us_ = 0;                         // guarded by mutex_
+  std::int64_t last_activity_us_ = 0;                    // guarded by mutex_
+};
+
+// A subscriber's cursor into one stream. Attaches on construction, detaches on
+// destruction. Used by one thread at a time.
+class subscription {
+ public:
+  // `next_seq`: the first sequence wanted. `coalesce`: merge runs of deltas
+  // when more than one event behind.
+  subscription(std::shared_ptr<stream_log> log, std::uint64_t next_seq, stream_waiter& waiter,
+               bool coalesce = true);
+  subscription(const subscription&) = delete;
+  subscription& operator=(const subscription&) = delete;
+  ~subscription();
+
+  // Fills `out` (cleared first) with up to about `max_bytes` from the cursor.
+  // On `waiting` the waiter is armed (one-shot). On `window_exceeded`,
+  // first_available() tells the first retained sequence.
+  read_status read(read_batch& out, std::size_t max_bytes);
+
+  std::uint64_t next_seq() const { return next_seq_; }
+  std::uint64_t first_available() const { return first_available_; }
+  stream_log& log() const { return *log_; }
+  const std::shared_ptr<stream_log>& log_ptr() const { return log_; }
+
+ private:
+  friend class stream_log;
+  std::shared_ptr<stream_log> log_;
+  stream_waiter& waiter_;
+  std::uint64_t next_seq_;             // written only by the owner, under the log's mutex
+  std::uint64_t first_available_ = 0;  // set by read() on window_exceeded
+  std::size_t index_ = 0;              // position in log_->subscribers_; guarded by its mutex
+  bool waiting_ = false;               // guarded by the log's mutex
+  bool coalesce_;
+};
+
+}  // namespace sluice::core

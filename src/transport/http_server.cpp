@@ -1,0 +1,189 @@
+#include "transport/http_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+#include <future>
+#include <thread>
+
+#include "transport/sse_subscriber.hpp"
+#include "transport/worker.hpp"
+
+namespace sluice::transport {
+
+namespace {
+
+using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+constexpr std::int64_t max_rejecting = 1024;
+
+std::chrono::milliseconds sweep_period(const server_config& c) {
+  auto p = std::min<std::chrono::milliseconds>(c.heartbeat_interval / 4, std::chrono::seconds(1));
+  return std::max<std::chrono::milliseconds>(p, std::chrono::milliseconds(5));
+}
+
+void log_exception(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("worker task failed: {}", ex.what());
+  }
+}
+
+}  // namespace
+
+http_server::http_server(server_config config)
+    : ctx_(std::make_unique<server_context>(std::move(config))) {}
+
+http_server::~http_server() {
+  if (running_) shutdown();
+}
+
+router& http_server::routes() { return ctx_->routes; }
+core::stream_registry& http_server::registry() { return ctx_->registry; }
+metrics& http_server::stats() { return ctx_->metrics; }
+const server_config& http_server::config() const { return ctx_->config; }
+
+void http_server::start() {
+  unsigned n = ctx_->config.threads ? ctx_->config.threads : std::thread::hardware_concurrency();
+  if (n == 0) n = 1;
+  auto address = net::ip::make_address(ctx_->config.host);
+  std::uint16_t port = ctx_->config.port;
+  for (unsigned i = 0; i < n; ++i) {
+    auto w = std::make_unique<worker>(*ctx_, i);
+    tcp::endpoint ep(address, port);
+    w->acceptor.emplace(w->ioc);
+    w->acceptor->open(ep.protocol());
+    w->acceptor->set_option(tcp::acceptor::reuse_address(true));
+    w->acceptor->set_option(reuse_port(true));
+    w->acceptor->bind(ep);  // throws system_error (e.g. address in use)
+    w->acceptor->listen(4096);
+    port = w->acceptor->local_endpoint().port();  // port 0: the others share the chosen one
+    workers_.push_back(std::move(w));
+  }
+  port_ = port;
+  for (auto& w : workers_) {
+    accept_loop(*w);
+    schedule_sweep(*w);
+    w->thread = std::thread([this, wp = w.get()] {
+      ctx_->metrics.register_worker_thread();
+      auto guard = net::make_work_guard(wp->ioc);
+      wp->ioc.run();
+    });
+  }
+  running_ = true;
+  spdlog::info("sluice listening on http://{}:{} with {} worker thread(s)", ctx_->config.host,
+               port_, n);
+}
+
+void http_server::accept_loop(worker& w) {
+  net::co_spawn(
+      w.ioc,
+      [this, &w]() -> net::awaitable<void> {
+        for (;;) {
+          auto [ec, socket] =
+              co_await w.acceptor->async_accept(net::as_tuple(net::use_awaitable));
+          if (ec == net::error::operation_aborted || !w.acceptor->is_open()) co_return;
+          if (ec) {
+            // EMFILE and friends: back off briefly instead of spinning.
+            spdlog::warn("accept failed: {}", ec.message());
+            net::steady_timer t(w.ioc, std::chrono::milliseconds(50));
+            co_await t.async_wait(net::as_tuple(net::use_awaitable));
+            continue;
+          }
+          boost::system::error_code oec;
+          socket.set_option(tcp::no_delay(true), oec);
+          auto& m = ctx_->metrics;
+          if (m.open_connections.load(std::memory_order_relaxed) >=
+              static_cast<std::int64_t>(ctx_->config.max_connections)) {
+            if (ctx_->rejecting.fetch_add(1) >= max_rejecting) {
+              ctx_->rejecting.fetch_sub(1);
+              m.local().add(m.local().rejected_connections, 1);
+              continue;  // overwhelmed: the socket closes without a reply
+            }
+            // run_session releases the `rejecting` slot when it ends.
+            start_http_session(w, std::move(socket), connection_token(), true);
+            continue;
+          }
+          start_http_session(w, std::move(socket), connection_token(ctx_.get()), false);
+        }
+      },
+      log_exception);
+}
+
+void http_server::schedule_sweep(worker& w) {
+  w.sweep_timer.expires_after(sweep_period(ctx_->config));
+  w.sweep_timer.async_wait([this, &w](boost::system::error_code ec) {
+    if (ec) return;
+    sweep(w);
+    schedule_sweep(w);
+  });
+}
+
+void http_server::sweep(worker& w) {
+  const std::int64_t now = steady_us();
+  // sweep() may unlink the subscriber it is called on: advance first.
+  for (auto it = w.subscribers.begin(); it != w.subscribers.end();) {
+    auto& s = *it++;
+    s.sweep(now);
+  }
+  if (w.index == 0) {
+    static thread_local std::int64_t last_registry_sweep = 0;
+    if (now - last_registry_sweep >= 1'000'000) {
+      last_registry_sweep = now;
+      ctx_->registry.sweep(core::realtime_us());
+    }
+  }
+}
+
+void http_server::shutdown() {
+  if (!running_) return;
+  running_ = false;
+  ctx_->stopping.store(true);
+  spdlog::info("shutting down: ending {} stream(s), {} connection(s)",
+               ctx_->metrics.open_subscribers.load(), ctx_->metrics.open_connections.load());
+  for (auto& w : workers_) {
+    net::post(w->ioc, [wp = w.get()] {
+      boost::system::error_code ec;
+      wp->acceptor->close(ec);
+      wp->sweep_timer.cancel();
+      for (auto& l : wp->sessions) l.socket->close(ec);
+      for (auto it = wp->subscribers.begin(); it != wp->subscribers.end();) {
+        auto& s = *it++;
+        s.begin_shutdown();
+      }
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + ctx_->config.shutdown_deadline;
+  while (ctx_->metrics.open_connections.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (auto left = ctx_->metrics.open_connections.load(); left > 0)
+    spdlog::warn("shutdown deadline reached with {} connection(s) open", left);
+  for (auto& w : workers_) w->ioc.stop();
+  for (auto& w : workers_)
+    if (w->thread.joinable()) w->thread.join();
+  // Destroy connections while their io_context still exists.
+  for (auto& w : workers_) {
+    w->ioc.restart();
+    w->ioc.poll();
+  }
+  workers_.clear();
+  spdlog::info("stopped");
+}
+
+void http_server::run_until_signal() {
+  net::io_context signals_ioc(1);
+  net::signal_set signals(signals_ioc, SIGINT, SIGTERM);
+  signals.async_wait([](boost::system::error_code, int sig) {
+    spdlog::info("received signal {}", sig);
+  });
+  signals_ioc.run();
+  shutdown();
+}
+
+}  // namespace sluice::transport

@@ -1,0 +1,231 @@
+// The HTTP/1.1 request loop of one connection (request phase). A request that
+// is answered with a stream hands the socket to an sse_subscriber, which hands
+// it back here when the response ends on a keep-alive connection.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/url/parse.hpp>
+#include <spdlog/spdlog.h>
+
+#include "transport/sse_subscriber.hpp"
+#include "transport/worker.hpp"
+
+namespace sluice::transport {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using net::use_awaitable;
+constexpr auto tuple_awaitable = net::as_tuple(use_awaitable);
+
+std::int64_t steady_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+
+bool accepts_gzip(std::string_view header) {
+  // "gzip" listed without q=0 (e.g. "gzip, deflate", "br;q=1.0, gzip;q=0.8").
+  while (!header.empty()) {
+    auto comma = header.find(',');
+    std::string_view item = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    auto semi = item.find(';');
+    std::string_view coding = item.substr(0, semi);
+    while (!coding.empty() && coding.back() == ' ') coding.remove_suffix(1);
+    if (coding != "gzip") continue;
+    if (semi == std::string_view::npos) return true;
+    std::string_view params = item.substr(semi + 1);
+    auto q = params.find("q=");
+    if (q == std::string_view::npos) return true;
+    std::string_view v = params.substr(q + 2);
+    return !(v.starts_with("0") && v.find_first_not_of("0. ") == std::string_view::npos);
+  }
+  return false;
+}
+
+http::response<http::string_body> to_response(const http_reply& r, unsigned version,
+                                              bool keep_alive) {
+  http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+  res.set(http::field::server, "sluice");
+  if (r.status != 204) res.set(http::field::content_type, r.content_type);
+  res.set(http::field::cache_control, "no-store");
+  for (const auto& [k, v] : r.headers) res.set(k, v);
+  res.keep_alive(keep_alive);
+  res.body() = r.body;
+  if (r.status != 204) res.prepare_payload();
+  return res;
+}
+
+net::awaitable<void> write_reply(beast::tcp_stream& stream, const http_reply& r, unsigned version,
+                                 bool keep_alive) {
+  auto res = to_response(r, version, keep_alive);
+  stream.expires_after(std::chrono::seconds(30));
+  co_await http::async_write(stream, res, tuple_awaitable);
+}
+
+// Closes after letting the client read our response: stop sending, drain what
+// it still sends for a moment, then close (a close with unread input would
+// reset the connection and could destroy the response in flight).
+net::awaitable<void> lingering_close(beast::tcp_stream& stream) {
+  boost::system::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(std::chrono::seconds(2));
+  char buf[4096];
+  std::size_t drained = 0;
+  while (drained < (1u << 20)) {
+    auto [rec, n] = co_await stream.async_read_some(net::buffer(buf), tuple_awaitable);
+    if (rec) break;
+    drained += n;
+  }
+  stream.close();
+}
+
+request_context make_context(worker& w, const http::request<http::string_body>& req,
+                             boost::system::error_code& ec) {
+  request_context ctx;
+  ctx.method = req.method_string();
+  ctx.target = req.target();
+  auto url = boost::urls::parse_origin_form(req.target());
+  if (!url) {
+    ec = url.error();
+    return ctx;
+  }
+  ctx.path = url->path();
+  for (auto p : url->params()) ctx.query.emplace_back(p.key, p.value);
+  ctx.body = req.body();
+  ctx.content_type = req[http::field::content_type];
+  if (auto it = req.find("Last-Event-ID"); it != req.end() && !it->value().empty())
+    ctx.last_event_id = it->value();
+  else if (auto p = ctx.param("last_event_id"))
+    ctx.last_event_id = *p;
+  ctx.accepts_gzip = accepts_gzip(req[http::field::accept_encoding]);
+  ctx.executor = w.ioc.get_executor();
+  return ctx;
+}
+
+net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token token,
+                                 bool reject) {
+  server_context& sc = w.ctx;
+  const server_config& cfg = sc.config;
+  struct rejecting_slot {
+    server_context* ctx;
+    ~rejecting_slot() {
+      if (ctx) ctx->rejecting.fetch_sub(1);
+    }
+  } slot{reject ? &sc : nullptr};
+  beast::tcp_stream stream(std::move(socket));
+  session_link link;
+  link.socket = &stream.socket();
+  w.sessions.push_back(link);
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
+    parser.body_limit(cfg.max_body_bytes);
+    stream.expires_after(cfg.header_timeout);
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+    if (ec == http::error::header_limit) {
+      co_await write_reply(stream, json_error(431, "headers_too_large", "request headers exceed the limit"), 11, false);
+      co_await lingering_close(stream);
+      co_return;
+    }
+    if (ec == http::error::body_limit) {
+      co_await write_reply(stream, json_error(413, "body_too_large", "request body exceeds the limit of " + std::to_string(cfg.max_body_bytes) + " bytes"), 11, false);
+      co_await lingering_close(stream);
+      co_return;
+    }
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+        ec == net::error::eof || sc.stopping.load(std::memory_order_relaxed)) {
+      co_return;  // closed by the client, slow headers, or shutdown
+    }
+    if (ec) {
+      co_await write_reply(stream, json_error(400, "bad_request", "malformed HTTP request: " + ec.message()), 11, false);
+      co_await lingering_close(stream);
+      co_return;
+    }
+    const unsigned version = parser.get().version();
+    if (reject) {
+      sc.metrics.local().add(sc.metrics.local().rejected_connections, 1);
+      http_reply r = json_error(503, "too_many_connections", "the connection limit is reached; retry later");
+      r.headers.emplace_back("Retry-After", "1");
+      co_await write_reply(stream, r, version, false);
+      co_await lingering_close(stream);
+      co_return;
+    }
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await net::async_write(stream, net::buffer(cont), tuple_awaitable);
+    }
+    if (!parser.is_done()) {
+      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+      if (bec == http::error::body_limit) {
+        co_await write_reply(stream, json_error(413, "body_too_large", "request body exceeds the limit of " + std::to_string(cfg.max_body_bytes) + " bytes"), version, false);
+        co_await lingering_close(stream);
+        co_return;
+      }
+      if (bec) co_return;
+    }
+    stream.expires_never();
+    auto& req = parser.get();
+    const bool keep_alive = req.keep_alive() && !sc.stopping.load(std::memory_order_relaxed);
+
+    boost::system::error_code url_ec;
+    request_context ctx = make_context(w, req, url_ec);
+    handler_result result;
+    if (url_ec) {
+      result = json_error(400, "invalid_target", "the request target is not a valid origin-form URL");
+    } else {
+      try {
+        result = sc.routes.dispatch(ctx);
+      } catch (const std::exception& e) {
+        spdlog::error("handler for {} {} threw: {}", ctx.method, ctx.path, e.what());
+        result = json_error(500, "internal_error", "the request failed on the server");
+      }
+    }
+    if (auto* reply = std::get_if<http_reply>(&result)) {
+      auto res = to_response(*reply, version, keep_alive);
+      stream.expires_after(std::chrono::seconds(30));
+      auto [wec, wn] = co_await http::async_write(stream, res, tuple_awaitable);
+      if (wec || !keep_alive) {
+        if (!wec) co_await lingering_close(stream);
+        co_return;
+      }
+      continue;
+    }
+    // Streaming response: the socket moves to an sse_subscriber.
+    auto& sr = std::get<stream_reply>(result);
+    sse_subscriber::options opts;
+    opts.gzip = ctx.accepts_gzip;
+    opts.keep_alive = keep_alive && buffer.size() == 0;
+    link.unlink();
+    auto sub = std::make_shared<sse_subscriber>(w, stream.release_socket(), std::move(token),
+                                                std::move(sr), opts);
+    sub->start();
+    co_return;
+  }
+}
+
+}  // namespace
+
+void start_http_session(worker& w, tcp::socket socket, connection_token token, bool reject) {
+  net::co_spawn(w.ioc, run_session(w, std::move(socket), std::move(token), reject),
+                [](std::exception_ptr e) {
+                  if (!e) return;
+                  try {
+                    std::rethrow_exception(e);
+                  } catch (const std::exception& ex) {
+                    spdlog::error("http session failed: {}", ex.what());
+                  }
+                });
+}
+
+}  // namespace sluice::transport

@@ -1,0 +1,59 @@
+// What route handlers see and return. Free of Beast so that producers wired in
+// app/ can register routes without compiling HTTP machinery.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "core/stream_log.hpp"
+
+namespace sluice::transport {
+
+struct request_context {
+  std::string_view method;  // upper-case, e.g. "GET"
+  std::string_view target;  // as received
+  std::string path;         // percent-decoded
+  std::vector<std::pair<std::string, std::string>> query;  // percent-decoded
+  std::string_view body;
+  std::string_view content_type;
+  std::optional<std::string_view> last_event_id;  // header (preferred) or ?last_event_id
+  bool accepts_gzip = false;
+  // The connection's event loop: producers started by a handler run here.
+  boost::asio::any_io_executor executor;
+
+  std::optional<std::string_view> param(std::string_view name) const;
+};
+
+// A complete (non-streaming) response.
+struct http_reply {
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Serve `stream` as SSE to this connection, from `next_seq`.
+struct stream_reply {
+  std::shared_ptr<core::stream_log> stream;
+  std::uint64_t next_seq = 1;
+  bool coalesce = true;
+  std::string preamble;  // extra SSE bytes after the retry hint (e.g. a notice)
+};
+
+using handler_result = std::variant<http_reply, stream_reply>;
+using route_handler = std::function<handler_result(request_context&)>;
+
+// {"error":{"code":...,"message":...}} with `status`.
+http_reply json_error(unsigned status, std::string_view code, std::string_view message);
+http_reply json_ok(std::string body, unsigned status = 200);
+
+}  // namespace sluice::transport

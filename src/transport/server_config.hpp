@@ -1,0 +1,38 @@
+// Settings of the HTTP/SSE transport. Defaults are the documented defaults of
+// `sluice serve` (see README.md).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/stream_registry.hpp"
+
+namespace sluice::transport {
+
+enum class heartbeat_style { comment, data };
+
+struct server_config {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  unsigned threads = 0;  // 0: one per core
+  std::size_t max_connections = 10'000;
+  std::size_t max_body_bytes = 1u << 20;
+  std::size_t max_header_bytes = 8u << 10;
+  std::chrono::milliseconds header_timeout{10'000};
+  std::chrono::milliseconds heartbeat_interval{10'000};
+  heartbeat_style heartbeat = heartbeat_style::comment;
+  std::chrono::milliseconds write_stall_timeout{30'000};
+  std::chrono::milliseconds max_stream_duration{3'600'000};
+  std::chrono::milliseconds shutdown_deadline{5'000};
+  std::uint32_t retry_hint_ms = 1'000;
+  std::size_t write_batch_bytes = 256u << 10;  // upper bound of one gathered write
+  bool coalesce = true;
+  int gzip_level = 6;
+  int gzip_window_bits = 12;  // 4 KiB window: ~30 KiB of zlib state per gzip stream
+  int gzip_mem_level = 5;
+  core::registry_config registry;
+};
+
+}  // namespace sluice::transport

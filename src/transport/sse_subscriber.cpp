@@ -1,0 +1,268 @@
+#include "transport/sse_subscriber.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <cstdio>
+#include <spdlog/spdlog.h>
+
+namespace sluice::transport {
+namespace {
+
+constexpr std::string_view chunk_end = "\r\n";
+constexpr std::string_view last_chunk = "0\r\n\r\n";
+constexpr std::string_view heartbeat_comment = ": heartbeat\n\n";
+constexpr std::string_view heartbeat_data = "data: heartbeat\n\n";
+constexpr std::size_t max_discarded_bytes = 64 * 1024;
+
+std::string make_head(bool gzip, bool keep_alive) {
+  std::string h =
+      "HTTP/1.1 200 OK\r\n"
+      "Content-Type: text/event-stream; charset=utf-8\r\n"
+      "Cache-Control: no-cache\r\n"
+      "X-Accel-Buffering: no\r\n"
+      "Transfer-Encoding: chunked\r\n";
+  if (gzip) h += "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n";
+  if (!keep_alive) h += "Connection: close\r\n";
+  h += "\r\n";
+  return h;
+}
+
+}  // namespace
+
+sse_subscriber::sse_subscriber(worker& w, tcp::socket socket, connection_token token,
+                               stream_reply reply, options opts)
+    : worker_(w),
+      socket_(std::move(socket)),
+      token_(std::move(token)),
+      sub_(std::move(reply.stream), reply.next_seq, *this, reply.coalesce),
+      head_(make_head(opts.gzip, opts.keep_alive)),
+      scratch_(core::encode_sse_retry(w.ctx.config.retry_hint_ms) + reply.preamble),
+      opened_us_(steady_us()),
+      last_write_us_(opened_us_),
+      gzip_wanted_(opts.gzip),
+      keep_alive_(opts.keep_alive) {
+  w.ctx.metrics.open_subscribers.fetch_add(1, std::memory_order_relaxed);
+}
+
+sse_subscriber::~sse_subscriber() {
+  worker_.ctx.metrics.open_subscribers.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void sse_subscriber::start() {
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
+  worker_.subscribers.push_back(*this);
+  if (gzip_wanted_) {
+    const auto& c = worker_.ctx.config;
+    gzip_ = std::make_unique<gzip_stream>(c.gzip_level, c.gzip_window_bits, c.gzip_mem_level);
+  }
+  watch_peer();
+  pump();
+}
+
+void sse_subscriber::on_stream_ready() noexcept {
+  // Called under the stream's lock, possibly from another thread: only post.
+  if (auto self = weak_from_this().lock())
+    net::post(worker_.ioc, [self = std::move(self)] { self->pump(); });
+}
+
+void sse_subscriber::pump() {
+  if (writing_ || closed_ || terminator_sent_) return;
+  metrics_shard& m = worker_.ctx.metrics.local();
+  spans_.clear();
+  switch (sub_.read(batch_, worker_.ctx.config.write_batch_bytes)) {
+    case core::read_status::data:
+      batch_counts_ = true;
+      spans_.assign(batch_.spans.begin(), batch_.spans.end());
+      write_body(spans_, batch_.final || stop_requested_);
+      return;
+    case core::read_status::waiting:
+      // The waiter is armed; write the head now if nothing has been sent yet.
+      if (stop_requested_ || !head_.empty()) write_body(spans_, stop_requested_);
+      return;
+    case core::read_status::ended:
+      write_body(spans_, true);
+      return;
+    case core::read_status::window_exceeded: {
+      m.add(m.retention_errors, 1);
+      const std::uint64_t first = sub_.first_available();
+      scratch_ += core::encode_sse_event(
+          0, "error",
+          "{\"code\":\"resume_window_exceeded\",\"message\":\"events before " +
+              std::to_string(first) + " are no longer retained\",\"first_available\":" +
+              std::to_string(first) + "}");
+      write_body(spans_, true);
+      return;
+    }
+  }
+}
+
+// Writes `spans` (after the pending intro bytes in scratch_, if any) as one
+// chunk, preceded by the HTTP head on the first write and followed by the
+// last chunk when `terminate`.
+void sse_subscriber::write_body(std::vector<core::read_span>& spans, bool terminate) {
+  if (!scratch_.empty() && !gzip_) spans.insert(spans.begin(), {scratch_.data(), scratch_.size()});
+  buffers_.clear();
+  if (!head_.empty()) buffers_.emplace_back(head_.data(), head_.size());
+  std::size_t body = 0;
+  auto chunk_header_at = buffers_.size();
+  buffers_.emplace_back();  // chunk header, filled below
+  if (gzip_) {
+    std::string pending = std::move(scratch_);  // intro bytes, if any
+    scratch_.clear();
+    if (!pending.empty()) spans.insert(spans.begin(), {pending.data(), pending.size()});
+    gzip_->compress(spans, terminate, scratch_);
+    buffers_.emplace_back(scratch_.data(), scratch_.size());
+    body = scratch_.size();
+  } else {
+    for (const auto& s : spans) {
+      buffers_.emplace_back(s.data, s.size);
+      body += s.size;
+    }
+  }
+  if (body > 0) {
+    int n = std::snprintf(chunk_header_, sizeof chunk_header_, "%zx\r\n", body);
+    buffers_[chunk_header_at] = net::const_buffer(chunk_header_, static_cast<std::size_t>(n));
+    buffers_.emplace_back(chunk_end.data(), chunk_end.size());
+  } else {
+    buffers_.erase(buffers_.begin() + static_cast<std::ptrdiff_t>(chunk_header_at));
+  }
+  if (terminate) {
+    buffers_.emplace_back(last_chunk.data(), last_chunk.size());
+    terminator_sent_ = true;
+  }
+  writing_ = true;
+  write_started_us_ = steady_us();
+  net::async_write(socket_, buffers_,
+                   [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                     self->worker_.ctx.metrics.local().add(
+                         self->worker_.ctx.metrics.local().wire_bytes, n);
+                     self->on_written(ec);
+                   });
+}
+
+void sse_subscriber::on_written(boost::system::error_code ec) {
+  writing_ = false;
+  if (!head_.empty()) std::string().swap(head_);
+  if (gzip_)
+    scratch_.clear();  // compressed bytes of this write; keep the capacity
+  else if (!scratch_.empty())
+    std::string().swap(scratch_);  // the intro, sent once
+  if (ec) {
+    close();
+    return;
+  }
+  last_write_us_ = steady_us();
+  if (batch_counts_) {
+    metrics_shard& m = worker_.ctx.metrics.local();
+    m.add(m.events_delivered, batch_.last_seq - batch_.first_seq + 1);
+    m.add(m.sse_events_written, batch_.sse_events);
+    m.add(m.coalesced_events, batch_.coalesced_events);
+    m.add(m.bytes_delivered, batch_.bytes);
+    m.observe_latency_us(core::realtime_us() - batch_.oldest_publish_us);
+    batch_counts_ = false;
+  }
+  batch_.clear();  // releases the segments this write pinned
+  if (terminator_sent_) {
+    after_terminator();
+    return;
+  }
+  pump();
+}
+
+void sse_subscriber::after_terminator() {
+  if (keep_alive_ && !stop_requested_ && discarded_bytes_ == 0 &&
+      !worker_.ctx.stopping.load(std::memory_order_relaxed))
+    hand_back();
+  else
+    close();
+}
+
+void sse_subscriber::hand_back() {
+  handing_back_ = true;
+  unlink();
+  if (peer_watch_pending_) {
+    socket_.cancel();  // the wait's handler finishes the hand-back
+    return;
+  }
+  closed_ = true;
+  start_http_session(worker_, std::move(socket_), std::move(token_), false);
+}
+
+void sse_subscriber::watch_peer() {
+  peer_watch_pending_ = true;
+  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+    self->peer_watch_pending_ = false;
+    if (self->closed_) return;
+    if (self->handing_back_) {
+      self->closed_ = true;
+      start_http_session(self->worker_, std::move(self->socket_), std::move(self->token_), false);
+      return;
+    }
+    if (ec) {
+      self->close();
+      return;
+    }
+    char buf[512];
+    boost::system::error_code rec;
+    std::size_t n = self->socket_.read_some(net::buffer(buf), rec);
+    if (rec == net::error::would_block || rec == net::error::try_again) {
+      self->watch_peer();
+      return;
+    }
+    if (rec) {  // eof or reset: the client has gone
+      self->close();
+      return;
+    }
+    // Bytes from a client mid-stream are not a request we can serve now.
+    self->discarded_bytes_ += n;
+    if (self->discarded_bytes_ > max_discarded_bytes) {
+      self->close();
+      return;
+    }
+    self->watch_peer();
+  });
+}
+
+void sse_subscriber::sweep(std::int64_t now_us) {
+  if (closed_ || terminator_sent_) return;
+  const auto& c = worker_.ctx.config;
+  if (writing_) {
+    if (now_us - write_started_us_ >= c.write_stall_timeout.count() * 1000) {
+      metrics_shard& m = worker_.ctx.metrics.local();
+      m.add(m.write_stalls, 1);
+      close();
+    }
+    return;
+  }
+  if (now_us - opened_us_ >= c.max_stream_duration.count() * 1000) {
+    // The client reconnects with Last-Event-ID and resumes.
+    stop_requested_ = true;
+    pump();
+    return;
+  }
+  if (now_us - last_write_us_ >= c.heartbeat_interval.count() * 1000) {
+    metrics_shard& m = worker_.ctx.metrics.local();
+    m.add(m.heartbeats, 1);
+    std::string_view hb = c.heartbeat == heartbeat_style::data ? heartbeat_data : heartbeat_comment;
+    spans_.clear();
+    spans_.push_back({hb.data(), hb.size()});
+    write_body(spans_, false);
+  }
+}
+
+void sse_subscriber::begin_shutdown() {
+  stop_requested_ = true;
+  pump();  // if a write is in flight, its completion ends the response
+}
+
+void sse_subscriber::close() {
+  if (closed_) return;
+  closed_ = true;
+  unlink();
+  boost::system::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+}
+
+}  // namespace sluice::transport

@@ -1,0 +1,83 @@
+// One SSE response: a cursor into a stream log written to one socket.
+//
+// - At most one write in flight; each write is everything from the cursor to
+//   the head (up to write_batch_bytes) as one gathered, chunk-encoded write
+//   straight from the log's shared segments.
+// - A wait for readability stays pending so a disconnect is seen at once.
+// - No timer per connection: the worker's sweep calls sweep() for heartbeats,
+//   write stalls and the maximum stream duration.
+//
+// Thread-safety: everything runs on the owning worker's thread, except
+// on_stream_ready(), which any thread may call (it only posts).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/buffer.hpp>
+
+#include "core/stream_log.hpp"
+#include "transport/gzip_stream.hpp"
+#include "transport/http_types.hpp"
+#include "transport/worker.hpp"
+
+namespace sluice::transport {
+
+class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>,
+                             public core::stream_waiter,
+                             public auto_unlink_hook {
+ public:
+  struct options {
+    bool gzip = false;
+    bool keep_alive = true;
+  };
+
+  sse_subscriber(worker& w, tcp::socket socket, connection_token token, stream_reply reply,
+                 options opts);
+  ~sse_subscriber();
+
+  void start();
+  void on_stream_ready() noexcept override;
+  void sweep(std::int64_t now_us);
+  // Server shutdown: flush one batch, end the response, close.
+  void begin_shutdown();
+
+ private:
+  enum class ending { none, normal, close_after };
+
+  void pump();
+  void write_body(std::vector<core::read_span>& spans, bool terminate);
+  void on_written(boost::system::error_code ec);
+  void watch_peer();
+  void after_terminator();
+  void hand_back();
+  void close();
+
+  worker& worker_;
+  tcp::socket socket_;
+  connection_token token_;
+  core::subscription sub_;
+  core::read_batch batch_;
+  std::vector<core::read_span> spans_;  // body spans of the write in flight
+  std::vector<boost::asio::const_buffer> buffers_;
+  std::string head_;     // HTTP head + first chunk, sent with the first write
+  std::string scratch_;  // gzip output or a one-off event
+  std::unique_ptr<gzip_stream> gzip_;
+  char chunk_header_[20];
+  std::int64_t opened_us_;
+  std::int64_t last_write_us_;
+  std::int64_t write_started_us_ = 0;
+  std::size_t discarded_bytes_ = 0;
+  bool gzip_wanted_;
+  bool keep_alive_;
+  bool writing_ = false;
+  bool closed_ = false;
+  bool terminator_sent_ = false;  // the response's last chunk is written or in flight
+  bool stop_requested_ = false;   // shutdown or max duration: end then close
+  bool peer_watch_pending_ = false;
+  bool handing_back_ = false;
+  bool batch_counts_ = false;  // the write in flight carries batch_ (for metrics)
+};
+
+}  // namespace sluice::transport

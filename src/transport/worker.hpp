@@ -1,0 +1,100 @@
+// Internal to the transport: one event-loop thread and what lives on it.
+// A connection stays on the worker that accepted it for its whole life.
+//
+// Thread-safety: a worker's members are touched only by its own thread, except
+// `ioc` (post from anywhere) and the shared `server_context` (see below).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include "core/stream_registry.hpp"
+#include "transport/metrics.hpp"
+#include "transport/routes.hpp"
+#include "transport/server_config.hpp"
+
+namespace sluice::transport {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using auto_unlink_hook =
+    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+// Shared by all workers; immutable after start except the atomics and the
+// thread-safe registry, router (dispatch) and metrics.
+struct server_context {
+  server_config config;
+  core::stream_registry registry;
+  transport::metrics metrics;
+  router routes;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::int64_t> rejecting{0};  // connections being answered 503
+
+  explicit server_context(server_config c)
+      : config(std::move(c)), registry(config.registry), routes(registry, metrics, config) {}
+};
+
+// Counts an open connection for --max-connections; moves with the socket.
+class connection_token {
+ public:
+  connection_token() = default;
+  explicit connection_token(server_context* ctx) : ctx_(ctx) {
+    ctx_->metrics.open_connections.fetch_add(1, std::memory_order_relaxed);
+  }
+  connection_token(connection_token&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
+  connection_token& operator=(connection_token&& o) noexcept {
+    if (this != &o) {
+      release();
+      ctx_ = std::exchange(o.ctx_, nullptr);
+    }
+    return *this;
+  }
+  ~connection_token() { release(); }
+
+ private:
+  void release() {
+    if (ctx_) ctx_->metrics.open_connections.fetch_sub(1, std::memory_order_relaxed);
+    ctx_ = nullptr;
+  }
+  server_context* ctx_ = nullptr;
+};
+
+class sse_subscriber;
+
+// A request-phase connection, linked so shutdown can close it.
+struct session_link : auto_unlink_hook {
+  tcp::socket* socket = nullptr;
+};
+
+struct worker {
+  explicit worker(server_context& c, unsigned idx) : ctx(c), index(idx), sweep_timer(ioc) {}
+
+  server_context& ctx;
+  const unsigned index;
+  net::io_context ioc{1};
+  std::optional<tcp::acceptor> acceptor;
+  net::steady_timer sweep_timer;
+  boost::intrusive::list<sse_subscriber, boost::intrusive::base_hook<auto_unlink_hook>,
+                         boost::intrusive::constant_time_size<false>>
+      subscribers;
+  boost::intrusive::list<session_link, boost::intrusive::base_hook<auto_unlink_hook>,
+                         boost::intrusive::constant_time_size<false>>
+      sessions;
+  std::thread thread;
+};
+
+// Monotonic microseconds, for timeouts.
+std::int64_t steady_us();
+
+// Runs the HTTP request loop on `socket` (a new or handed-back connection).
+void start_http_session(worker& w, tcp::socket socket, connection_token token, bool reject);
+
+}  // namespace sluice::transport
