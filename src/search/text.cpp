@@ -246,6 +246,8 @@ constexpr std::string_view english_stop_words[] = {
     "were",    "what",    "when",  "where",   "which",  "while",   "who",      "whom",
     "why",     "will",    "with",  "would",   "you",    "your",    "yours",    "explain",
     "tell",    "describe", "vs",   "versus",  "compare", "please",
+    // Question filler: "how does X work", "what does X mean".
+    "work",    "works",   "happen", "happens", "mean",   "means",   "also",     "way",
 };
 
 // Chinese function words used to split CJK runs, longest first so that
