@@ -147,7 +147,9 @@ std::string with_citation(std::string_view sentence, std::size_t number) {
   const bool cjk = !body.empty() && search::is_cjk(last_char_before(body, body.size()));
   std::string out(body);
   if (!cjk && !body.empty()) out.push_back(' ');
-  out += "[" + std::to_string(number) + "]";
+  out.push_back('[');
+  out.append(std::to_string(number));
+  out.push_back(']');
   out.append(tail);
   return out;
 }

@@ -147,7 +147,8 @@ class index_writer {
     }
     const std::string schema(detail::schema_sql);
     if (auto ec = detail::exec(db_.get(), schema.c_str())) return ec;
-    const std::string version = "PRAGMA user_version=" + std::to_string(detail::schema_version);
+    std::string version = "PRAGMA user_version=";
+    version.append(std::to_string(detail::schema_version));
     if (auto ec = detail::exec(db_.get(), version.c_str())) return ec;
     if (auto ec = detail::exec(db_.get(), "BEGIN")) return ec;
     auto d = detail::prepare(db_.get(),
