@@ -9,7 +9,8 @@
 int main(int argc, char** argv) {
   CLI::App app{"Sluice: resumable streams of AI agent work over Server-Sent Events"};
   app.require_subcommand(1);
-  app.set_config("--config", "", "Read options from a TOML/INI file (keys as the long options)");
+  // Options of a subcommand go in a section named after it, e.g. [serve] port = 8080.
+  app.set_config("--config", "", "Read options from a TOML/INI file: [serve] then long option names");
 
   sluice::app::serve_options serve_opts;
   CLI::App* serve = app.add_subcommand("serve", "Run the HTTP/SSE server");
