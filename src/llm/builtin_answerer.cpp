@@ -18,14 +18,14 @@ using term_counts = std::map<std::string, int>;
 
 struct candidate {
   std::string text;
-  std::size_t source = 0;       // 0-based index into sources
-  std::size_t position = 0;     // sentence index within its source
-  term_counts terms;            // analyzed terms with frequencies
-  std::size_t length = 0;       // number of analyzed terms
-  double norm = 0;              // Euclidean norm of `terms`
-  double relevance = 0;         // BM25 against all query terms
-  double base = 0;              // normalized relevance blended with the position prior
-  std::vector<bool> matches;    // per sub-query: shares a term with it
+  std::size_t source = 0;     // 0-based index into sources
+  std::size_t position = 0;   // sentence index within its source
+  term_counts terms;          // analyzed terms with frequencies
+  std::size_t length = 0;     // number of analyzed terms
+  double norm = 0;            // Euclidean norm of `terms`
+  double relevance = 0;       // BM25 against all query terms
+  double base = 0;            // normalized relevance blended with the position prior
+  std::vector<bool> matches;  // per sub-query: shares a term with it
 };
 
 constexpr std::string_view no_answer_en =
@@ -45,7 +45,8 @@ std::string_view strip_block_marker(std::string_view s) {
     std::size_t i = 0;
     while (i < s.size() && s[i] == '#') ++i;
     if (i > 0 && i < s.size() && s[i] == ' ') s.remove_prefix(i + 1);
-    if (s.size() >= 2 && (s[0] == '-' || s[0] == '*' || s[0] == '+' || s[0] == '>') && s[1] == ' ') {
+    if (s.size() >= 2 && (s[0] == '-' || s[0] == '*' || s[0] == '+' || s[0] == '>') &&
+        s[1] == ' ') {
       s.remove_prefix(2);
     }
     std::size_t d = 0;
@@ -227,8 +228,8 @@ extractive_answer answer_extractively(std::string_view query,
   // 3. Base score: normalized relevance blended with a position prior that
   // favours better-ranked sources and a passage's opening sentences.
   for (candidate& c : candidates) {
-    const double prior = 1.0 / (1.0 + 0.5 * static_cast<double>(c.source)) *
-                         1.0 / (1.0 + 0.2 * static_cast<double>(c.position));
+    const double prior = 1.0 / (1.0 + 0.5 * static_cast<double>(c.source)) * 1.0 /
+                         (1.0 + 0.2 * static_cast<double>(c.position));
     c.base = (1 - options.position_weight) * (c.relevance / best) + options.position_weight * prior;
   }
 

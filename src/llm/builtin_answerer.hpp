@@ -49,10 +49,10 @@ struct answer_sentence {
 };
 
 struct extractive_answer {
-  std::string text;                    // the full answer, with [n] markers
+  std::string text;                        // the full answer, with [n] markers
   std::vector<answer_sentence> sentences;  // in answer order
   std::vector<std::size_t> cited_sources;  // distinct citation numbers, ascending
-  bool found = false;  // false: no relevant sentence; text is the fixed notice
+  bool found = false;                      // false: no relevant sentence; text is the fixed notice
 };
 
 // `sub_queries` may include the query itself (decompose_query() output does);

@@ -57,7 +57,8 @@ result<std::vector<corpus_file>> list_corpus(const fs::path& root) {
       continue;
     }
     document_format format;
-    if (!it->is_regular_file(ec) || !format_from_extension(it->path().extension().string(), format)) {
+    if (!it->is_regular_file(ec) ||
+        !format_from_extension(it->path().extension().string(), format)) {
       continue;
     }
     files.push_back(corpus_file{it->path(), relative.generic_string(), format});
@@ -82,8 +83,8 @@ class index_writer {
  public:
   static result<index_writer> create(const fs::path& path) {
     sqlite3* raw = nullptr;
-    const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+    const int rc =
+        sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
     detail::db_ptr db(raw);
     if (rc != SQLITE_OK) return make_sqlite_error(rc);
     index_writer writer(std::move(db));
@@ -209,7 +210,9 @@ result<index_stats> build_index(const fs::path& corpus_dir, const fs::path& inde
       stats.passages += *added;
     }
     error_code ec = detail::exec(writer->db(), "COMMIT");
-    if (!ec) ec = detail::exec(writer->db(), "INSERT INTO passage_terms(passage_terms) VALUES('optimize')");
+    if (!ec)
+      ec =
+          detail::exec(writer->db(), "INSERT INTO passage_terms(passage_terms) VALUES('optimize')");
     const error_code close_ec = writer->close();
     if (!ec) ec = close_ec;
     if (ec) {

@@ -15,34 +15,35 @@ struct named_entity {
 };
 
 constexpr named_entity named_entities[] = {
-    {"amp", '&'},       {"lt", '<'},        {"gt", '>'},        {"quot", '"'},
-    {"apos", '\''},     {"nbsp", 0xA0},     {"ndash", 0x2013},  {"mdash", 0x2014},
-    {"lsquo", 0x2018},  {"rsquo", 0x2019},  {"ldquo", 0x201C},  {"rdquo", 0x201D},
-    {"hellip", 0x2026}, {"copy", 0xA9},     {"reg", 0xAE},      {"trade", 0x2122},
-    {"middot", 0xB7},   {"bull", 0x2022},   {"laquo", 0xAB},    {"raquo", 0xBB},
-    {"times", 0xD7},    {"divide", 0xF7},   {"deg", 0xB0},      {"euro", 0x20AC},
-    {"yen", 0xA5},      {"pound", 0xA3},    {"cent", 0xA2},     {"sect", 0xA7},
-    {"para", 0xB6},     {"rarr", 0x2192},   {"larr", 0x2190},   {"ensp", 0x2002},
-    {"emsp", 0x2003},   {"thinsp", 0x2009}, {"zwnj", 0x200C},   {"zwj", 0x200D},
+    {"amp", '&'},      {"lt", '<'},       {"gt", '>'},        {"quot", '"'},      {"apos", '\''},
+    {"nbsp", 0xA0},    {"ndash", 0x2013}, {"mdash", 0x2014},  {"lsquo", 0x2018},  {"rsquo", 0x2019},
+    {"ldquo", 0x201C}, {"rdquo", 0x201D}, {"hellip", 0x2026}, {"copy", 0xA9},     {"reg", 0xAE},
+    {"trade", 0x2122}, {"middot", 0xB7},  {"bull", 0x2022},   {"laquo", 0xAB},    {"raquo", 0xBB},
+    {"times", 0xD7},   {"divide", 0xF7},  {"deg", 0xB0},      {"euro", 0x20AC},   {"yen", 0xA5},
+    {"pound", 0xA3},   {"cent", 0xA2},    {"sect", 0xA7},     {"para", 0xB6},     {"rarr", 0x2192},
+    {"larr", 0x2190},  {"ensp", 0x2002},  {"emsp", 0x2003},   {"thinsp", 0x2009}, {"zwnj", 0x200C},
+    {"zwj", 0x200D},
 };
 
 // Elements whose content is not document text.
-constexpr std::string_view skipped_elements[] = {"script", "style",    "noscript",
-                                                 "template", "svg",    "head"};
+constexpr std::string_view skipped_elements[] = {"script",   "style", "noscript",
+                                                 "template", "svg",   "head"};
 
 // Elements that start or end a paragraph.
 constexpr std::string_view block_elements[] = {
-    "p",       "div",  "br",     "li",     "ul",      "ol",     "tr",         "table",
-    "section", "article", "header", "footer", "nav",  "aside",  "blockquote", "pre",
-    "hr",      "dl",   "dt",     "dd",     "figure",  "figcaption", "main",  "form",
-    "h1",      "h2",   "h3",     "h4",     "h5",      "h6",     "body",       "html",
-    "td",      "th",   "caption", "details", "summary", "address"};
+    "p",       "div",     "br",      "li",      "ul",      "ol",         "tr",         "table",
+    "section", "article", "header",  "footer",  "nav",     "aside",      "blockquote", "pre",
+    "hr",      "dl",      "dt",      "dd",      "figure",  "figcaption", "main",       "form",
+    "h1",      "h2",      "h3",      "h4",      "h5",      "h6",         "body",       "html",
+    "td",      "th",      "caption", "details", "summary", "address"};
 
 bool contains(const auto& list, std::string_view name) {
   return std::find(std::begin(list), std::end(list), name) != std::end(list);
 }
 
-bool is_ascii_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool is_ascii_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 
 struct tag {
   std::string name;  // lower case
@@ -234,8 +235,8 @@ html_text html_to_text(std::string_view html) {
     }
     if (!contains(block_elements, t.name)) continue;  // inline: "<b>SQL</b>ite" is one word
     builder.end_paragraph();
-    const bool heading = t.name.size() == 2 && t.name[0] == 'h' && t.name[1] >= '1' &&
-                         t.name[1] <= '6';
+    const bool heading =
+        t.name.size() == 2 && t.name[0] == 'h' && t.name[1] >= '1' && t.name[1] <= '6';
     if (heading) {
       builder.set_heading_level(t.closing ? 0 : t.name[1] - '0');
       in_h1 = !t.closing && t.name[1] == '1' && first_h1.empty();

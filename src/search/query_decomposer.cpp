@@ -29,21 +29,27 @@ constexpr cjk_conjunction cjk_conjunctions[] = {
     {"跟", "踪随进", ""},
 };
 
-constexpr std::string_view english_conjunctions[] = {"as well as", "versus", "and", "or", "vs.",
-                                                     "vs"};
+constexpr std::string_view english_conjunctions[] = {"as well as", "versus", "and",
+                                                     "or",         "vs.",    "vs"};
 
 // Comparison/request framing, matched case-insensitively at the start.
-constexpr std::string_view english_prefixes[] = {
-    "what is the difference between ", "what's the difference between ",
-    "what are the differences between ", "the difference between ", "difference between ",
-    "differences between ", "comparison between ", "comparison of ", "compare ", "contrast "};
-constexpr std::string_view chinese_prefixes[] = {"请比较一下", "请对比一下", "比较一下", "对比一下",
-                                                 "请比较", "请对比", "请介绍", "介绍一下",
-                                                 "请解释", "比较", "对比", "介绍", "请问",
-                                                 "解释", "说明"};
+constexpr std::string_view english_prefixes[] = {"what is the difference between ",
+                                                 "what's the difference between ",
+                                                 "what are the differences between ",
+                                                 "the difference between ",
+                                                 "difference between ",
+                                                 "differences between ",
+                                                 "comparison between ",
+                                                 "comparison of ",
+                                                 "compare ",
+                                                 "contrast "};
+constexpr std::string_view chinese_prefixes[] = {
+    "请比较一下", "请对比一下", "比较一下", "对比一下", "请比较", "请对比", "请介绍", "介绍一下",
+    "请解释",     "比较",       "对比",     "介绍",     "请问",   "解释",   "说明"};
 constexpr std::string_view chinese_suffixes[] = {
-    "之间有什么区别", "之间的区别", "有什么区别", "有什么不同", "有何区别", "有何不同",
-    "的区别", "的差异", "的异同", "的不同", "的对比", "的比较", "哪个更好", "哪个好", "之间"};
+    "之间有什么区别", "之间的区别", "有什么区别", "有什么不同", "有何区别",
+    "有何不同",       "的区别",     "的差异",     "的异同",     "的不同",
+    "的对比",         "的比较",     "哪个更好",   "哪个好",     "之间"};
 
 constexpr std::string_view english_context_prepositions[] = {" of ", " for ", " in ", " on "};
 
@@ -207,9 +213,8 @@ void distribute_context(std::vector<std::string>& items) {
       cut = at + prep.size();
     }
   }
-  const bool short_rest = std::all_of(items.begin() + 1, items.end(), [](const std::string& s) {
-    return word_count(s) <= 3;
-  });
+  const bool short_rest = std::all_of(items.begin() + 1, items.end(),
+                                      [](const std::string& s) { return word_count(s) <= 3; });
   if (cut != std::string::npos && short_rest) {
     const std::string head = first.substr(0, cut);
     for (auto it = items.begin() + 1; it != items.end(); ++it) *it = head + *it;
@@ -228,7 +233,9 @@ void distribute_context(std::vector<std::string>& items) {
   }
 }
 
-std::string dedup_key(std::string_view text) { return ascii_lower(strip_edges(text)); }
+std::string dedup_key(std::string_view text) {
+  return ascii_lower(strip_edges(text));
+}
 
 }  // namespace
 

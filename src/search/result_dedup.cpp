@@ -51,7 +51,9 @@ std::uint64_t simhash64(const std::vector<std::uint64_t>& shingles) {
   return fingerprint;
 }
 
-int hamming_distance(std::uint64_t a, std::uint64_t b) { return std::popcount(a ^ b); }
+int hamming_distance(std::uint64_t a, std::uint64_t b) {
+  return std::popcount(a ^ b);
+}
 
 double jaccard(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
   if (a.empty() && b.empty()) return 1.0;
@@ -82,8 +84,8 @@ std::vector<search_hit> dedup_hits(std::vector<search_hit> ranked, const dedup_o
     if (seen_sources.count(hit.source_id) > 0) continue;
     kept_fingerprint fp{shingle_hashes(hit.text), 0};
     fp.simhash = simhash64(fp.shingles);
-    const bool near_duplicate = std::any_of(
-        fingerprints.begin(), fingerprints.end(), [&](const kept_fingerprint& other) {
+    const bool near_duplicate =
+        std::any_of(fingerprints.begin(), fingerprints.end(), [&](const kept_fingerprint& other) {
           // Empty texts have no shingles: their fingerprints say nothing.
           if (fp.shingles.empty() || other.shingles.empty()) return false;
           return hamming_distance(fp.simhash, other.simhash) <= options.max_hamming ||

@@ -36,7 +36,8 @@ struct dedup_options {
 // Keeps hits in order, dropping any hit whose source id was already kept or
 // whose text is a near-duplicate of a kept hit: with the list ranked best
 // first, the better-ranked copy always survives.
-std::vector<search_hit> dedup_hits(std::vector<search_hit> ranked, const dedup_options& options = {});
+std::vector<search_hit> dedup_hits(std::vector<search_hit> ranked,
+                                   const dedup_options& options = {});
 
 // Reciprocal rank fusion: score(hit) = sum over lists of 1 / (k + rank), rank
 // 1-based. Hits are identified by source id; the fused score replaces

@@ -9,10 +9,10 @@ namespace sluice::search {
 
 enum class search_errc {
   corpus_not_a_directory = 1,
-  corpus_unreadable,     // a directory or file could not be read
-  index_missing,         // the index file does not exist
-  index_schema_mismatch, // the file is not an index of this schema version
-  index_unwritable,      // the finished index could not be moved into place
+  corpus_unreadable,      // a directory or file could not be read
+  index_missing,          // the index file does not exist
+  index_schema_mismatch,  // the file is not an index of this schema version
+  index_unwritable,       // the finished index could not be moved into place
 };
 
 const boost::system::error_category& search_category() noexcept;

@@ -10,7 +10,9 @@ namespace sluice::search {
 
 using boost::system::result;
 
-void search_index::db_closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+void search_index::db_closer::operator()(sqlite3* db) const noexcept {
+  sqlite3_close_v2(db);
+}
 
 search_index::search_index(std::unique_ptr<sqlite3, db_closer> db) : db_(std::move(db)) {}
 search_index::search_index(search_index&&) noexcept = default;
@@ -47,7 +49,9 @@ result<std::size_t> search_index::count(const char* sql) {
   return static_cast<std::size_t>(sqlite3_column_int64(stmt->get(), 0));
 }
 
-result<std::size_t> search_index::passage_count() { return count("SELECT count(*) FROM passages"); }
+result<std::size_t> search_index::passage_count() {
+  return count("SELECT count(*) FROM passages");
+}
 
 result<std::size_t> search_index::document_count() {
   return count("SELECT count(*) FROM documents");

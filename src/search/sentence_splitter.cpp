@@ -9,9 +9,9 @@
 namespace sluice::search {
 namespace {
 
-constexpr std::string_view abbreviations[] = {"e.g", "i.e", "etc", "vs",  "mr",  "mrs", "ms",
-                                              "dr",  "prof", "fig", "no",  "st",  "cf",  "al",
-                                              "approx", "inc", "ltd", "jr", "sr"};
+constexpr std::string_view abbreviations[] = {"e.g",    "i.e",  "etc", "vs", "mr", "mrs", "ms",
+                                              "dr",     "prof", "fig", "no", "st", "cf",  "al",
+                                              "approx", "inc",  "ltd", "jr", "sr"};
 
 bool is_cjk_terminator(char32_t cp) {
   return cp == 0x3002 || cp == 0xFF01 || cp == 0xFF1F || cp == 0xFF1B || cp == 0x2026;

@@ -69,8 +69,7 @@ namespace {
 std::size_t valid_sequence_length(std::string_view text, std::size_t pos) {
   std::size_t next = pos;
   const char32_t cp = decode_utf8(text, next);
-  if (cp == replacement_char && next == pos + 1 &&
-      static_cast<unsigned char>(text[pos]) >= 0x80) {
+  if (cp == replacement_char && next == pos + 1 && static_cast<unsigned char>(text[pos]) >= 0x80) {
     return 0;
   }
   return next - pos;
@@ -137,7 +136,7 @@ bool is_word_char(char32_t cp) {
     return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
   }
   if (is_cjk(cp) || is_space(cp) || cp == replacement_char) return false;
-  if (cp >= 0xFF10 && cp <= 0xFF19) return true;                                 // full-width digits
+  if (cp >= 0xFF10 && cp <= 0xFF19) return true;  // full-width digits
   if ((cp >= 0xFF21 && cp <= 0xFF3A) || (cp >= 0xFF41 && cp <= 0xFF5A)) return true;  // letters
   if (cp <= 0xBF || cp == 0xD7 || cp == 0xF7) return false;  // Latin-1 punctuation and symbols
   if (cp >= 0x2000 && cp <= 0x2BFF) return false;            // punctuation, symbols, arrows
@@ -230,24 +229,141 @@ std::vector<text_run> scan_runs(std::string_view text) {
 namespace {
 
 constexpr std::string_view english_stop_words[] = {
-    "a",       "about",   "above", "after",   "again",  "against", "all",      "am",
-    "an",      "and",     "any",   "are",     "as",     "at",      "be",       "because",
-    "been",    "before",  "being", "below",   "between", "both",   "but",      "by",
-    "can",     "could",   "did",   "do",      "does",   "doing",   "down",     "during",
-    "each",    "few",     "for",   "from",    "further", "had",    "has",      "have",
-    "having",  "he",      "her",   "here",    "hers",   "him",     "his",      "how",
-    "i",       "if",      "in",    "into",    "is",     "it",      "its",      "itself",
-    "just",    "me",      "more",  "most",    "my",     "no",      "nor",      "not",
-    "now",     "of",      "off",   "on",      "once",   "only",    "or",       "other",
-    "our",     "ours",    "out",   "over",    "own",    "same",    "she",      "should",
-    "so",      "some",    "such",  "than",    "that",   "the",     "their",    "theirs",
-    "them",    "then",    "there", "these",   "they",   "this",    "those",    "through",
-    "to",      "too",     "under", "until",   "up",     "very",    "was",      "we",
-    "were",    "what",    "when",  "where",   "which",  "while",   "who",      "whom",
-    "why",     "will",    "with",  "would",   "you",    "your",    "yours",    "explain",
-    "tell",    "describe", "vs",   "versus",  "compare", "please",
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "him",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "me",
+    "more",
+    "most",
+    "my",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "out",
+    "over",
+    "own",
+    "same",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+    "yours",
+    "explain",
+    "tell",
+    "describe",
+    "vs",
+    "versus",
+    "compare",
+    "please",
     // Question filler: "how does X work", "what does X mean".
-    "work",    "works",   "happen", "happens", "mean",   "means",   "also",     "way",
+    "work",
+    "works",
+    "happen",
+    "happens",
+    "mean",
+    "means",
+    "also",
+    "way",
 };
 
 // Chinese function words used to split CJK runs, longest first so that
@@ -256,9 +372,9 @@ constexpr std::string_view english_stop_words[] = {
 // grammatical words are listed.
 constexpr std::string_view chinese_stop_words[] = {
     "为什么", "有哪些", "什么", "如何", "怎么", "怎样", "哪些", "哪个", "是否", "请问", "一下",
-    "以及", "或者", "还是", "可以", "能否", "关于", "有关", "之间", "我们", "你们", "他们",
-    "这个", "那个", "介绍", "的", "了", "吗", "呢", "吧", "啊", "呀", "是", "和",
-    "与", "或", "及", "在", "也", "都", "被",
+    "以及",   "或者",   "还是", "可以", "能否", "关于", "有关", "之间", "我们", "你们", "他们",
+    "这个",   "那个",   "介绍", "的",   "了",   "吗",   "呢",   "吧",   "啊",   "呀",   "是",
+    "和",     "与",     "或",   "及",   "在",   "也",   "都",   "被",
 };
 
 bool starts_with(std::string_view text, std::size_t pos, std::string_view prefix) {
@@ -327,16 +443,14 @@ std::string light_stem(std::string_view word) {
   if (ends_with(w, "sses")) return w.substr(0, w.size() - 2);
   if (ends_with(w, "ing") && w.size() > 5) {
     w.resize(w.size() - 3);
-    if (w.size() >= 2 && w[w.size() - 1] == w[w.size() - 2] && w.back() != 'l' &&
-        w.back() != 's') {
+    if (w.size() >= 2 && w[w.size() - 1] == w[w.size() - 2] && w.back() != 'l' && w.back() != 's') {
       w.pop_back();  // "running" -> "run"
     }
     return w;
   }
   if (ends_with(w, "ed") && w.size() > 4) {
     w.resize(w.size() - 2);
-    if (w.size() >= 2 && w[w.size() - 1] == w[w.size() - 2] && w.back() != 'l' &&
-        w.back() != 's') {
+    if (w.size() >= 2 && w[w.size() - 1] == w[w.size() - 2] && w.back() != 'l' && w.back() != 's') {
       w.pop_back();
     }
     return w;

@@ -59,10 +59,11 @@ TEST(builtin_answerer, chinese_answer_with_bigram_terms) {
   const extractive_answer a = answer_extractively(subs[0], subs, sources);
   ASSERT_TRUE(a.found);
   EXPECT_EQ(a.sentences[0].source, 2u);
-  EXPECT_EQ(a.text.rfind("连接断开后，浏览器会自动重连，并在请求头中带上最后收到的事件编号，服务器据此"
-                         "从断点继续推送[2]。",
-                         0),
-            0u)
+  EXPECT_EQ(
+      a.text.rfind("连接断开后，浏览器会自动重连，并在请求头中带上最后收到的事件编号，服务器据此"
+                   "从断点继续推送[2]。",
+                   0),
+      0u)
       << a.text;
 }
 
@@ -99,7 +100,8 @@ TEST(builtin_answerer, mirrored_sources_are_not_repeated) {
   // original's, so at most one of the two appears.
   const auto count = [&](std::string_view needle) {
     std::size_t n = 0;
-    for (std::size_t p = a.text.find(needle); p != std::string::npos; p = a.text.find(needle, p + 1)) {
+    for (std::size_t p = a.text.find(needle); p != std::string::npos;
+         p = a.text.find(needle, p + 1)) {
       ++n;
     }
     return n;

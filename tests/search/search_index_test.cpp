@@ -91,7 +91,8 @@ TEST_F(search_index_test, one_character_chinese_query_is_a_prefix_query) {
   const auto hits = search("库");
   ASSERT_FALSE(hits.empty());
   for (const search_hit& hit : hits) {
-    EXPECT_TRUE(hit.text.find("库") != std::string::npos || hit.title.find("库") != std::string::npos)
+    EXPECT_TRUE(hit.text.find("库") != std::string::npos ||
+                hit.title.find("库") != std::string::npos)
         << hit.source_id;
   }
   EXPECT_EQ(hits[0].path, "zh/vector-db.md");
@@ -117,11 +118,21 @@ TEST_F(search_index_test, html_is_stripped_and_titled) {
 
 TEST_F(search_index_test, fts_syntax_in_user_text_is_harmless) {
   const char* nasty[] = {
-      "\"",         "\"\"",         "'",        "(",          ")",          "((bm25",
-      "bm25)",      "*",            "bm25*",    "NEAR",       "NEAR(a b)",  "a NEAR b",
-      "-",          "-bm25",        "NOT bm25", "AND",        "OR",         "bm25 AND OR NOT",
-      "title:bm25", "^bm25",        "{a b}:c",  "'; DROP TABLE passages; --", "\"bm25",
-      "",           "   ",          "+",        "。",         "？？",       "\\",
+      "\"",         "\"\"",
+      "'",          "(",
+      ")",          "((bm25",
+      "bm25)",      "*",
+      "bm25*",      "NEAR",
+      "NEAR(a b)",  "a NEAR b",
+      "-",          "-bm25",
+      "NOT bm25",   "AND",
+      "OR",         "bm25 AND OR NOT",
+      "title:bm25", "^bm25",
+      "{a b}:c",    "'; DROP TABLE passages; --",
+      "\"bm25",     "",
+      "   ",        "+",
+      "。",         "？？",
+      "\\",
   };
   for (const char* q : nasty) {
     auto hits = index_->search(q, 5);

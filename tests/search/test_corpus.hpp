@@ -100,7 +100,8 @@ inline constexpr std::string_view kafka_html = R"(<!DOCTYPE html>
 class temp_corpus {
  public:
   temp_corpus() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "sluice_corpus_XXXXXX").string();
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "sluice_corpus_XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     root_ = pattern;
     corpus_ = root_ / "corpus";

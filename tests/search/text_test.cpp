@@ -52,7 +52,9 @@ TEST(search_text, utf8_helpers_survive_invalid_input) {
   EXPECT_FALSE(is_valid_utf8(bad));
   const std::string clean = sanitize_utf8(bad);
   EXPECT_TRUE(is_valid_utf8(clean));
-  EXPECT_EQ(clean, "ok\xEF\xBF\xBD\xEF\xBF\xBD" "end");
+  EXPECT_EQ(clean,
+            "ok\xEF\xBF\xBD\xEF\xBF\xBD"
+            "end");
   EXPECT_EQ(utf8_length("数据ab"), 4u);
   EXPECT_EQ(utf8_prefix_bytes("数据ab", 1), 3u);
   EXPECT_EQ(collapse_whitespace("  a \n\t b　"), "a b");
@@ -63,8 +65,10 @@ TEST(sentence_splitter, english_and_chinese_boundaries) {
       "FTS5 is fast. It ranks with bm25, e.g. for search! Version 3.40 works.\n\n"
       "向量数据库很常用。它支持相似度检索！对吗？\n- list item one\n- list item two");
   const std::vector<std::string_view> expected = {
-      "FTS5 is fast.", "It ranks with bm25, e.g. for search!", "Version 3.40 works.",
-      "向量数据库很常用。", "它支持相似度检索！", "对吗？", "- list item one", "- list item two"};
+      "FTS5 is fast.",       "It ranks with bm25, e.g. for search!",
+      "Version 3.40 works.", "向量数据库很常用。",
+      "它支持相似度检索！",  "对吗？",
+      "- list item one",     "- list item two"};
   EXPECT_EQ(s, expected);
 }
 
