@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 SERVE_ARGS ?=
 
-.PHONY: setup configure build run test bench clean format
+.PHONY: setup configure build run test bench fuzz clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,13 @@ test: build
 
 bench: build
 	bash bench/run.sh $(BUILD_DIR)
+
+# libFuzzer on the SSE parser for FUZZ_SECONDS (clang from Debian's clang package).
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DSLUICE_LIBFUZZER=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target sse_parser_fuzz
+	./build-fuzz/fuzz/sse_parser_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
