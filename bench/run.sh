@@ -57,49 +57,62 @@ port_in_use() {
   fi
 }
 
-if [[ -z ${PORT:-} ]]; then
+pick_port() {
+  if [[ -n ${PORT:-} ]]; then echo "$PORT"; return; fi
   # Below the ephemeral range (32768+), so the loadgen's own sockets can't take it.
+  local candidate
   for _ in $(seq 1 50); do
     candidate=$((20000 + RANDOM % 10000))
-    if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
+    if ! port_in_use "$candidate"; then echo "$candidate"; return; fi
   done
-  [[ -n ${PORT:-} ]] || die "no free port found"
-fi
+  die "no free port found"
+}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 SERVER_LOG=$WORK/server.log
 SERVER_PID=
-cleanup() {
+stop_server() {
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do
+    for _ in $(seq 1 100); do
       kill -0 "$SERVER_PID" 2>/dev/null || break
       sleep 0.1
     done
     kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
   fi
+  [[ -n $SERVER_PID ]] && { wait "$SERVER_PID" 2>/dev/null || true; }
+  SERVER_PID=
+}
+cleanup() {
+  stop_server
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-SERVER_CMD=(taskset -c "$SERVER_CORE" "$SERVER_BIN" serve --host 127.0.0.1 --port "$PORT"
-            --threads 1 --max-connections 20000 --heartbeat-ms 10000)
-"${SERVER_CMD[@]}" >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!  # taskset execs the server, so this is the server's pid
-
-healthy=
-for _ in $(seq 1 100); do
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    tail -n 20 "$SERVER_LOG" >&2
-    die "server exited during start-up"
-  fi
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$PORT/healthz" || true)
-  if [[ $code == 200 ]]; then healthy=1; break; fi
-  sleep 0.1
-done
-[[ -n $healthy ]] || { tail -n 20 "$SERVER_LOG" >&2; die "server did not answer /healthz with 200 in 10 s"; }
+# Each workload gets a fresh server: finished bench streams stay replayable
+# (--finished-ttl-s), and memory they free is reused by later connections, so
+# an idle run after the tokens run would understate RSS per connection.
+start_server() {
+  SERVER_PORT=$(pick_port)
+  SERVER_CMD=(taskset -c "$SERVER_CORE" "$SERVER_BIN" serve --host 127.0.0.1 --port "$SERVER_PORT"
+              --threads 1 --max-connections 20000 --heartbeat-ms 10000)
+  "${SERVER_CMD[@]}" >"$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!  # taskset execs the server, so this is the server's pid
+  local code
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      tail -n 20 "$SERVER_LOG" >&2
+      die "server exited during start-up"
+    fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
+      "http://127.0.0.1:$SERVER_PORT/healthz" || true)
+    [[ $code == 200 ]] && return 0
+    sleep 0.1
+  done
+  tail -n 20 "$SERVER_LOG" >&2
+  die "server did not answer /healthz with 200 in 10 s"
+}
 
 CLK_TCK=$(getconf CLK_TCK)
 # utime+stime of the server in clock ticks (/proc/PID/stat fields 14 and 15;
@@ -113,35 +126,59 @@ server_cpu_ticks() {
   echo $(( ${12} + ${13} ))
 }
 
+# Busy ticks (user+nice+system+irq+softirq+steal) of the server's core, from
+# /proc/stat; minus the server's own ticks this is what other processes (or the
+# hypervisor) took from the server's core during a workload on a shared machine.
+core_busy_ticks() {
+  local line
+  line=$(grep "^cpu$SERVER_CORE " /proc/stat)
+  # shellcheck disable=SC2086
+  set -- $line
+  echo $(( $2 + $3 + $4 + $7 + $8 + $9 ))
+}
+
 # field JSON KEY: a value from the loadgen's flat one-line JSON.
 field() { sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$1"; }
 
-# run_loadgen NAME ARGS...: runs one workload; sets LAST_JSON, LAST_RC, LAST_SERVER_CPU_S.
+# run_loadgen NAME ARGS...: runs one workload against a fresh server; sets
+# LAST_JSON, LAST_RC, LAST_SERVER_CPU_S, LAST_OTHER_CPU_S. "@PORT@" and "@PID@" in ARGS are
+# replaced with the server's port and pid.
 run_loadgen() {
   local name=$1; shift
-  local before after
+  start_server
+  local args=("${@//@PORT@/$SERVER_PORT}")
+  args=("${args[@]//@PID@/$SERVER_PID}")
+  local before after core_before core_after
   before=$(server_cpu_ticks)
-  echo "== $name: ${LOADGEN_CMD_PREFIX[*]} $*" >&2
+  core_before=$(core_busy_ticks)
+  echo "== $name: ${SERVER_CMD[*]}" >&2
+  echo "== $name: ${LOADGEN_CMD_PREFIX[*]} ${args[*]} --json" >&2
   LAST_RC=0
-  LAST_JSON=$("${LOADGEN_CMD_PREFIX[@]}" "$@" --json) || LAST_RC=$?
+  LAST_JSON=$("${LOADGEN_CMD_PREFIX[@]}" "${args[@]}" --json) || LAST_RC=$?
   kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$SERVER_LOG" >&2; die "server died during $name"; }
   after=$(server_cpu_ticks)
+  core_after=$(core_busy_ticks)
   LAST_SERVER_CPU_S=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+  LAST_OTHER_CPU_S=$(awk -v t=$((core_after - core_before - (after - before))) -v hz="$CLK_TCK" \
+    'BEGIN { if (t < 0) t = 0; printf "%.2f", t / hz }')
+  stop_server
   [[ -n $LAST_JSON ]] || die "loadgen produced no JSON for $name (exit $LAST_RC)"
 }
 
 LOADGEN_CMD_PREFIX=(taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN")
-COMMON=(--host 127.0.0.1 --port "$PORT" --timeout-seconds "$TIMEOUT_SECONDS")
+COMMON=(--host 127.0.0.1 --port @PORT@ --timeout-seconds "$TIMEOUT_SECONDS")
 
 TOKENS_ARGS=(tokens "${COMMON[@]}" --connections "$TOKENS_CONNECTIONS" --tokens "$TOKENS"
              --bytes "$TOKEN_BYTES" --rate "$TOKEN_RATE")
 run_loadgen tokens "${TOKENS_ARGS[@]}"
 TOKENS_JSON=$LAST_JSON TOKENS_RC=$LAST_RC TOKENS_SERVER_CPU=$LAST_SERVER_CPU_S
+TOKENS_OTHER_CPU=$LAST_OTHER_CPU_S
 
-IDLE_ARGS=(idle "${COMMON[@]}" --connections "$IDLE_CONNECTIONS" --server-pid "$SERVER_PID"
+IDLE_ARGS=(idle "${COMMON[@]}" --connections "$IDLE_CONNECTIONS" --server-pid @PID@
            --hold-seconds "$IDLE_HOLD_SECONDS")
 run_loadgen idle "${IDLE_ARGS[@]}"
 IDLE_JSON=$LAST_JSON IDLE_RC=$LAST_RC IDLE_SERVER_CPU=$LAST_SERVER_CPU_S
+IDLE_OTHER_CPU=$LAST_OTHER_CPU_S
 
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 
@@ -153,17 +190,17 @@ tokens_row="| tokens ${TOKENS}x${TOKEN_BYTES} B, rate ${TOKEN_RATE} | $TOKENS_CO
 | $(ms "$(field "$TOKENS_JSON" latency_us_p50)") | $(ms "$(field "$TOKENS_JSON" latency_us_p99)") \
 | $(awk -v v="$(field "$TOKENS_JSON" ttfe_ms_p50)" 'BEGIN { printf "%.2f ms", v }') | - \
 | $(awk -v v="$(field "$TOKENS_JSON" loadgen_cpu_pct)" 'BEGIN { printf "%.0f%%", v }') \
-| $(field "$TOKENS_JSON" errors) |"
+| $(field "$TOKENS_JSON" errors) | $TOKENS_OTHER_CPU |"
 
 i_rss=$(field "$IDLE_JSON" rss_per_conn_bytes)
 [[ $i_rss == -1 || -z $i_rss ]] && i_rss="n/a" || i_rss="$i_rss B"
 idle_row="| idle, heartbeat 10 s, hold ${IDLE_HOLD_SECONDS} s \
 | $(field "$IDLE_JSON" connections_with_headers)/$IDLE_CONNECTIONS | - | - | $IDLE_SERVER_CPU | - | - | - \
 | $i_rss | $(awk -v v="$(field "$IDLE_JSON" loadgen_cpu_pct)" 'BEGIN { printf "%.0f%%", v }') \
-| $(field "$IDLE_JSON" errors) |"
+| $(field "$IDLE_JSON" errors) | $IDLE_OTHER_CPU |"
 
-TABLE="| workload | connections | events/s | events per server CPU-s | server CPU s | p50 latency | p99 latency | TTFE p50 | server RSS/conn | loadgen CPU% | errors |
-|---|---|---|---|---|---|---|---|---|---|---|
+TABLE="| workload | connections | events/s | events per server CPU-s | server CPU s | p50 latency | p99 latency | TTFE p50 | server RSS/conn | loadgen CPU% | errors | other CPU on server core s |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 $tokens_row
 $idle_row"
 
@@ -184,7 +221,7 @@ if [[ -n $RESULTS_FILE ]]; then
     echo "- command: \`${overrides}bash bench/run.sh ${1:-build}\`"
     echo "- revision: $revision"
     echo "- machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r)"
-    echo "- server: \`${SERVER_CMD[*]/#$BUILD\//\$BUILD/}\`"
+    echo "- server (a fresh one per workload, port chosen per run): \`taskset -c $SERVER_CORE \$BUILD/sluice serve --host 127.0.0.1 --port @PORT@ --threads 1 --max-connections 20000 --heartbeat-ms 10000\`"
     echo "- tokens: \`taskset -c $LOADGEN_CORE \$BUILD/sluice_loadgen ${TOKENS_ARGS[*]} --json\`"
     echo "- idle: \`taskset -c $LOADGEN_CORE \$BUILD/sluice_loadgen ${IDLE_ARGS[*]} --json\`"
     echo
@@ -194,6 +231,8 @@ if [[ -n $RESULTS_FILE ]]; then
     echo "events/s is over first response byte .. last event; server CPU is utime+stime from"
     echo "/proc/PID/stat during the workload; RSS/conn is the server's VmRSS growth once all"
     echo "idle connections had their response headers, divided by the connection count."
+    echo "\"other CPU on server core\" is core $SERVER_CORE's busy time (incl. steal) minus the server's own:"
+    echo "when it is not near 0, another process shared the server's core and throughput is understated."
     echo
     echo "Raw loadgen output:"
     echo
