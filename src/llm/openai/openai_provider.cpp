@@ -1,0 +1,558 @@
+// One stream_chat call: resolve, connect (+ TLS handshake), POST the request,
+// then read the response body piecewise (buffer_body) and feed each piece to
+// the SSE parser, so every content delta reaches on_delta as soon as its bytes
+// arrive. Every I/O outcome is an error code (as_tuple); nothing on this path
+// throws except bad_alloc and whatever on_delta throws.
+//
+// Cancellation: the awaiting coroutine's cancellation state is forwarded by
+// Asio into each awaited operation (tcp_stream, ssl::stream and Beast's HTTP
+// operations all accept terminal cancellation), so a terminal cancellation
+// completes the pending operation with operation_aborted; the call then closes
+// the socket and returns. The state is also checked after every operation,
+// which catches a cancellation emitted between two operations.
+#include "llm/openai/openai_provider.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <array>
+#include <exception>
+#include <optional>
+#include <span>
+#include <stdexcept>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <boost/url/parse.hpp>
+
+#include "core/sse_parser.hpp"
+
+namespace sluice::llm {
+
+namespace net = boost::asio;
+namespace ssl = net::ssl;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = net::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
+// An error response body is kept up to this size for the error message.
+constexpr std::size_t max_error_body = 64 * 1024;
+// Status line and headers must fit in this.
+constexpr std::size_t max_header_bytes = 64 * 1024;
+
+class openai_category_impl final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "sluice.openai"; }
+  std::string message(int ev) const override {
+    switch (static_cast<openai_errc>(ev)) {
+      case openai_errc::http_status:
+        return "upstream answered with an HTTP error status";
+      case openai_errc::stream_truncated:
+        return "upstream stream ended before [DONE]";
+      case openai_errc::malformed_chunk:
+        return "malformed chunk in upstream stream";
+      case openai_errc::upstream_error:
+        return "upstream reported an error in the stream";
+      case openai_errc::response_too_large:
+        return "upstream response too large";
+    }
+    return "unknown openai provider error";
+  }
+};
+
+std::string excerpt(std::string_view s, std::size_t max = 200) {
+  if (s.size() <= max) return std::string(s);
+  return std::string(s.substr(0, max)) + "...";
+}
+
+std::string ms_text(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+bool is_cancelled(const net::cancellation_state& cs) {
+  return cs.cancelled() != net::cancellation_type::none;
+}
+
+bool is_timeout(const error_code& ec) {
+  return ec == beast::error::timeout || ec == net::error::timed_out;
+}
+
+void set_error(chat_outcome& out, error_code ec, std::string message) {
+  out.ec = ec;
+  out.error_message = std::move(message);
+}
+
+void set_aborted(chat_outcome& out) {
+  set_error(out, net::error::operation_aborted, "cancelled");
+}
+
+// The server's message from an OpenAI-style error value: {"message": ...}
+// (OpenAI, vLLM, llama.cpp) or a bare string (Ollama's native API). Empty
+// when there is none.
+std::string error_value_message(const json::value& error) {
+  if (const auto* s = error.if_string()) return std::string(*s);
+  if (const auto* o = error.if_object()) {
+    if (const auto* m = o->if_contains("message"); m && m->is_string())
+      return std::string(m->get_string());
+  }
+  return {};
+}
+
+// "HTTP 429 Too Many Requests: Rate limit reached" from an error response.
+std::string describe_http_error(unsigned status, std::string_view reason,
+                                std::string_view body) {
+  std::string msg = "upstream answered HTTP " + std::to_string(status);
+  if (!reason.empty()) msg += " " + std::string(reason);
+  error_code ec;
+  json::value v = json::parse(body, ec);
+  std::string server_message;
+  if (!ec) {
+    if (const auto* o = v.if_object()) {
+      if (const auto* e = o->if_contains("error")) server_message = error_value_message(*e);
+    }
+  }
+  if (server_message.empty() && !body.empty()) server_message = excerpt(body);
+  if (!server_message.empty()) msg += ": " + server_message;
+  return msg;
+}
+
+std::int64_t int_field(const json::object& o, std::string_view key) {
+  const auto* v = o.if_contains(key);
+  if (!v) return 0;
+  error_code ec;
+  auto n = v->to_number<std::int64_t>(ec);
+  return ec ? 0 : n;
+}
+
+// Turns the events of one response into outcome fields and deltas. Stops
+// looking at events after [DONE] or the first error.
+class chunk_listener final : public core::sse_listener {
+ public:
+  chunk_listener(chat_outcome& out, std::function<void(std::string_view)>& on_delta)
+      : out_(out), on_delta_(on_delta) {}
+
+  bool done() const { return done_; }
+  bool failed() const { return failed_; }
+
+  void on_event(const core::sse_event& event) override {
+    if (done_ || failed_) return;
+    if (event.data == "[DONE]") {
+      done_ = true;
+      return;
+    }
+    error_code ec;
+    json::value v = json::parse(event.data, ec);
+    if (ec || !v.is_object()) {
+      fail(openai_errc::malformed_chunk,
+           "malformed chunk from upstream: data is not a JSON object: " + excerpt(event.data));
+      return;
+    }
+    const json::object& chunk = v.get_object();
+    if (const auto* e = chunk.if_contains("error")) {
+      std::string m = error_value_message(*e);
+      fail(openai_errc::upstream_error,
+           "upstream reported an error mid-stream: " + (m.empty() ? excerpt(event.data) : m));
+      return;
+    }
+    const auto* choices = chunk.if_contains("choices");
+    if (!choices || !choices->is_array()) {
+      fail(openai_errc::malformed_chunk,
+           "malformed chunk from upstream: no \"choices\" array: " + excerpt(event.data));
+      return;
+    }
+    if (const auto* u = chunk.if_contains("usage"); u && u->is_object()) {
+      out_.usage.prompt_tokens = int_field(u->get_object(), "prompt_tokens");
+      out_.usage.completion_tokens = int_field(u->get_object(), "completion_tokens");
+    }
+    // The usage chunk has an empty choices array; only one choice is asked for.
+    if (choices->get_array().empty()) return;
+    const auto* choice = choices->get_array()[0].if_object();
+    if (!choice) {
+      fail(openai_errc::malformed_chunk,
+           "malformed chunk from upstream: choices[0] is not an object: " + excerpt(event.data));
+      return;
+    }
+    if (const auto* fr = choice->if_contains("finish_reason"); fr && fr->is_string())
+      out_.finish_reason = std::string(fr->get_string());
+    const auto* delta = choice->if_contains("delta");
+    if (!delta || !delta->is_object()) return;
+    // The first delta carries only the role; content may be absent or null.
+    const auto* content = delta->get_object().if_contains("content");
+    if (!content || !content->is_string() || content->get_string().empty()) return;
+    std::string_view text = content->get_string();
+    out_.text.append(text);
+    if (on_delta_) on_delta_(text);
+  }
+
+ private:
+  void fail(openai_errc e, std::string message) {
+    failed_ = true;
+    set_error(out_, e, std::move(message));
+  }
+
+  chat_outcome& out_;
+  std::function<void(std::string_view)>& on_delta_;
+  bool done_ = false;
+  bool failed_ = false;
+};
+
+json::object request_body(const openai_config& cfg, const chat_request& request) {
+  json::object body;
+  body["model"] = cfg.model;
+  json::array messages;
+  messages.reserve(request.messages.size());
+  for (const auto& m : request.messages) {
+    messages.push_back(json::object{{"role", m.role}, {"content", m.content}});
+  }
+  body["messages"] = std::move(messages);
+  body["stream"] = true;
+  body["temperature"] = request.temperature;
+  if (request.max_tokens > 0) body["max_tokens"] = request.max_tokens;
+  body["stream_options"] = json::object{{"include_usage", true}};
+  return body;
+}
+
+}  // namespace
+
+const boost::system::error_category& openai_category() noexcept {
+  static const openai_category_impl category;
+  return category;
+}
+
+boost::system::error_code make_error_code(openai_errc e) noexcept {
+  return {static_cast<int>(e), openai_category()};
+}
+
+// Immutable after construction (the ssl::context is configured once and then
+// only used to create connections, which OpenSSL allows from any thread).
+struct openai_provider::impl {
+  openai_config config;
+  std::string host;         // as used for DNS, SNI and the certificate check
+  std::string port;         // numeric service
+  std::string host_header;  // host[:port] as written in the URL
+  std::string target;       // path prefix + "/chat/completions" [+ "?" query]
+  bool host_is_ip = false;
+  std::optional<ssl::context> tls;  // https only
+};
+
+namespace {
+
+using provider_impl = openai_provider::impl;
+
+// Reads the next piece of a buffer_body response into `into`; returns the
+// error (need_buffer folded into success) and the number of body bytes stored.
+template <class Stream>
+net::awaitable<std::pair<error_code, std::size_t>> read_body_some(
+    Stream& stream, beast::flat_buffer& buffer, http::response_parser<http::buffer_body>& parser,
+    std::span<char> into, std::chrono::milliseconds timeout) {
+  parser.get().body().data = into.data();
+  parser.get().body().size = into.size();
+  beast::get_lowest_layer(stream).expires_after(timeout);
+  auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, tuple_awaitable);
+  (void)n;
+  if (ec == http::error::need_buffer) ec = {};
+  co_return std::pair{ec, into.size() - parser.get().body().size};
+}
+
+// Sends the request and streams the response. `out` is filled in place;
+// `stream` is connected (and TLS-established). The caller closes it.
+template <class Stream>
+net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std::string& body,
+                              std::function<void(std::string_view)>& on_delta,
+                              const net::cancellation_state& cs, chat_outcome& out) {
+  const openai_config& cfg = p.config;
+  auto& lowest = beast::get_lowest_layer(stream);
+
+  http::request<http::string_body> req{http::verb::post, p.target, 11};
+  req.set(http::field::host, p.host_header);
+  req.set(http::field::user_agent, "sluice");
+  req.set(http::field::content_type, "application/json");
+  req.set(http::field::accept, "text/event-stream");
+  if (!cfg.api_key.empty()) req.set(http::field::authorization, "Bearer " + cfg.api_key);
+  for (const auto& [name, value] : cfg.extra_headers) req.set(name, value);
+  req.body() = body;
+  req.prepare_payload();
+
+  lowest.expires_after(cfg.read_timeout);
+  auto [wec, wn] = co_await http::async_write(stream, req, tuple_awaitable);
+  (void)wn;
+  if (is_cancelled(cs)) co_return set_aborted(out);
+  if (is_timeout(wec)) {
+    co_return set_error(out, net::error::timed_out,
+                        "sending the request to " + p.host_header + " stalled for " +
+                            ms_text(cfg.read_timeout));
+  }
+  if (wec) {
+    co_return set_error(out, wec,
+                        "sending the request to " + p.host_header + " failed: " + wec.message());
+  }
+
+  beast::flat_buffer buffer(max_header_bytes);
+  http::response_parser<http::buffer_body> parser;
+  parser.header_limit(static_cast<std::uint32_t>(max_header_bytes / 2));
+  parser.body_limit(cfg.max_response_bytes);
+
+  lowest.expires_after(cfg.read_timeout);
+  auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+  (void)hn;
+  if (is_cancelled(cs)) co_return set_aborted(out);
+  if (is_timeout(hec)) {
+    co_return set_error(out, net::error::timed_out,
+                        "no response from " + p.host_header + " within " +
+                            ms_text(cfg.read_timeout));
+  }
+  if (hec == http::error::end_of_stream || hec == net::error::eof ||
+      hec == net::error::connection_reset) {
+    co_return set_error(out, openai_errc::stream_truncated,
+                        "upstream " + p.host_header +
+                            " closed the connection without answering: " + hec.message());
+  }
+  if (hec) {
+    co_return set_error(out, hec,
+                        "reading the response from " + p.host_header + " failed: " + hec.message());
+  }
+
+  std::array<char, 16 * 1024> piece;
+  const unsigned status = parser.get().result_int();
+  if (status != 200) {
+    // Keep up to max_error_body of the body for the message; a failure while
+    // reading it only shortens the message.
+    std::string error_body;
+    while (!parser.is_done() && error_body.size() < max_error_body) {
+      auto [ec, got] = co_await read_body_some(stream, buffer, parser, piece, cfg.read_timeout);
+      if (is_cancelled(cs)) co_return set_aborted(out);
+      error_body.append(piece.data(), std::min(got, max_error_body - error_body.size()));
+      if (ec) break;
+    }
+    co_return set_error(out, openai_errc::http_status,
+                        describe_http_error(status, parser.get().reason(), error_body));
+  }
+
+  chunk_listener listener(out, on_delta);
+  core::sse_parser sse(listener);
+  while (!parser.is_done()) {
+    auto [ec, got] = co_await read_body_some(stream, buffer, parser, piece, cfg.read_timeout);
+    if (is_cancelled(cs)) co_return set_aborted(out);
+    if (got > 0) sse.feed(std::string_view(piece.data(), got));
+    if (listener.failed()) co_return;  // the listener set the error
+    if (listener.done()) co_return;    // [DONE]: nothing more is needed from this connection
+    if (is_timeout(ec)) {
+      co_return set_error(out, net::error::timed_out,
+                          "no bytes from upstream " + p.host_header + " for " +
+                              ms_text(cfg.read_timeout) + " (stream stalled)");
+    }
+    if (ec == http::error::body_limit) {
+      co_return set_error(out, openai_errc::response_too_large,
+                          "upstream response exceeded " + std::to_string(cfg.max_response_bytes) +
+                              " bytes");
+    }
+    if (ec == http::error::partial_message || ec == http::error::end_of_stream ||
+        ec == net::error::eof || ec == net::error::connection_reset ||
+        ec == ssl::error::stream_truncated) {
+      co_return set_error(out, openai_errc::stream_truncated,
+                          "upstream " + p.host_header +
+                              " cut the stream before data: [DONE] (" + ec.message() + ")");
+    }
+    if (ec) {
+      co_return set_error(out, ec,
+                          "reading the stream from " + p.host_header + " failed: " + ec.message());
+    }
+  }
+  // The HTTP message ended without [DONE] (an unterminated last event is
+  // discarded, as the standard says): complete only if the model finished.
+  if (out.finish_reason.empty()) {
+    set_error(out, openai_errc::stream_truncated,
+              "upstream " + p.host_header +
+                  " ended the response before data: [DONE] and without a finish_reason");
+  }
+}
+
+void close_stream(beast::tcp_stream& stream) {
+  error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream.close();
+}
+
+net::awaitable<chat_outcome> run_call(std::shared_ptr<provider_impl> p, chat_request request,
+                                      std::function<void(std::string_view)> on_delta) {
+  const openai_config& cfg = p->config;
+  auto cs = co_await net::this_coro::cancellation_state;
+  auto ex = co_await net::this_coro::executor;
+  chat_outcome out;
+  if (is_cancelled(cs)) {
+    set_aborted(out);
+    co_return out;
+  }
+  const std::string body = json::serialize(request_body(cfg, request));
+
+  tcp::resolver resolver(ex);
+  auto [rec, endpoints] = co_await resolver.async_resolve(p->host, p->port, tuple_awaitable);
+  if (is_cancelled(cs)) {
+    set_aborted(out);
+    co_return out;
+  }
+  if (rec) {
+    set_error(out, rec, "cannot resolve upstream host " + p->host + ": " + rec.message());
+    co_return out;
+  }
+
+  beast::tcp_stream tcp_stream(ex);
+  tcp_stream.expires_after(cfg.connect_timeout);
+  auto [cec, endpoint] = co_await tcp_stream.async_connect(endpoints, tuple_awaitable);
+  (void)endpoint;
+  if (is_cancelled(cs)) {
+    close_stream(tcp_stream);
+    set_aborted(out);
+    co_return out;
+  }
+  if (is_timeout(cec)) {
+    set_error(out, net::error::timed_out,
+              "connecting to " + p->host + ":" + p->port + " timed out after " +
+                  ms_text(cfg.connect_timeout));
+    co_return out;
+  }
+  if (cec) {
+    set_error(out, cec, "cannot connect to " + p->host + ":" + p->port + ": " + cec.message());
+    co_return out;
+  }
+  error_code ignored;
+  tcp_stream.socket().set_option(tcp::no_delay(true), ignored);
+
+  if (!p->tls) {
+    co_await exchange(tcp_stream, *p, body, on_delta, cs, out);
+    close_stream(tcp_stream);
+    co_return out;
+  }
+
+  ssl::stream<beast::tcp_stream> tls_stream(std::move(tcp_stream), *p->tls);
+  // SNI carries names only, never address literals (RFC 6066).
+  if (!p->host_is_ip) SSL_set_tlsext_host_name(tls_stream.native_handle(), p->host.c_str());
+  if (cfg.verify_tls) {
+    tls_stream.set_verify_mode(ssl::verify_peer);
+    tls_stream.set_verify_callback(ssl::host_name_verification(p->host));
+  } else {
+    tls_stream.set_verify_mode(ssl::verify_none);
+  }
+  beast::get_lowest_layer(tls_stream).expires_after(cfg.connect_timeout);
+  auto [hec] = co_await tls_stream.async_handshake(ssl::stream_base::client, tuple_awaitable);
+  if (is_cancelled(cs)) {
+    close_stream(beast::get_lowest_layer(tls_stream));
+    set_aborted(out);
+    co_return out;
+  }
+  if (is_timeout(hec)) {
+    set_error(out, net::error::timed_out,
+              "TLS handshake with " + p->host_header + " timed out after " +
+                  ms_text(cfg.connect_timeout));
+    co_return out;
+  }
+  if (hec) {
+    std::string message = "TLS handshake with " + p->host_header + " failed: " + hec.message();
+    const long verify = SSL_get_verify_result(tls_stream.native_handle());
+    if (cfg.verify_tls && verify != X509_V_OK)
+      message += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
+    set_error(out, hec, std::move(message));
+    close_stream(beast::get_lowest_layer(tls_stream));
+    co_return out;
+  }
+  co_await exchange(tls_stream, *p, body, on_delta, cs, out);
+  // No TLS close_notify: the call is over either way and waiting for the peer's
+  // reply could stall; the TCP close tells the server.
+  close_stream(beast::get_lowest_layer(tls_stream));
+  co_return out;
+}
+
+// Runs run_call with throw_if_cancelled off (so a cancellation becomes an
+// outcome, not an exception) and restores the caller's setting afterwards: the
+// flag belongs to the whole coroutine thread, not to this frame.
+net::awaitable<chat_outcome> guarded_call(std::shared_ptr<provider_impl> p, chat_request request,
+                                          std::function<void(std::string_view)> on_delta) {
+  const bool caller_throws = co_await net::this_coro::throw_if_cancelled();
+  co_await net::this_coro::throw_if_cancelled(false);
+  std::exception_ptr failure;
+  chat_outcome out;
+  try {
+    out = co_await run_call(std::move(p), std::move(request), std::move(on_delta));
+  } catch (...) {
+    failure = std::current_exception();  // bad_alloc or thrown by on_delta
+  }
+  co_await net::this_coro::throw_if_cancelled(caller_throws);
+  if (failure) std::rethrow_exception(failure);
+  co_return out;
+}
+
+}  // namespace
+
+openai_provider::openai_provider(openai_config config) : impl_(std::make_shared<impl>()) {
+  auto parsed = boost::urls::parse_uri(config.base_url);
+  if (!parsed) throw std::invalid_argument("openai: base_url is not a URL: " + config.base_url);
+  const boost::urls::url_view url = *parsed;
+  const bool https = url.scheme_id() == boost::urls::scheme::https;
+  if (!https && url.scheme_id() != boost::urls::scheme::http)
+    throw std::invalid_argument("openai: base_url must be http:// or https://: " + config.base_url);
+  if (url.encoded_host().empty())
+    throw std::invalid_argument("openai: base_url has no host: " + config.base_url);
+
+  impl& m = *impl_;
+  m.host = url.host_address();
+  m.port = url.has_port() ? std::string(url.port()) : (https ? "443" : "80");
+  m.host_header = std::string(url.encoded_host_and_port());
+  std::string path(url.encoded_path());
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  m.target = path + "/chat/completions";
+  if (url.has_query()) m.target += "?" + std::string(url.encoded_query());
+  error_code ec;
+  (void)net::ip::make_address(m.host, ec);
+  m.host_is_ip = !ec;
+
+  if (https) {
+    m.tls.emplace(ssl::context::tls_client);
+    m.tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                       ssl::context::no_tlsv1_1);
+    if (config.verify_tls) {
+      m.tls->set_default_verify_paths();  // throws system_error on failure
+      if (!config.ca_file.empty()) m.tls->load_verify_file(config.ca_file);
+    }
+  }
+  m.config = std::move(config);
+}
+
+openai_provider::~openai_provider() = default;
+
+net::awaitable<chat_outcome> openai_provider::stream_chat(
+    const chat_request& request, std::function<void(std::string_view)> on_delta) {
+  // Not a coroutine: the request is copied now, so the call does not depend on
+  // the caller's request (or this provider) staying alive until it runs.
+  return guarded_call(impl_, request, std::move(on_delta));
+}
+
+std::unique_ptr<chat_provider> make_openai_provider(openai_config config) {
+  return std::make_unique<openai_provider>(std::move(config));
+}
+
+}  // namespace sluice::llm
