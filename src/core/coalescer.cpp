@@ -14,7 +14,9 @@ boost::system::result<delta_event> make_delta_event(std::string_view type,
                                                     std::string_view field,
                                                     const json::object& data) {
   const json::value* text = data.if_contains(field);
-  if (text == nullptr || !text->is_string())
+  // "coalesced" is the member a merged event adds; as the delta's field it
+  // would give merged events two members of that name.
+  if (text == nullptr || !text->is_string() || field == "coalesced")
     return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
   delta_event d;
   d.type = type;

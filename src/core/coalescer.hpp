@@ -18,8 +18,8 @@
 
 namespace sluice::core {
 
-// Fails (invalid_argument) when `data` has no string member `field`.
-// A member named "coalesced" is reserved and dropped.
+// Fails (invalid_argument) when `data` has no string member `field`, or when
+// `field` is "coalesced". A member named "coalesced" is reserved and dropped.
 boost::system::result<delta_event> make_delta_event(std::string_view type,
                                                     std::string_view message_id,
                                                     std::string_view field,

@@ -235,6 +235,8 @@ publish_outcome stream_log::publish_all(std::span<const publish_item> items) {
   std::lock_guard lock(mutex_);
   if (state_ != stream_state::open) return {publish_status::stream_ended, 0, 0};
   publish_outcome out{};
+  // Nothing to append: trim_locked() below assumes at least one retained event.
+  if (items.empty()) return out;
   for (const publish_item& item : items) {
     publish_outcome one = append_locked(item, now);
     if (out.first_sequence == 0) out.first_sequence = one.first_sequence;
