@@ -71,6 +71,24 @@ void add_serve_options(CLI::App& cmd, serve_options& o) {
   opt(cmd, "idle-stream-s", d.idle_stream_s,
       "Cancel an open stream with no subscriber and no publish for this long");
   opt(cmd, "log-level", o.log_level, "trace, debug, info, warn, error or off");
+  add_agent_options(cmd, o.agents);
+  opt(cmd, "detach-grace-s", o.agents.detach_grace_s,
+      "Cancel an agent run nobody has read for this long (0 = never)");
+}
+
+void add_agent_options(CLI::App& cmd, agent_options& a) {
+  opt(cmd, "corpus", a.corpus_dir, "Folder of .md/.txt/.html files that agents search");
+  opt(cmd, "index", a.index_path,
+      "SQLite FTS5 index of the corpus (built from --corpus at start when absent)");
+  opt(cmd, "llm", a.llm, "builtin (offline extractive answering) or openai (any OpenAI-compatible server)")
+      ->check(CLI::IsMember({"builtin", "openai"}));
+  opt(cmd, "llm-base-url", a.llm_base_url, "Base URL of the OpenAI-compatible API (…/v1)");
+  opt(cmd, "llm-model", a.llm_model, "Model name sent to the API");
+  opt(cmd, "llm-api-key-env", a.llm_api_key_env, "Environment variable holding the API key");
+  opt(cmd, "llm-timeout-s", a.llm_timeout_s, "Give up on the model after this long without bytes");
+  opt(cmd, "builtin-delta-ms", a.builtin_delta_ms,
+      "Pause between the builtin answerer's text deltas (0 = none)");
+  opt(cmd, "search-threads", a.search_threads, "Searches run at once (SQLite thread pool)");
 }
 
 void finish_serve_options(serve_options& o) {

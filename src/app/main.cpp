@@ -1,10 +1,33 @@
-// sluice: the command-line entry point. `sluice serve` runs the server.
+// sluice: the command-line entry point.
+//   sluice serve            the HTTP/SSE server
+//   sluice index DIR        build a corpus index for the agents
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "agents/run_service.hpp"
+#include "app/agent_routes.hpp"
+#include "app/agent_setup.hpp"
 #include "app/bench_producer.hpp"
 #include "app/config.hpp"
+#include "search/corpus_indexer.hpp"
 #include "transport/http_server.hpp"
+
+namespace {
+
+int serve(sluice::app::serve_options& opts) {
+  spdlog::set_level(spdlog::level::from_str(opts.log_level));
+  auto runtime = sluice::app::make_agent_runtime(opts.agents);
+  sluice::transport::http_server server(opts.server);
+  sluice::agents::run_service runs(server.registry(), runtime.env,
+                                   std::chrono::seconds(opts.agents.detach_grace_s));
+  sluice::app::add_bench_routes(server);
+  sluice::app::add_agent_routes(server, runs);
+  server.start();
+  server.run_until_signal();
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Sluice: resumable streams of AI agent work over Server-Sent Events"};
@@ -13,27 +36,38 @@ int main(int argc, char** argv) {
   app.set_config("--config", "", "Read options from a TOML/INI file: [serve] then long option names");
 
   sluice::app::serve_options serve_opts;
-  CLI::App* serve = app.add_subcommand("serve", "Run the HTTP/SSE server");
-  sluice::app::add_serve_options(*serve, serve_opts);
+  CLI::App* serve_cmd = app.add_subcommand("serve", "Run the HTTP/SSE server");
+  sluice::app::add_serve_options(*serve_cmd, serve_opts);
+
+  std::string index_dir, index_db = SLUICE_DEFAULT_INDEX;
+  CLI::App* index_cmd = app.add_subcommand("index", "Build a SQLite FTS5 index of .md/.txt/.html files");
+  index_cmd->add_option("DIR", index_dir, "Folder to index")->required()->check(CLI::ExistingDirectory);
+  index_cmd->add_option("--db", index_db, "Index file to write")->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
 
-  if (serve->parsed()) {
-    try {
-      sluice::app::finish_serve_options(serve_opts);
-    } catch (const CLI::Error& e) {
-      return app.exit(e);
+  try {
+    if (serve_cmd->parsed()) {
+      try {
+        sluice::app::finish_serve_options(serve_opts);
+      } catch (const CLI::Error& e) {
+        return app.exit(e);
+      }
+      return serve(serve_opts);
     }
-    spdlog::set_level(spdlog::level::from_str(serve_opts.log_level));
-    try {
-      sluice::transport::http_server server(serve_opts.server);
-      sluice::app::add_bench_routes(server);
-      server.start();
-      server.run_until_signal();
-    } catch (const std::exception& e) {
-      spdlog::critical("sluice serve: {}", e.what());
-      return 1;
+    if (index_cmd->parsed()) {
+      auto stats = sluice::search::build_index(index_dir, index_db);
+      if (!stats) {
+        spdlog::error("indexing {} failed: {}", index_dir, stats.error().message());
+        return 1;
+      }
+      std::printf("indexed %zu documents, %zu passages (%zu files skipped) into %s\n",
+                  stats->documents, stats->passages, stats->skipped_files, index_db.c_str());
+      return 0;
     }
+  } catch (const std::exception& e) {
+    spdlog::critical("sluice: {}", e.what());
+    return 1;
   }
   return 0;
 }

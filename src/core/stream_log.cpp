@@ -105,6 +105,12 @@ void read_batch::clear() {
 stream_log::stream_log(std::string id, retention_limits limits)
     : id_(std::move(id)), limits_(limits), created_us_(realtime_us()) {
   last_activity_us_ = created_us_;
+  unread_since_us_ = created_us_;
+}
+
+void stream_log::cancel_when_unread(std::int64_t grace_us) {
+  std::lock_guard lock(mutex_);
+  unread_grace_us_ = grace_us;
 }
 
 stream_log::~stream_log() { assert(subscribers_.empty()); }
@@ -327,6 +333,8 @@ stream_status stream_log::status() const {
   s.created_us = created_us_;
   s.finished_us = finished_us_;
   s.last_activity_us = last_activity_us_;
+  s.unread_since_us = subscribers_.empty() ? unread_since_us_ : 0;
+  s.unread_grace_us = unread_grace_us_;
   return s;
 }
 
@@ -393,6 +401,7 @@ subscription::~subscription() {
   subs.pop_back();
   if (waiting_) --log_->waiting_count_;
   log_->last_activity_us_ = realtime_us();
+  if (subs.empty()) log_->unread_since_us_ = log_->last_activity_us_;
   log_->check_drain_locked();
 }
 

@@ -122,6 +122,8 @@ struct stream_status {
   std::int64_t created_us = 0;
   std::int64_t finished_us = 0;       // 0 while open
   std::int64_t last_activity_us = 0;  // last publish, attach or detach
+  std::int64_t unread_since_us = 0;   // since when nobody subscribes (0: someone does)
+  std::int64_t unread_grace_us = 0;   // see cancel_when_unread (0: never)
 };
 
 class subscription;
@@ -156,6 +158,11 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   // `on_drained` (replacing any previous one) and returns false; it is called,
   // with the lock held (schedule only), once that becomes true.
   bool wait_for_drain(std::size_t max_lag, std::function<void()> on_drained);
+
+  // For runs with a producer (agents): the registry's sweep cancels this
+  // stream, while open, once nobody has subscribed for `grace_us`; a run
+  // nobody reads is stopped. 0 (the default) never cancels.
+  void cancel_when_unread(std::int64_t grace_us);
 
   stream_status status() const;
   stream_state state() const;
@@ -213,6 +220,8 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   std::uint64_t next_handler_id_ = 1;                    // guarded by mutex_
   std::int64_t finished_us_ = 0;                         // guarded by mutex_
   std::int64_t last_activity_us_ = 0;                    // guarded by mutex_
+  std::int64_t unread_since_us_ = 0;                     // guarded by mutex_
+  std::int64_t unread_grace_us_ = 0;                     // guarded by mutex_
 };
 
 // A subscriber's cursor into one stream. Attaches on construction, detaches on

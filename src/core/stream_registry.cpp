@@ -67,7 +67,7 @@ std::shared_ptr<stream_log> stream_registry::find(std::string_view id) const {
 
 std::size_t stream_registry::sweep(std::int64_t now_us) {
   std::size_t freed = 0;
-  std::vector<std::shared_ptr<stream_log>> to_cancel;
+  std::vector<std::pair<std::shared_ptr<stream_log>, const char*>> to_cancel;
   for (shard& sh : shards_) {
     std::lock_guard lock(sh.mutex);
     for (auto it = sh.streams.begin(); it != sh.streams.end();) {
@@ -81,12 +81,15 @@ std::size_t stream_registry::sweep(std::int64_t now_us) {
       }
       if (st.subscribers == 0 && st.state == stream_state::open &&
           now_us - st.last_activity_us >= config_.idle_open_limit_us)
-        to_cancel.push_back(it->second);
+        to_cancel.push_back({it->second, "idle"});
+      else if (st.subscribers == 0 && st.state == stream_state::open && st.unread_grace_us > 0 &&
+               now_us - st.unread_since_us >= st.unread_grace_us)
+        to_cancel.push_back({it->second, "no reader"});
       ++it;
     }
   }
   // Outside the shard locks: cancel handlers may call back into the registry.
-  for (auto& log : to_cancel) log->cancel("idle");
+  for (auto& [log, reason] : to_cancel) log->cancel(reason);
   return freed;
 }
 

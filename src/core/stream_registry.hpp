@@ -49,9 +49,10 @@ class stream_registry {
   boost::system::result<std::shared_ptr<stream_log>> create(std::string_view id);
   std::shared_ptr<stream_log> find(std::string_view id) const;
 
-  // Frees finished streams past the TTL that have no subscribers, and cancels
-  // open streams idle past the limit with no subscribers. Returns the number
-  // freed. `now_us` is realtime_us() in production, explicit for tests.
+  // Frees finished streams past the TTL that have no subscribers; cancels
+  // open streams idle past the limit with no subscribers ("idle"), and those
+  // unread past their cancel_when_unread grace ("no reader"). Returns the
+  // number freed. `now_us` is realtime_us() in production, explicit for tests.
   std::size_t sweep(std::int64_t now_us);
 
   registry_counts counts() const;

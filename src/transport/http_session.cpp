@@ -12,6 +12,7 @@
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/sse_parser.hpp"
 #include "transport/sse_subscriber.hpp"
 #include "transport/worker.hpp"
 
@@ -87,6 +88,56 @@ net::awaitable<void> lingering_close(beast::tcp_stream& stream) {
   }
   stream.close();
 }
+
+// Reads a stream from its first retained event to its end and keeps the data
+// of the last event (the final one). The waiter wakes the coroutine through a
+// timer on the connection's executor.
+class final_event_collector : public core::stream_waiter, public core::sse_listener,
+                              public std::enable_shared_from_this<final_event_collector> {
+ public:
+  final_event_collector(net::any_io_executor ex, std::shared_ptr<core::stream_log> log)
+      : wake_(ex), parser_(*this), sub_(std::move(log), 1, *this, /*coalesce=*/false) {}
+
+  void on_stream_ready() noexcept override {
+    if (auto self = weak_from_this().lock())
+      net::post(wake_.get_executor(), [self] { self->wake_.cancel(); });
+  }
+  void on_event(const core::sse_event& e) override {
+    last_type_ = e.type;
+    last_data_ = e.data;
+  }
+
+  // The final event's data, or an error reply.
+  net::awaitable<http_reply> run() {
+    core::read_batch batch;
+    for (;;) {
+      switch (sub_.read(batch, 1u << 20)) {
+        case core::read_status::data:
+          for (const auto& s : batch.spans) parser_.feed(std::string_view(s.data, s.size));
+          continue;
+        case core::read_status::waiting: {
+          wake_.expires_at(net::steady_timer::time_point::max());
+          co_await wake_.async_wait(tuple_awaitable);
+          continue;
+        }
+        case core::read_status::ended: {
+          http_reply r;
+          r.body = last_data_;
+          co_return r;
+        }
+        case core::read_status::window_exceeded:
+          co_return json_error(500, "resume_window_exceeded",
+                               "the run's events were not retained long enough to collect it");
+      }
+    }
+  }
+
+ private:
+  net::steady_timer wake_;
+  core::sse_parser parser_;
+  core::subscription sub_;
+  std::string last_type_, last_data_;
+};
 
 request_context make_context(worker& w, const http::request<http::string_body>& req,
                              boost::system::error_code& ec) {
@@ -193,6 +244,19 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     }
     if (auto* reply = std::get_if<http_reply>(&result)) {
       auto res = to_response(*reply, version, keep_alive);
+      stream.expires_after(std::chrono::seconds(30));
+      auto [wec, wn] = co_await http::async_write(stream, res, tuple_awaitable);
+      if (wec || !keep_alive) {
+        if (!wec) co_await lingering_close(stream);
+        co_return;
+      }
+      continue;
+    }
+    if (auto* fin = std::get_if<final_event_reply>(&result)) {
+      auto collector = std::make_shared<final_event_collector>(w.ioc.get_executor(), fin->stream);
+      http_reply reply = co_await collector->run();
+      collector.reset();
+      auto res = to_response(reply, version, keep_alive);
       stream.expires_after(std::chrono::seconds(30));
       auto [wec, wn] = co_await http::async_write(stream, res, tuple_awaitable);
       if (wec || !keep_alive) {

@@ -49,7 +49,13 @@ struct stream_reply {
   std::string preamble;  // extra SSE bytes after the retry hint (e.g. a notice)
 };
 
-using handler_result = std::variant<http_reply, stream_reply>;
+// Wait for `stream`'s final event and answer with its data as a JSON body
+// (for clients that asked not to stream, e.g. isStream: false).
+struct final_event_reply {
+  std::shared_ptr<core::stream_log> stream;
+};
+
+using handler_result = std::variant<http_reply, stream_reply, final_event_reply>;
 using route_handler = std::function<handler_result(request_context&)>;
 
 // {"error":{"code":...,"message":...}} with `status`.

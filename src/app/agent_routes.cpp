@@ -1,0 +1,117 @@
+#include "app/agent_routes.hpp"
+
+#include <boost/json/parse.hpp>
+
+#include "core/stream_id.hpp"
+
+namespace sluice::app {
+
+namespace json = boost::json;
+using transport::json_error;
+
+namespace {
+
+constexpr std::size_t max_query_bytes = 32 * 1024;
+
+const json::value* member(const json::object& o, std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (const json::value* v = o.if_contains(n)) return v;
+  return nullptr;
+}
+
+std::optional<std::int64_t> int_member(const json::object& o, std::initializer_list<const char*> names,
+                                       std::int64_t dflt, bool& bad) {
+  const json::value* v = member(o, names);
+  if (v == nullptr || v->is_null()) return dflt;
+  if (v->is_int64()) return v->as_int64();
+  if (v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
+  bad = true;
+  return std::nullopt;
+}
+
+// Parses what both endpoints share; fills `req` or returns the error reply.
+std::optional<transport::http_reply> parse_request(std::string_view body, bool tool,
+                                                   const agents::agent_env& env,
+                                                   agents::agent_request& req, bool& stream) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) return json_error(400, "malformed_json", "body is not valid JSON: " + ec.message());
+  if (!v.is_object()) return json_error(400, "invalid_request", "body must be a JSON object");
+  const json::object& o = v.as_object();
+
+  const json::value* q = member(o, {"query"});
+  if (q == nullptr || !q->is_string() || q->as_string().empty())
+    return json_error(400, "invalid_request", "\"query\" must be a non-empty string");
+  if (q->as_string().size() > max_query_bytes)
+    return json_error(400, "query_too_long", "\"query\" is limited to 32 KiB");
+  req.query = q->as_string();
+
+  const json::value* id = tool ? member(o, {"request_id", "requestId"}) : member(o, {"requestId", "request_id"});
+  if (id != nullptr && !id->is_null()) {
+    if (!id->is_string() || !core::is_valid_stream_id(id->as_string()))
+      return json_error(400, "invalid_request_id", "requestId must match [A-Za-z0-9._:-]{1,128}");
+    req.request_id = id->as_string();
+  } else {
+    req.request_id = agents::run_service::new_request_id();
+  }
+
+  if (tool) {
+    req.kind = agents::agent_kind::deepsearch;
+  } else {
+    const json::value* t = member(o, {"agentType", "agent_type"});
+    std::string type = "plan_solve";
+    if (t != nullptr && t->is_string()) type = t->as_string();
+    else if (t != nullptr && (t->is_int64() || t->is_uint64())) type = std::to_string(t->to_number<std::int64_t>());
+    else if (t != nullptr && !t->is_null())
+      return json_error(400, "invalid_agent_type", "agentType must be a string or number");
+    auto kind = agents::parse_agent_kind(type);
+    if (!kind)
+      return json_error(400, "invalid_agent_type",
+                        "agentType must be plan_solve (3), react (5) or deepsearch");
+    if (*kind == agents::agent_kind::react && env.model == nullptr)
+      return json_error(400, "agent_needs_model",
+                        "the react agent needs a model: start sluice with --llm openai");
+    req.kind = *kind;
+  }
+  bool bad = false;
+  auto max_loop = int_member(o, {"max_loop", "maxLoop"}, 1, bad);
+  auto max_steps = int_member(o, {"max_steps", "maxSteps"}, 5, bad);
+  if (bad || *max_loop < 1 || *max_loop > 5 || *max_steps < 1 || *max_steps > 20)
+    return json_error(400, "invalid_request", "max_loop must be 1..5 and max_steps 1..20");
+  req.max_loop = static_cast<int>(*max_loop);
+  req.max_steps = static_cast<int>(*max_steps);
+
+  const json::value* s = tool ? member(o, {"stream"}) : member(o, {"isStream", "stream"});
+  stream = true;
+  if (s != nullptr && !s->is_null()) {
+    if (!s->is_bool()) return json_error(400, "invalid_request", "isStream/stream must be a boolean");
+    stream = s->as_bool();
+  }
+  return std::nullopt;
+}
+
+transport::route_handler make_handler(transport::router& routes, agents::run_service& runs,
+                                      bool tool) {
+  return [&routes, &runs, tool](transport::request_context& req) -> transport::handler_result {
+    agents::agent_request ar;
+    bool stream = true;
+    if (auto err = parse_request(req.body, tool, runs.env(), ar, stream)) return *err;
+    auto run = runs.start(ar, tool ? agents::run_endpoint::deepsearch_tool : agents::run_endpoint::agent,
+                          req.executor);
+    if (!run) return json_error(503, "too_many_streams", "the stream limit is reached");
+    if (!stream) return transport::final_event_reply{run->log};
+    // A retried POST (same requestId) resumes after its Last-Event-ID.
+    return routes.subscribe(req, run->log);
+  };
+}
+
+}  // namespace
+
+void add_agent_routes(transport::http_server& server, agents::run_service& runs) {
+  auto& routes = server.routes();
+  routes.add("POST", "/AutoAgent", make_handler(routes, runs, false));
+  routes.add("POST", "/v1/agent/runs", make_handler(routes, runs, false));
+  routes.add("POST", "/v1/tool/deepsearch", make_handler(routes, runs, true));
+}
+
+}  // namespace sluice::app
