@@ -1,7 +1,6 @@
 #include "fake_openai_server.hpp"
 
-#include <cstdio>
-#include <exception>
+#include <gtest/gtest.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -13,7 +12,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <gtest/gtest.h>
+#include <cstdio>
+#include <exception>
 
 namespace sluice::test {
 
@@ -36,7 +36,9 @@ std::string http_chunk(std::string_view payload) {
 
 constexpr std::string_view last_chunk = "0\r\n\r\n";
 
-std::string sse_data(std::string_view data) { return "data: " + std::string(data) + "\n\n"; }
+std::string sse_data(std::string_view data) {
+  return "data: " + std::string(data) + "\n\n";
+}
 
 constexpr std::string_view stream_header =
     "HTTP/1.1 200 OK\r\n"
@@ -48,14 +50,14 @@ constexpr std::string_view stream_header =
 // A chat.completion.chunk as OpenAI sends it.
 std::string completion_chunk(const std::string& model, json::value delta,
                              json::value finish_reason) {
-  json::object choice{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr},
+  json::object choice{{"index", 0},
+                      {"delta", std::move(delta)},
+                      {"logprobs", nullptr},
                       {"finish_reason", std::move(finish_reason)}};
-  json::object chunk{{"id", "chatcmpl-fake"},
-                     {"object", "chat.completion.chunk"},
-                     {"created", 1700000000},
-                     {"model", model},
-                     {"system_fingerprint", "fp_fake"},
-                     {"choices", json::array{std::move(choice)}}};
+  json::object chunk{
+      {"id", "chatcmpl-fake"},           {"object", "chat.completion.chunk"},
+      {"created", 1700000000},           {"model", model},
+      {"system_fingerprint", "fp_fake"}, {"choices", json::array{std::move(choice)}}};
   return json::serialize(chunk);
 }
 
@@ -84,8 +86,8 @@ std::string usage_chunk(const std::string& model) {
 std::string error_response(unsigned status, std::string_view reason, std::string_view message,
                            std::string_view type) {
   std::string body = json::serialize(json::object{
-      {"error", json::object{{"message", message}, {"type", type}, {"param", nullptr},
-                             {"code", nullptr}}}});
+      {"error",
+       json::object{{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}});
   return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
          "\r\n\r\n" + body;
@@ -178,7 +180,8 @@ net::awaitable<void> fake_openai_server::session(tcp::socket socket) {
   (void)rn;
   if (rec) {
     // Not HTTP (e.g. a TLS ClientHello): answer as a plain HTTP server would.
-    co_await send(socket, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    co_await send(socket,
+                  "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     co_await wait_for_client_close(socket);
     co_return;
   }
@@ -211,8 +214,8 @@ net::awaitable<void> fake_openai_server::session(tcp::socket socket) {
   const auto& pieces = content_pieces();
   switch (behaviour) {
     case fake_behaviour::http_429:
-      co_await send(socket, error_response(429, "Too Many Requests", rate_limit_message,
-                                           "requests"));
+      co_await send(socket,
+                    error_response(429, "Too Many Requests", rate_limit_message, "requests"));
       break;
     case fake_behaviour::http_500:
       co_await send(socket, error_response(500, "Internal Server Error", server_error_message,
@@ -275,8 +278,8 @@ net::awaitable<void> fake_openai_server::session(tcp::socket socket) {
     case fake_behaviour::error_event:
       co_await send(socket, stream_header);
       co_await send_event(socket, role_chunk(model));
-      co_await send_event(socket,
-                          R"({"error":{"message":"The model is overloaded","type":"server_error"}})");
+      co_await send_event(
+          socket, R"({"error":{"message":"The model is overloaded","type":"server_error"}})");
       break;
   }
   co_await wait_for_client_close(socket);

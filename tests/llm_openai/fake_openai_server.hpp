@@ -7,6 +7,11 @@
 // Thread-safety: every public member may be called from any thread.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/value.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -16,12 +21,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/json/value.hpp>
 
 namespace sluice::test {
 
@@ -88,7 +87,7 @@ class fake_openai_server {
 
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
-  std::deque<fake_behaviour> script_;      // guarded by mutex_
+  std::deque<fake_behaviour> script_;       // guarded by mutex_
   std::vector<recorded_request> requests_;  // guarded by mutex_
   std::size_t client_closes_ = 0;           // guarded by mutex_
 

@@ -3,8 +3,7 @@
 // cancellation (and that it closes the upstream connection) and TLS errors.
 #include "llm/openai/openai_provider.hpp"
 
-#include <optional>
-#include <stdexcept>
+#include <gtest/gtest.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -16,9 +15,11 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/value.hpp>
-#include <gtest/gtest.h>
+#include <optional>
+#include <stdexcept>
 
 #include "fake_openai_server.hpp"
+#include "tls_test_proxy.hpp"
 
 namespace sluice::llm {
 namespace {
@@ -66,9 +67,9 @@ struct chat_run {
 // Runs one call on a fresh io_context in this thread, inside a caller
 // coroutine (as an agent would await it). `after_delta` runs after each delta
 // is recorded and may emit the cancellation signal.
-chat_run run_chat(chat_provider& provider, const chat_request& request,
-                  std::function<void(chat_run&, net::io_context&, net::cancellation_signal&)>
-                      after_delta = {}) {
+chat_run run_chat(
+    chat_provider& provider, const chat_request& request,
+    std::function<void(chat_run&, net::io_context&, net::cancellation_signal&)> after_delta = {}) {
   net::io_context ioc;
   net::cancellation_signal signal;
   chat_run run;
@@ -81,16 +82,16 @@ chat_run run_chat(chat_provider& provider, const chat_request& request,
     run.caller_throw_flag_restored = co_await net::this_coro::throw_if_cancelled();
     co_return out;
   };
-  net::co_spawn(ioc, caller(),
-                net::bind_cancellation_slot(signal.slot(),
-                                            [&](std::exception_ptr e, chat_outcome out) {
-                                              if (e) {
-                                                ADD_FAILURE() << "stream_chat threw";
-                                                return;
-                                              }
-                                              run.completed = true;
-                                              run.outcome = std::move(out);
-                                            }));
+  net::co_spawn(
+      ioc, caller(),
+      net::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, chat_outcome out) {
+        if (e) {
+          ADD_FAILURE() << "stream_chat threw";
+          return;
+        }
+        run.completed = true;
+        run.outcome = std::move(out);
+      }));
   ioc.run_for(deadline);
   EXPECT_TRUE(run.completed) << "the call did not complete within the deadline";
   return run;
@@ -301,12 +302,11 @@ TEST(OpenaiProvider, CancellationMidStreamClosesTheUpstreamConnection) {
   server.script({fake_behaviour::stall});
   openai_provider provider(config_for(server));  // read timeout 10 s: never reached
 
-  chat_run run = run_chat(provider, hello_request(),
-                          [](chat_run&, net::io_context& ioc, net::cancellation_signal& signal) {
-                            net::post(ioc, [&signal] {
-                              signal.emit(net::cancellation_type::terminal);
-                            });
-                          });
+  chat_run run =
+      run_chat(provider, hello_request(),
+               [](chat_run&, net::io_context& ioc, net::cancellation_signal& signal) {
+                 net::post(ioc, [&signal] { signal.emit(net::cancellation_type::terminal); });
+               });
   EXPECT_EQ(run.outcome.ec, net::error::operation_aborted) << run.outcome.error_message;
   EXPECT_EQ(run.outcome.text, fake_openai_server::content_pieces()[0]);
   EXPECT_TRUE(run.caller_throw_flag_restored);
@@ -323,12 +323,12 @@ TEST(OpenaiProvider, CancellationBeforeTheResponseClosesTheUpstreamConnection) {
   net::io_context ioc;
   net::cancellation_signal signal;
   std::optional<chat_outcome> outcome;
-  net::co_spawn(ioc, provider.stream_chat(hello_request(), {}),
-                net::bind_cancellation_slot(signal.slot(),
-                                            [&](std::exception_ptr e, chat_outcome out) {
-                                              EXPECT_FALSE(e);
-                                              outcome = std::move(out);
-                                            }));
+  net::co_spawn(
+      ioc, provider.stream_chat(hello_request(), {}),
+      net::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, chat_outcome out) {
+        EXPECT_FALSE(e);
+        outcome = std::move(out);
+      }));
   std::thread canceller([&] {
     // Waits for the request on the server, then cancels on the client's thread.
     for (auto until = std::chrono::steady_clock::now() + deadline;
@@ -375,6 +375,92 @@ TEST(OpenaiProvider, HttpsToAPlainHttpServerFailsWithATlsError) {
   expect_contains(run.outcome.error_message, "failed");
   EXPECT_TRUE(run.deltas.empty());
   EXPECT_TRUE(server.requests().empty()) << "no HTTP request may reach the server in clear";
+}
+
+// https through a TLS proxy (run-time self-signed certificate) in front of
+// the plain fake server.
+struct tls_fixture {
+  explicit tls_fixture(const std::string& subject_alt_name)
+      : certificate(test::make_self_signed_certificate(subject_alt_name)),
+        ca_file(certificate.cert_pem),
+        proxy(certificate, server.port()) {}
+
+  openai_config config(bool trust_certificate) const {
+    openai_config c = config_for(server);
+    c.base_url = "https://127.0.0.1:" + std::to_string(proxy.port()) + "/v1";
+    if (trust_certificate) c.ca_file = ca_file.path().string();
+    return c;
+  }
+
+  fake_openai_server server;
+  test::test_certificate certificate;
+  test::temp_file ca_file;
+  test::tls_test_proxy proxy;
+};
+
+TEST(OpenaiProvider, HttpsStreamsWithAVerifiedCertificate) {
+  tls_fixture tls("IP:127.0.0.1");
+  openai_provider provider(tls.config(/*trust_certificate=*/true));
+
+  chat_run run = run_chat(provider, hello_request());
+  EXPECT_FALSE(run.outcome.ec) << run.outcome.error_message;
+  EXPECT_EQ(run.deltas, fake_openai_server::content_pieces());
+  EXPECT_EQ(run.outcome.finish_reason, "stop");
+  EXPECT_EQ(run.outcome.usage.prompt_tokens, fake_openai_server::prompt_tokens);
+  auto requests = tls.server.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].authorization, "Bearer sk-test-123");
+  EXPECT_TRUE(tls.server.wait_for_client_closes(1, deadline));
+}
+
+TEST(OpenaiProvider, HttpsRejectsAnUntrustedCertificate) {
+  tls_fixture tls("IP:127.0.0.1");
+  openai_provider provider(tls.config(/*trust_certificate=*/false));
+
+  chat_run run = run_chat(provider, hello_request());
+  EXPECT_TRUE(run.outcome.ec);
+  expect_contains(run.outcome.error_message, "TLS handshake with 127.0.0.1:");
+  expect_contains(run.outcome.error_message, "certificate verify failed");
+  expect_contains(run.outcome.error_message, "self-signed");
+  EXPECT_TRUE(tls.server.requests().empty());
+}
+
+TEST(OpenaiProvider, HttpsRejectsACertificateForAnotherHost) {
+  tls_fixture tls("DNS:example.test");
+  openai_provider provider(tls.config(/*trust_certificate=*/true));
+
+  chat_run run = run_chat(provider, hello_request());
+  EXPECT_TRUE(run.outcome.ec);
+  expect_contains(run.outcome.error_message, "certificate verify failed");
+  expect_contains(run.outcome.error_message, "certificate does not match host 127.0.0.1");
+  EXPECT_TRUE(tls.server.requests().empty());
+}
+
+TEST(OpenaiProvider, HttpsWithoutVerificationAcceptsAnyCertificate) {
+  tls_fixture tls("DNS:example.test");
+  openai_config config = tls.config(/*trust_certificate=*/false);
+  config.verify_tls = false;
+  openai_provider provider(config);
+
+  chat_run run = run_chat(provider, hello_request());
+  EXPECT_FALSE(run.outcome.ec) << run.outcome.error_message;
+  EXPECT_EQ(run.outcome.text, joined_pieces());
+}
+
+TEST(OpenaiProvider, HttpsCancellationMidStreamClosesTheUpstreamConnection) {
+  tls_fixture tls("IP:127.0.0.1");
+  tls.server.script({fake_behaviour::stall});
+  openai_provider provider(tls.config(/*trust_certificate=*/true));
+
+  chat_run run =
+      run_chat(provider, hello_request(),
+               [](chat_run&, net::io_context& ioc, net::cancellation_signal& signal) {
+                 net::post(ioc, [&signal] { signal.emit(net::cancellation_type::terminal); });
+               });
+  EXPECT_EQ(run.outcome.ec, net::error::operation_aborted) << run.outcome.error_message;
+  EXPECT_EQ(run.outcome.text, fake_openai_server::content_pieces()[0]);
+  // The proxy closes its backend connection when the client's ends.
+  EXPECT_TRUE(tls.server.wait_for_client_closes(1, deadline));
 }
 
 TEST(OpenaiProvider, RejectsBadBaseUrls) {

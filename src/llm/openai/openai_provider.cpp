@@ -16,11 +16,6 @@
 #include <openssl/x509.h>
 
 #include <array>
-#include <exception>
-#include <optional>
-#include <span>
-#include <stdexcept>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -45,6 +40,10 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <boost/url/parse.hpp>
+#include <exception>
+#include <optional>
+#include <span>
+#include <stdexcept>
 
 #include "core/sse_parser.hpp"
 
@@ -91,7 +90,9 @@ std::string excerpt(std::string_view s, std::size_t max = 200) {
   return std::string(s.substr(0, max)) + "...";
 }
 
-std::string ms_text(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+std::string ms_text(std::chrono::milliseconds d) {
+  return std::to_string(d.count()) + " ms";
+}
 
 bool is_cancelled(const net::cancellation_state& cs) {
   return cs.cancelled() != net::cancellation_type::none;
@@ -123,8 +124,7 @@ std::string error_value_message(const json::value& error) {
 }
 
 // "HTTP 429 Too Many Requests: Rate limit reached" from an error response.
-std::string describe_http_error(unsigned status, std::string_view reason,
-                                std::string_view body) {
+std::string describe_http_error(unsigned status, std::string_view reason, std::string_view body) {
   std::string msg = "upstream answered HTTP " + std::to_string(status);
   if (!reason.empty()) msg += " " + std::string(reason);
   error_code ec;
@@ -302,9 +302,9 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
   (void)wn;
   if (is_cancelled(cs)) co_return set_aborted(out);
   if (is_timeout(wec)) {
-    co_return set_error(out, net::error::timed_out,
-                        "sending the request to " + p.host_header + " stalled for " +
-                            ms_text(cfg.read_timeout));
+    co_return set_error(
+        out, net::error::timed_out,
+        "sending the request to " + p.host_header + " stalled for " + ms_text(cfg.read_timeout));
   }
   if (wec) {
     co_return set_error(out, wec,
@@ -321,15 +321,15 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
   (void)hn;
   if (is_cancelled(cs)) co_return set_aborted(out);
   if (is_timeout(hec)) {
-    co_return set_error(out, net::error::timed_out,
-                        "no response from " + p.host_header + " within " +
-                            ms_text(cfg.read_timeout));
+    co_return set_error(
+        out, net::error::timed_out,
+        "no response from " + p.host_header + " within " + ms_text(cfg.read_timeout));
   }
   if (hec == http::error::end_of_stream || hec == net::error::eof ||
       hec == net::error::connection_reset) {
-    co_return set_error(out, openai_errc::stream_truncated,
-                        "upstream " + p.host_header +
-                            " closed the connection without answering: " + hec.message());
+    co_return set_error(
+        out, openai_errc::stream_truncated,
+        "upstream " + p.host_header + " closed the connection without answering: " + hec.message());
   }
   if (hec) {
     co_return set_error(out, hec,
@@ -366,16 +366,16 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
                               ms_text(cfg.read_timeout) + " (stream stalled)");
     }
     if (ec == http::error::body_limit) {
-      co_return set_error(out, openai_errc::response_too_large,
-                          "upstream response exceeded " + std::to_string(cfg.max_response_bytes) +
-                              " bytes");
+      co_return set_error(
+          out, openai_errc::response_too_large,
+          "upstream response exceeded " + std::to_string(cfg.max_response_bytes) + " bytes");
     }
     if (ec == http::error::partial_message || ec == http::error::end_of_stream ||
         ec == net::error::eof || ec == net::error::connection_reset ||
         ec == ssl::error::stream_truncated) {
       co_return set_error(out, openai_errc::stream_truncated,
-                          "upstream " + p.host_header +
-                              " cut the stream before data: [DONE] (" + ec.message() + ")");
+                          "upstream " + p.host_header + " cut the stream before data: [DONE] (" +
+                              ec.message() + ")");
     }
     if (ec) {
       co_return set_error(out, ec,
@@ -448,12 +448,20 @@ net::awaitable<chat_outcome> run_call(std::shared_ptr<provider_impl> p, chat_req
     co_return out;
   }
 
+  // Set by the verify callback (run inside the handshake, on this thread);
+  // declared before the stream that holds the callback.
+  bool host_mismatch = false;
   ssl::stream<beast::tcp_stream> tls_stream(std::move(tcp_stream), *p->tls);
   // SNI carries names only, never address literals (RFC 6066).
   if (!p->host_is_ip) SSL_set_tlsext_host_name(tls_stream.native_handle(), p->host.c_str());
   if (cfg.verify_tls) {
     tls_stream.set_verify_mode(ssl::verify_peer);
-    tls_stream.set_verify_callback(ssl::host_name_verification(p->host));
+    tls_stream.set_verify_callback([check = ssl::host_name_verification(p->host), &host_mismatch](
+                                       bool preverified, ssl::verify_context& ctx) {
+      const bool ok = check(preverified, ctx);
+      if (preverified && !ok) host_mismatch = true;
+      return ok;
+    });
   } else {
     tls_stream.set_verify_mode(ssl::verify_none);
   }
@@ -471,9 +479,12 @@ net::awaitable<chat_outcome> run_call(std::shared_ptr<provider_impl> p, chat_req
     co_return out;
   }
   if (hec) {
+    // hec alone says "certificate verify failed"; name the cause.
     std::string message = "TLS handshake with " + p->host_header + " failed: " + hec.message();
     const long verify = SSL_get_verify_result(tls_stream.native_handle());
-    if (cfg.verify_tls && verify != X509_V_OK)
+    if (host_mismatch)
+      message += " (certificate does not match host " + p->host + ")";
+    else if (cfg.verify_tls && verify != X509_V_OK)
       message += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
     set_error(out, hec, std::move(message));
     close_stream(beast::get_lowest_layer(tls_stream));
@@ -532,8 +543,7 @@ openai_provider::openai_provider(openai_config config) : impl_(std::make_shared<
   if (https) {
     m.tls.emplace(ssl::context::tls_client);
     m.tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                       ssl::context::no_tlsv1_1);
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     if (config.verify_tls) {
       m.tls->set_default_verify_paths();  // throws system_error on failure
       if (!config.ca_file.empty()) m.tls->load_verify_file(config.ca_file);

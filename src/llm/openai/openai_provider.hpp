@@ -23,6 +23,7 @@
 // has its own connection and runs on its caller's executor).
 #pragma once
 
+#include <boost/system/error_code.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -31,8 +32,6 @@
 #include <system_error>
 #include <utility>
 #include <vector>
-
-#include <boost/system/error_code.hpp>
 
 #include "llm/chat_provider.hpp"
 
@@ -47,8 +46,9 @@ struct openai_config {
   // Sent as "Authorization: Bearer <api_key>" when not empty. The caller reads
   // it (e.g. from an environment variable); it is never logged.
   std::string api_key;
-  // Name resolution is not bounded by this (the resolver cannot be cut short);
-  // TCP connect and the TLS handshake are.
+  // Bounds the TCP connect and the TLS handshake. Name resolution is not
+  // bounded by it and a cancellation during resolution takes effect when the
+  // lookup returns: Asio's resolver cannot cut getaddrinfo short.
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
   // The call fails when no byte arrives from upstream for this long (while
   // sending the request, waiting for the status line, or mid-stream).
