@@ -182,7 +182,7 @@ extractive_answer answer_extractively(std::string_view query,
       const std::size_t this_position = position++;
       if (!seen.insert(search::collapse_whitespace(text)).second) continue;
       candidate c;
-      c.text = std::string(text);
+      c.text = search::collapse_whitespace(text);  // a sentence wrapped over lines reads as one
       c.source = s;
       c.position = this_position;
       const std::vector<std::string> terms = search::analyze(text);
