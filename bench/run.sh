@@ -219,7 +219,7 @@ if [[ -n $RESULTS_FILE ]]; then
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- command: \`${overrides}bash bench/run.sh ${1:-build}\`"
-    echo "- revision: $revision"
+    echo "- repository HEAD at run time: $revision (BUILD_DIR may hold binaries of another revision)"
     echo "- machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r)"
     echo "- server (a fresh one per workload, port chosen per run): \`taskset -c $SERVER_CORE \$BUILD/sluice serve --host 127.0.0.1 --port @PORT@ --threads 1 --max-connections 20000 --heartbeat-ms 10000\`"
     echo "- tokens: \`taskset -c $LOADGEN_CORE \$BUILD/sluice_loadgen ${TOKENS_ARGS[*]} --json\`"
@@ -232,7 +232,9 @@ if [[ -n $RESULTS_FILE ]]; then
     echo "/proc/PID/stat during the workload; RSS/conn is the server's VmRSS growth once all"
     echo "idle connections had their response headers, divided by the connection count."
     echo "\"other CPU on server core\" is core $SERVER_CORE's busy time (incl. steal) minus the server's own:"
-    echo "when it is not near 0, another process shared the server's core and throughput is understated."
+    echo "softirq work for the loopback traffic (a few hundredths of a second) plus any other process"
+    echo "on that core. Tenths of a second or more mean the server shared its core and the tokens"
+    echo "throughput and latency are understated; rerun on a quiet machine."
     echo
     echo "Raw loadgen output:"
     echo
