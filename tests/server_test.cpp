@@ -472,6 +472,14 @@ TEST_F(BadInputTest, SlowHeadersAreClosedAtTheHeaderTimeout) {
   EXPECT_TRUE(c.wait_closed());
 }
 
+TEST_F(BadInputTest, CancelReasonMustBeCleanText) {
+  for (std::string reason : std::vector<std::string>{"%FF%FE", "a%0Ab", std::string(300, 'r')}) {
+    auto r = request(port(), "POST", "/v1/streams/control/cancel?reason=" + reason);
+    EXPECT_EQ(r.status(), 400) << reason;
+    EXPECT_EQ(error_code(r), "invalid_reason");
+  }
+}
+
 TEST_F(BadInputTest, UnknownPathsAndMethods) {
   auto r = request(port(), "GET", "/nope");
   EXPECT_EQ(r.status(), 404);

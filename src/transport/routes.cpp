@@ -56,6 +56,20 @@ std::string_view trim_json_space(std::string_view s) {
   return s;
 }
 
+// Well-formed UTF-8 without control characters (the reason becomes JSON text).
+bool is_clean_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size() || (n == 1 && (c < 0x20 || c == 0x7F)) || (n == 2 && c < 0xC2))
+      return false;
+    for (std::size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += n;
+  }
+  return true;
+}
+
 bool is_true(std::optional<std::string_view> v) { return v && (*v == "true" || *v == "1"); }
 
 // Splits "/v1/streams/{id}/{rest}" into id and rest ("" when absent).
@@ -266,6 +280,8 @@ handler_result router::cancel(request_context& req, std::string_view id) {
   auto log = registry_.find(id);
   if (!log) return json_error(404, "stream_not_found", "no such stream");
   std::string_view reason = req.param("reason").value_or("cancelled by request");
+  if (reason.size() > 256 || !is_clean_utf8(reason))
+    return json_error(400, "invalid_reason", "reason must be UTF-8 text of at most 256 bytes");
   if (!log->cancel(reason))
     return json_error(409, "stream_ended", "the stream has already ended");
   const auto st = log->status();
