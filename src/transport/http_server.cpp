@@ -45,6 +45,9 @@ http_server::~http_server() {
 }
 
 router& http_server::routes() { return ctx_->routes; }
+void http_server::set_ws_start_handler(ws_start_handler handler) {
+  ctx_->ws_start = std::move(handler);
+}
 core::stream_registry& http_server::registry() { return ctx_->registry; }
 metrics& http_server::stats() { return ctx_->metrics; }
 const server_config& http_server::config() const { return ctx_->config; }
@@ -132,6 +135,10 @@ void http_server::sweep(worker& w) {
     auto& s = *it++;
     s.sweep(now);
   }
+  for (auto it = w.swept.begin(); it != w.swept.end();) {
+    auto& s = *it++;
+    s.sweep(now);
+  }
   if (w.index == 0) {
     static thread_local std::int64_t last_registry_sweep = 0;
     if (now - last_registry_sweep >= 1'000'000) {
@@ -154,6 +161,10 @@ void http_server::shutdown() {
       wp->sweep_timer.cancel();
       for (auto& l : wp->sessions) l.socket->close(ec);
       for (auto it = wp->subscribers.begin(); it != wp->subscribers.end();) {
+        auto& s = *it++;
+        s.begin_shutdown();
+      }
+      for (auto it = wp->swept.begin(); it != wp->swept.end();) {
         auto& s = *it++;
         s.begin_shutdown();
       }

@@ -12,6 +12,7 @@
 #include "transport/metrics.hpp"
 #include "transport/routes.hpp"
 #include "transport/server_config.hpp"
+#include "transport/ws_types.hpp"
 
 namespace sluice::transport {
 
@@ -24,6 +25,8 @@ class http_server {
   ~http_server();  // shuts down if still running
 
   router& routes();
+  // The producer behind {"op":"start"} on /v1/ws (before start()).
+  void set_ws_start_handler(ws_start_handler handler);
   core::stream_registry& registry();
   metrics& stats();
   const server_config& config() const;

@@ -9,12 +9,14 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
 #include "core/sse_parser.hpp"
 #include "transport/sse_subscriber.hpp"
 #include "transport/worker.hpp"
+#include "transport/ws_session.hpp"
 
 namespace sluice::transport {
 
@@ -234,6 +236,17 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     handler_result result;
     if (url_ec) {
       result = json_error(400, "invalid_target", "the request target is not a valid origin-form URL");
+    } else if (ctx.path == "/v1/ws") {
+      // WebSocket: the socket moves to a ws session (which never hands it back).
+      if (!beast::websocket::is_upgrade(req))
+        result = json_error(426, "upgrade_required", "GET /v1/ws is a WebSocket endpoint");
+      else if (buffer.size() != 0)
+        result = json_error(400, "bad_request", "data sent before the WebSocket handshake");
+      else {
+        link.unlink();
+        start_ws_session(w, stream.release_socket(), std::move(token), parser.release());
+        co_return;
+      }
     } else {
       try {
         result = sc.routes.dispatch(ctx);

@@ -32,6 +32,14 @@ struct server_config {
   int gzip_level = 6;
   int gzip_window_bits = 12;  // 4 KiB window: ~30 KiB of zlib state per gzip stream
   int gzip_mem_level = 5;
+  // WebSocket (/v1/ws), see docs/websocket.md.
+  std::size_t ws_max_message_bytes = 64u << 10;  // larger client messages: close 1009
+  std::size_t ws_max_streams_per_socket = 64;
+  std::size_t ws_batch_bytes = 64u << 10;  // one log batch per subscribed stream at most
+  bool ws_deflate = true;                  // permessage-deflate when the client offers it
+  int ws_deflate_window_bits = 10;         // 1 KiB window (9..15)
+  int ws_deflate_mem_level = 4;            // 1..9
+  int ws_deflate_level = 6;
   core::registry_config registry;
 };
 

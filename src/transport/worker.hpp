@@ -20,6 +20,7 @@
 #include "transport/metrics.hpp"
 #include "transport/routes.hpp"
 #include "transport/server_config.hpp"
+#include "transport/ws_types.hpp"
 
 namespace sluice::transport {
 
@@ -35,6 +36,7 @@ struct server_context {
   core::stream_registry registry;
   transport::metrics metrics;
   router routes;
+  ws_start_handler ws_start;  // set before start(); empty: "start" is refused
   std::atomic<bool> stopping{false};
   std::atomic<std::int64_t> rejecting{0};  // connections being answered 503
 
@@ -69,6 +71,18 @@ class connection_token {
 
 class sse_subscriber;
 
+// A long-lived connection other than SSE (a WebSocket session) that the
+// worker's sweep (keep-alive, write stalls) and shutdown reach. Called on the
+// worker's thread; either call may unlink it.
+class swept_connection : public auto_unlink_hook {
+ public:
+  virtual void sweep(std::int64_t now_us) = 0;
+  virtual void begin_shutdown() = 0;
+
+ protected:
+  ~swept_connection() = default;
+};
+
 // A request-phase connection, linked so shutdown can close it.
 struct session_link : auto_unlink_hook {
   tcp::socket* socket = nullptr;
@@ -85,6 +99,9 @@ struct worker {
   boost::intrusive::list<sse_subscriber, boost::intrusive::base_hook<auto_unlink_hook>,
                          boost::intrusive::constant_time_size<false>>
       subscribers;
+  boost::intrusive::list<swept_connection, boost::intrusive::base_hook<auto_unlink_hook>,
+                         boost::intrusive::constant_time_size<false>>
+      swept;
   boost::intrusive::list<session_link, boost::intrusive::base_hook<auto_unlink_hook>,
                          boost::intrusive::constant_time_size<false>>
       sessions;

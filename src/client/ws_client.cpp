@@ -1,0 +1,407 @@
+#include "client/ws_client.hpp"
+
+#include <random>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <boost/url/parse.hpp>
+
+#include "client/delivery_filter.hpp"
+#include "client/reconnect_backoff.hpp"
+
+namespace sluice::client {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace json = boost::json;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
+
+const char* to_string(ws_status s) {
+  switch (s) {
+    case ws_status::connecting: return "connecting";
+    case ws_status::open: return "open";
+    case ws_status::reconnecting: return "reconnecting";
+    case ws_status::closed: return "closed";
+    case ws_status::failed: return "failed";
+  }
+  return "?";
+}
+
+namespace {
+
+std::optional<std::uint64_t> as_u64(const json::value* v) {
+  if (v == nullptr) return std::nullopt;
+  if (v->is_uint64()) return v->as_uint64();
+  if (v->is_int64() && v->as_int64() >= 0) return static_cast<std::uint64_t>(v->as_int64());
+  return std::nullopt;
+}
+
+std::string_view str(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v && v->is_string() ? std::string_view(v->as_string()) : std::string_view();
+}
+
+std::string random_request_id() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "ws-%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+}  // namespace
+
+struct ws_client::impl : std::enable_shared_from_this<impl> {
+  struct stream_state {
+    std::string id;
+    delivery_filter filter;
+    bool resume_given = false;  // a start position was given: always send lastEventId
+    bool done = false;          // ended or failed
+  };
+  struct pending_start {
+    json::object request;
+    std::string request_id;
+  };
+
+  impl(net::any_io_executor ex, ws_client_options o)
+      : executor(std::move(ex)),
+        opts(std::move(o)),
+        backoff(opts.backoff_base, opts.backoff_cap,
+                opts.jitter_seed.value_or(std::random_device{}())),
+        timer(executor) {}
+
+  net::any_io_executor executor;
+  ws_client_options opts;
+  reconnect_backoff backoff;
+  net::steady_timer timer;
+  std::vector<stream_state> streams;
+  std::vector<pending_start> starts;
+  ws_event_handler event_h;
+  ws_stream_end_handler end_h;
+  ws_status_handler status_h;
+  ws_error_handler error_h;
+  ws_started_handler started_h;
+  websocket::stream<beast::tcp_stream>* current = nullptr;
+  std::uint64_t duplicates = 0;
+  std::string host, port, target;
+  bool cancelled = false;
+  bool finished = false;  // closed or failed was reported
+  bool any_failed = false;
+
+  stream_state* find(std::string_view id) {
+    for (auto& s : streams)
+      if (s.id == id) return &s;
+    return nullptr;
+  }
+  bool active() const {
+    if (!starts.empty()) return true;
+    for (const auto& s : streams)
+      if (!s.done) return true;
+    return false;
+  }
+
+  void status(ws_status s, std::string_view detail) {
+    if (finished) return;
+    if (s == ws_status::closed || s == ws_status::failed) finished = true;
+    if (status_h) status_h(s, detail);
+  }
+  void error(ws_client_error e) {
+    if (error_h) error_h(e);
+  }
+  void finish() {
+    status(any_failed ? ws_status::failed : ws_status::closed,
+           any_failed ? "a stream failed" : "every stream ended");
+  }
+
+  bool parse_url() {
+    auto u = boost::urls::parse_uri(opts.url);
+    if (!u || u->scheme() != "ws" || u->host().empty()) return false;
+    host = u->host();
+    port = u->has_port() ? std::string(u->port()) : "80";
+    target = u->encoded_target().empty() ? "/" : std::string(u->encoded_target());
+    return true;
+  }
+
+  net::awaitable<void> run();
+  net::awaitable<void> connection(bool& opened, std::string& why);
+  void handle(std::string_view text);
+};
+
+void ws_client::impl::handle(std::string_view text) {
+  error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) return;  // not ours to interpret
+  const json::object& m = v.as_object();
+  const std::string_view op = str(m, "op");
+  if (op.empty()) {
+    stream_state* s = find(str(m, "stream"));
+    auto id = as_u64(m.if_contains("id"));
+    const json::value* data = m.if_contains("data");
+    if (s == nullptr || s->done || !id || data == nullptr) return;
+    std::string type(str(m, "event"));
+    const std::string data_text = json::serialize(*data);
+    // A producer's own event named "error" is an ordinary event here: over
+    // WebSocket, resume_window_exceeded arrives as an op, never as an event.
+    delivery d = s->filter.classify(std::to_string(*id), true,
+                                    type == "error" ? std::string_view("message") : type,
+                                    data_text);
+    if (d.what == delivery::action::drop_duplicate) {
+      ++duplicates;
+      return;
+    }
+    if (event_h) event_h(s->id, *id, type, data_text, d.first_seq, d.last_seq);
+    return;
+  }
+  const std::string stream(str(m, "stream"));
+  if (op == "started") {
+    const bool created = m.if_contains("created") && m.at("created").is_bool() &&
+                         m.at("created").as_bool();
+    std::erase_if(starts, [&](const pending_start& p) { return p.request_id == stream; });
+    if (!find(stream)) streams.push_back({stream, delivery_filter(0), false, false});
+    if (started_h) started_h(stream, created);
+  } else if (op == "end") {
+    if (stream_state* s = find(stream); s && !s->done) {
+      s->done = true;
+      if (end_h) end_h(stream);
+    }
+  } else if (op == "error") {
+    ws_client_error e{std::string(str(m, "code")), std::string(str(m, "message")), stream,
+                      as_u64(m.if_contains("first_available")).value_or(0)};
+    if (e.code == "already_subscribed") return;  // harmless
+    if (!stream.empty()) {
+      stream_state* s = find(stream);
+      if (s == nullptr || s->done) return;
+      s->done = true;
+    } else if (!starts.empty()) {
+      starts.erase(starts.begin());  // answers are in order: the oldest start failed
+    }
+    any_failed = true;
+    error(std::move(e));
+  } else if (op == "notice") {
+    if (stream_state* s = find(stream); s && event_h) event_h(stream, 0, "notice", text, 0, 0);
+  }
+}
+
+net::awaitable<void> ws_client::impl::connection(bool& opened, std::string& why) {
+  tcp::resolver resolver(executor);
+  auto [rec, results] = co_await resolver.async_resolve(host, port, tuple_awaitable);
+  if (rec) {
+    why = "resolve: " + rec.message();
+    co_return;
+  }
+  websocket::stream<beast::tcp_stream> ws(executor);
+  current = &ws;
+  struct reset_current {
+    impl* self;
+    ~reset_current() { self->current = nullptr; }
+  } guard{this};
+  if (cancelled) co_return;
+  auto& tcp_layer = beast::get_lowest_layer(ws);
+  tcp_layer.expires_after(opts.connect_timeout);
+  auto [cec, ep] = co_await tcp_layer.async_connect(results, tuple_awaitable);
+  if (cec) {
+    why = "connect: " + cec.message();
+    co_return;
+  }
+  error_code oec;
+  tcp_layer.socket().set_option(tcp::no_delay(true), oec);
+  if (opts.deflate) {
+    websocket::permessage_deflate pmd;
+    pmd.client_enable = true;
+    ws.set_option(pmd);
+  }
+  ws.read_message_max(opts.max_message_bytes);
+  websocket::response_type res;
+  auto [hec] = co_await ws.async_handshake(res, host + ":" + port, target, tuple_awaitable);
+  if (hec) {
+    why = "handshake: " + hec.message();
+    co_return;
+  }
+  tcp_layer.expires_never();
+  websocket::stream_base::timeout t;
+  t.handshake_timeout = opts.connect_timeout;
+  t.idle_timeout = opts.stall_timeout;
+  t.keep_alive_pings = true;
+  ws.set_option(t);
+  opened = true;
+  const bool deflate =
+      res[beast::http::field::sec_websocket_extensions].find("permessage-deflate") !=
+      std::string_view::npos;
+  status(ws_status::open, deflate ? "permessage-deflate" : "");
+  if (cancelled) co_return;
+
+  // Resume every stream, then re-send unanswered starts.
+  std::vector<std::string> out;
+  for (const auto& s : streams) {
+    if (s.done) continue;
+    json::object o;
+    o["op"] = "subscribe";
+    o["stream"] = s.id;
+    if (s.resume_given || s.filter.highest_delivered() > 0)
+      o["lastEventId"] = s.filter.highest_delivered();
+    out.push_back(json::serialize(o));
+  }
+  for (const auto& p : starts) {
+    json::object o;
+    o["op"] = "start";
+    o["request"] = p.request;
+    out.push_back(json::serialize(o));
+  }
+  for (const auto& msg : out) {
+    auto [wec, wn] = co_await ws.async_write(net::buffer(msg), tuple_awaitable);
+    if (wec) {
+      why = "write: " + wec.message();
+      co_return;
+    }
+  }
+  beast::flat_buffer buf;
+  for (;;) {
+    auto [ec, n] = co_await ws.async_read(buf, tuple_awaitable);
+    if (ec) {
+      why = ec.message();
+      if (ec == websocket::error::closed)
+        why = "closed by the server (" + std::to_string(ws.reason().code) + " " +
+              std::string(ws.reason().reason.data(), ws.reason().reason.size()) + ")";
+      co_return;
+    }
+    const auto d = buf.cdata();
+    handle(std::string_view(static_cast<const char*>(d.data()), d.size()));
+    buf.consume(buf.size());
+    if (cancelled) co_return;
+    if (!active()) {
+      co_await ws.async_close(websocket::close_code::normal, tuple_awaitable);
+      co_return;
+    }
+  }
+}
+
+net::awaitable<void> ws_client::impl::run() {
+  if (!parse_url()) {
+    any_failed = true;
+    error({"invalid_url", "the URL must be ws://host[:port]/path", "", 0});
+    status(ws_status::failed, "invalid_url");
+    co_return;
+  }
+  unsigned failures = 0;  // consecutive attempts that never opened
+  unsigned attempt = 0;   // backoff exponent
+  for (;;) {
+    if (!active()) {
+      finish();
+      co_return;
+    }
+    status(ws_status::connecting, opts.url);
+    bool opened = false;
+    std::string why;
+    co_await connection(opened, why);
+    if (cancelled) {
+      status(ws_status::closed, "cancelled");
+      co_return;
+    }
+    if (!active()) {
+      finish();
+      co_return;
+    }
+    if (opened) {
+      failures = 0;
+      attempt = 0;
+    } else if (opts.max_attempts != 0 && ++failures >= opts.max_attempts) {
+      any_failed = true;
+      error({"attempts_exhausted", "no connection after " + std::to_string(failures) +
+                                       " attempts: " + why,
+             "", 0});
+      status(ws_status::failed, "attempts_exhausted");
+      co_return;
+    }
+    auto delay = backoff.delay(attempt++);
+    status(ws_status::reconnecting, why + "; retrying in " + std::to_string(delay.count()) + " ms");
+    timer.expires_after(delay);
+    co_await timer.async_wait(tuple_awaitable);
+    if (cancelled) {
+      status(ws_status::closed, "cancelled");
+      co_return;
+    }
+  }
+}
+
+ws_client::ws_client(net::any_io_executor executor, ws_client_options options)
+    : impl_(std::make_shared<impl>(std::move(executor), std::move(options))) {}
+
+ws_client::~ws_client() {
+  impl_->event_h = nullptr;
+  impl_->end_h = nullptr;
+  impl_->status_h = nullptr;
+  impl_->error_h = nullptr;
+  impl_->started_h = nullptr;
+  cancel();
+}
+
+void ws_client::subscribe(std::string stream, std::uint64_t last_event_id) {
+  impl_->streams.push_back({std::move(stream), delivery_filter(last_event_id), last_event_id > 0,
+                            false});
+}
+
+void ws_client::start_run(const json::object& request) {
+  impl::pending_start p;
+  p.request = request;
+  const std::string_view id = str(request, "requestId");
+  if (id.empty()) {
+    p.request_id = random_request_id();
+    p.request["requestId"] = p.request_id;
+  } else {
+    p.request_id = id;
+  }
+  impl_->starts.push_back(std::move(p));
+}
+
+void ws_client::on_event(ws_event_handler h) { impl_->event_h = std::move(h); }
+void ws_client::on_stream_end(ws_stream_end_handler h) { impl_->end_h = std::move(h); }
+void ws_client::on_status(ws_status_handler h) { impl_->status_h = std::move(h); }
+void ws_client::on_error(ws_error_handler h) { impl_->error_h = std::move(h); }
+void ws_client::on_started(ws_started_handler h) { impl_->started_h = std::move(h); }
+
+void ws_client::start() {
+  net::co_spawn(impl_->executor, [self = impl_]() { return self->run(); },
+                [self = impl_](std::exception_ptr e) {
+                  if (!e) return;
+                  std::string what = "unknown exception";
+                  try {
+                    std::rethrow_exception(e);
+                  } catch (const std::exception& ex) {
+                    what = ex.what();
+                  } catch (...) {
+                  }
+                  self->any_failed = true;
+                  self->error({"callback_threw", what, "", 0});
+                  self->status(ws_status::failed, "callback_threw");
+                });
+}
+
+void ws_client::cancel() {
+  net::post(impl_->executor, [self = impl_] {
+    self->cancelled = true;
+    self->timer.cancel();
+    if (self->current) beast::get_lowest_layer(*self->current).cancel();
+  });
+}
+
+std::uint64_t ws_client::highest_delivered(std::string_view stream) const {
+  auto* s = impl_->find(stream);
+  return s ? s->filter.highest_delivered() : 0;
+}
+
+std::uint64_t ws_client::duplicates_dropped() const { return impl_->duplicates; }
+
+}  // namespace sluice::client
