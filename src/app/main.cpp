@@ -9,6 +9,7 @@
 #include "app/agent_setup.hpp"
 #include "app/bench_producer.hpp"
 #include "app/config.hpp"
+#include "app/watch_command.hpp"
 #include "search/corpus_indexer.hpp"
 #include "transport/http_server.hpp"
 
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
   CLI::App* index_cmd = app.add_subcommand("index", "Build a SQLite FTS5 index of .md/.txt/.html files");
   index_cmd->add_option("DIR", index_dir, "Folder to index")->required()->check(CLI::ExistingDirectory);
   index_cmd->add_option("--db", index_db, "Index file to write")->capture_default_str();
+
+  sluice::app::add_watch_command(app);
 
   CLI11_PARSE(app, argc, argv);
 

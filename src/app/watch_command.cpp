@@ -1,0 +1,124 @@
+// `sluice watch`: one sse_client on a single-threaded io_context. Events go to
+// stdout (flushed per event, so a pipe sees each at once), status changes and
+// errors to stderr. SIGINT/SIGTERM cancel the client.
+#include "app/watch_command.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/string.hpp>
+
+#include "client/sse_client.hpp"
+#include "core/stream_id.hpp"
+
+namespace sluice::app {
+
+namespace {
+
+struct watch_options {
+  std::string target;  // URL or stream id
+  std::string server = "http://127.0.0.1:8080";
+  std::string last_event_id;
+  bool json = false;
+};
+
+std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::string(s)); }
+
+void print_event(bool as_json, std::string_view id, std::string_view type, std::string_view data) {
+  std::string out;
+  if (as_json) {
+    out = "{\"id\":" + (id.empty() ? std::string("null") : json_string(id)) +
+          ",\"event\":" + json_string(type) + ",\"data\":" + json_string(data) + "}\n";
+  } else {
+    // The event as SSE text: one data: line per line of data.
+    if (!id.empty()) out.append("id: ").append(id).append("\n");
+    out.append("event: ").append(type).append("\n");
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t lf = data.find('\n', start);
+      out.append("data: ").append(data.substr(start, lf - start)).append("\n");
+      if (lf == std::string_view::npos) break;
+      start = lf + 1;
+    }
+    out.append("\n");
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+}
+
+int run_watch(const watch_options& o) {
+  client::sse_client_options co;
+  if (o.target.find("://") != std::string::npos) {
+    co.url = o.target;
+  } else if (core::is_valid_stream_id(o.target)) {
+    std::string server = o.server;
+    while (!server.empty() && server.back() == '/') server.pop_back();
+    co.url = server + "/v1/streams/" + o.target + "/events";
+  } else {
+    std::fprintf(stderr, "sluice watch: '%s' is neither a URL nor a stream id\n", o.target.c_str());
+    return 2;
+  }
+  co.last_event_id = o.last_event_id;
+  co.max_attempts = 0;  // a watcher keeps trying until the stream ends or Ctrl-C
+
+  boost::asio::io_context io(1);
+  client::sse_client c(io.get_executor(), co);
+  int code = 1;
+  bool interrupted = false;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    interrupted = true;
+    c.cancel();
+  });
+  c.on_event([&](std::string_view id, std::string_view type, std::string_view data, std::uint64_t,
+                 std::uint64_t) { print_event(o.json, id, type, data); });
+  c.on_error([](const client::sse_client_error& e) {
+    std::fprintf(stderr, "sluice watch: error %s: %s", e.code.c_str(), e.message.c_str());
+    if (e.http_status != 0) std::fprintf(stderr, " (HTTP %u)", e.http_status);
+    if (e.code == "resume_window_exceeded")
+      std::fprintf(stderr, " (first available event: %llu)",
+                   static_cast<unsigned long long>(e.first_available));
+    std::fprintf(stderr, "\n");
+  });
+  c.on_status([&](client::sse_status s, std::string_view detail) {
+    std::fprintf(stderr, "sluice watch: %s: %.*s\n", client::to_string(s),
+                 static_cast<int>(detail.size()), detail.data());
+    if (s == client::sse_status::closed || s == client::sse_status::failed) {
+      code = s == client::sse_status::closed && !interrupted ? 0 : (interrupted ? 130 : 1);
+      signals.cancel();
+    }
+  });
+  c.start();
+  io.run();
+  return code;
+}
+
+}  // namespace
+
+void add_watch_command(CLI::App& app) {
+  auto opts = std::make_shared<watch_options>();
+  CLI::App* cmd = app.add_subcommand(
+      "watch", "Follow a stream and print its events (resumes after cuts, stops at its end)");
+  cmd->add_option("TARGET", opts->target,
+                  "An SSE URL, or a stream id meaning {server}/v1/streams/{id}/events")
+      ->required();
+  cmd->add_flag("--json", opts->json,
+                "One JSON line per event: {\"id\":...,\"event\":...,\"data\":\"<raw data>\"}");
+  cmd->add_option("--server", opts->server, "Server for a stream id")->capture_default_str();
+  cmd->add_option("--last-event-id", opts->last_event_id,
+                  "Start after this event id (as Last-Event-ID)");
+  cmd->callback([opts] {
+    const int code = run_watch(*opts);
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace sluice::app
