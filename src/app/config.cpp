@@ -71,6 +71,7 @@ void add_serve_options(CLI::App& cmd, serve_options& o) {
   opt(cmd, "idle-stream-s", d.idle_stream_s,
       "Cancel an open stream with no subscriber and no publish for this long");
   opt(cmd, "log-level", o.log_level, "trace, debug, info, warn, error or off");
+  opt(cmd, "web-root", o.web_root, "Folder of the built web page served at / (skipped when absent)");
   add_agent_options(cmd, o.agents);
   opt(cmd, "detach-grace-s", o.agents.detach_grace_s,
       "Cancel an agent run nobody has read for this long (0 = never)");

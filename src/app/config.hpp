@@ -25,6 +25,7 @@ struct agent_options {
 struct serve_options {
   transport::server_config server;
   agent_options agents;
+  std::string web_root = SLUICE_DEFAULT_WEB_ROOT;  // the built page (web/app/dist)
   std::string log_level = "info";
 };
 

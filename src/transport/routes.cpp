@@ -93,6 +93,8 @@ http_reply bad_id(std::string_view what) {
 router::router(core::stream_registry& registry, metrics& m, const server_config& config)
     : registry_(registry), metrics_(m), config_(config) {}
 
+void router::serve_static(std::filesystem::path root) { static_.emplace(std::move(root)); }
+
 void router::add(std::string method, std::string path, route_handler handler) {
   routes_[{std::move(method), std::move(path)}] = std::move(handler);
 }
@@ -133,6 +135,8 @@ handler_result router::dispatch(request_context& req) {
   for (const auto& [key, handler] : routes_)
     if (key.second == req.path)
       return json_error(405, "method_not_allowed", "use " + key.first);
+  if (static_ && (req.method == "GET" || req.method == "HEAD") && !path.starts_with("/v1/"))
+    if (auto file = static_->serve(path)) return std::move(*file);
   return json_error(404, "not_found", "no such endpoint");
 }
 

@@ -13,6 +13,7 @@
 #include "transport/http_types.hpp"
 #include "transport/metrics.hpp"
 #include "transport/server_config.hpp"
+#include "transport/static_files.hpp"
 
 namespace sluice::transport {
 
@@ -33,6 +34,9 @@ class router {
 
   core::stream_registry& registry() { return registry_; }
 
+  // Serve the web page's files for GET requests no route claims.
+  void serve_static(std::filesystem::path root);
+
  private:
   handler_result publish(request_context& req, std::string_view id);
   handler_result subscribe_route(request_context& req, std::string_view id);
@@ -43,6 +47,7 @@ class router {
   metrics& metrics_;
   const server_config& config_;
   std::map<std::pair<std::string, std::string>, route_handler> routes_;
+  std::optional<static_files> static_;
 };
 
 // Parses a Last-Event-ID value: decimal digits only, fits in 63 bits.
