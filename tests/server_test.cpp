@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "app/bench_producer.hpp"
@@ -21,13 +25,15 @@ namespace json = boost::json;
 
 class ServerTest : public ::testing::Test {
  protected:
-  void start(const std::function<void(transport::server_config&)>& tweak = {}) {
+  void start(const std::function<void(transport::server_config&)>& tweak = {},
+             const std::function<void(transport::http_server&)>& before_start = {}) {
     transport::server_config c;
     c.port = 0;
     c.threads = 2;
     if (tweak) tweak(c);
     server_ = std::make_unique<transport::http_server>(c);
     app::add_bench_routes(*server_);
+    if (before_start) before_start(*server_);
     server_->start();
   }
   void TearDown() override {
@@ -510,6 +516,40 @@ TEST_F(ServerTest, TooManyConnectionsIs503WithRetryAfter) {
     if (again.status() == 200) break;
     ASSERT_EQ(again.status(), 503);  // the close may not have been seen yet
   }
+}
+
+TEST_F(ServerTest, StaticFilesServeTheBuiltPageAndNothingOutsideIt) {
+  namespace fs = std::filesystem;
+  const fs::path base = fs::temp_directory_path() / ("sluice-static-" + std::to_string(::getpid()));
+  fs::remove_all(base);
+  fs::create_directories(base / "dist/assets");
+  auto write = [](const fs::path& p, const std::string& text) { std::ofstream(p) << text; };
+  write(base / "dist/index.html", "<!doctype html><title>Sluice</title>");
+  write(base / "dist/assets/app-1234.js", "console.log(1)");
+  write(base / "secret.txt", "outside");
+  fs::create_symlink(base / "secret.txt", base / "dist/leak.txt");
+  start({}, [&](transport::http_server& s) { s.routes().serve_static(base / "dist"); });
+
+  auto index = request(port(), "GET", "/");
+  EXPECT_EQ(index.status(), 200);
+  EXPECT_EQ(index.head.header("content-type"), "text/html; charset=utf-8");
+  EXPECT_EQ(index.head.header("cache-control"), "no-cache");
+  EXPECT_EQ(index.body, "<!doctype html><title>Sluice</title>");
+  auto js = request(port(), "GET", "/assets/app-1234.js");
+  EXPECT_EQ(js.status(), 200);
+  EXPECT_EQ(js.head.header("content-type"), "text/javascript; charset=utf-8");
+  EXPECT_EQ(js.head.header("cache-control"), "public, max-age=31536000, immutable");
+  for (std::string bad : std::vector<std::string>{"/../secret.txt", "/%2e%2e/secret.txt",
+                                                  "/assets/..%2f..%2fsecret.txt", "/leak.txt",
+                                                  "/.hidden", "/assets//x", "/nope.js"}) {
+    auto r = request(port(), "GET", bad);
+    EXPECT_EQ(r.status(), 404) << bad;
+    EXPECT_EQ(r.body.find("outside"), std::string::npos) << bad;
+  }
+  // The API keeps its own answers.
+  EXPECT_EQ(request(port(), "GET", "/v1/nothing").status(), 404);
+  EXPECT_EQ(request(port(), "GET", "/healthz").body, R"({"status":"ok"})");
+  fs::remove_all(base);
 }
 
 TEST_F(ServerTest, MetricsAreExported) {
