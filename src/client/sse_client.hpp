@@ -40,8 +40,8 @@
 // be called from any thread, any number of times, also from a callback. The
 // executor must not run the client's handlers concurrently: an io_context run
 // by one thread, or a strand. Destroy the client on its executor's thread or
-// after its io_context has stopped; the destructor cancels, and no callback
-// runs after it returns.
+// after its io_context has stopped, and before that io_context is destroyed;
+// the destructor cancels, and no callback runs after it returns.
 #pragma once
 
 #include <chrono>
