@@ -966,6 +966,34 @@ TEST(StreamRegistry, SweepFreesFinishedStreamsPastTheTtlWithoutSubscribers) {
   EXPECT_EQ(reg.size(), 1u);
 }
 
+TEST(StreamRegistry, PerStreamTtlAndUnreadGrace) {
+  registry_config cfg = small_registry();
+  cfg.idle_open_limit_us = 1'000'000'000'000;
+  stream_registry reg(cfg);
+  auto shortlived = *reg.create("short");
+  shortlived->keep_finished_for(5);
+  shortlived->publish("done", "{}", true);
+  const std::int64_t at = shortlived->status().finished_us;
+  EXPECT_EQ(reg.sweep(at + 4), 0u);
+  EXPECT_EQ(reg.sweep(at + 5), 1u) << "its own TTL, not the registry's";
+
+  // A run nobody reads is cancelled after its grace; one that is read is not.
+  auto unread = *reg.create("unread");
+  auto read = *reg.create("read");
+  unread->cancel_when_unread(100);
+  read->cancel_when_unread(100);
+  counting_waiter w;
+  subscription reader(read, 1, w);
+  const std::int64_t since = unread->status().unread_since_us;
+  ASSERT_GT(since, 0);
+  reg.sweep(since + 99);
+  EXPECT_EQ(unread->state(), stream_state::open);
+  reg.sweep(since + 100'000);
+  EXPECT_EQ(unread->state(), stream_state::cancelled);
+  EXPECT_EQ(read->state(), stream_state::open);
+  EXPECT_EQ(read->status().unread_since_us, 0) << "a subscriber is reading";
+}
+
 TEST(StreamRegistry, SweepCancelsIdleOpenStreamsWithoutSubscribers) {
   stream_registry reg(small_registry());
   const std::int64_t idle = reg.config().idle_open_limit_us;

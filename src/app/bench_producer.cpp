@@ -141,6 +141,9 @@ void add_bench_routes(transport::http_server& server) {
                            std::to_string(core::realtime_us());
     auto log = routes.registry().create(id);
     if (!log) return transport::json_error(503, "too_many_streams", "the stream limit is reached");
+    // A benchmark's streams need not stay replayable for long (a full run is
+    // hundreds of MB that later measurements would otherwise inherit).
+    (*log)->keep_finished_for(10'000'000);
     auto producer = std::make_shared<bench_producer>(req.executor, *log,
                                                      static_cast<std::uint64_t>(*tokens),
                                                      static_cast<std::size_t>(*bytes), *rate);

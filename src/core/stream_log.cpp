@@ -113,6 +113,11 @@ void stream_log::cancel_when_unread(std::int64_t grace_us) {
   unread_grace_us_ = grace_us;
 }
 
+void stream_log::keep_finished_for(std::int64_t ttl_us) {
+  std::lock_guard lock(mutex_);
+  finished_ttl_us_ = ttl_us;
+}
+
 stream_log::~stream_log() { assert(subscribers_.empty()); }
 
 char* stream_log::reserve_locked(std::size_t size, std::uint32_t& segment_no,
@@ -335,6 +340,7 @@ stream_status stream_log::status() const {
   s.last_activity_us = last_activity_us_;
   s.unread_since_us = subscribers_.empty() ? unread_since_us_ : 0;
   s.unread_grace_us = unread_grace_us_;
+  s.finished_ttl_us = finished_ttl_us_;
   return s;
 }
 

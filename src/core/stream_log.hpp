@@ -124,6 +124,7 @@ struct stream_status {
   std::int64_t last_activity_us = 0;  // last publish, attach or detach
   std::int64_t unread_since_us = 0;   // since when nobody subscribes (0: someone does)
   std::int64_t unread_grace_us = 0;   // see cancel_when_unread (0: never)
+  std::int64_t finished_ttl_us = 0;   // see keep_finished_for (0: the registry's TTL)
 };
 
 class subscription;
@@ -163,6 +164,9 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   // stream, while open, once nobody has subscribed for `grace_us`; a run
   // nobody reads is stopped. 0 (the default) never cancels.
   void cancel_when_unread(std::int64_t grace_us);
+  // How long this stream stays replayable once ended, instead of the
+  // registry's TTL (e.g. short for benchmark streams).
+  void keep_finished_for(std::int64_t ttl_us);
 
   stream_status status() const;
   stream_state state() const;
@@ -222,6 +226,7 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   std::int64_t last_activity_us_ = 0;                    // guarded by mutex_
   std::int64_t unread_since_us_ = 0;                     // guarded by mutex_
   std::int64_t unread_grace_us_ = 0;                     // guarded by mutex_
+  std::int64_t finished_ttl_us_ = 0;                     // guarded by mutex_
 };
 
 // A subscriber's cursor into one stream. Attaches on construction, detaches on

@@ -72,8 +72,8 @@ std::size_t stream_registry::sweep(std::int64_t now_us) {
     std::lock_guard lock(sh.mutex);
     for (auto it = sh.streams.begin(); it != sh.streams.end();) {
       const stream_status st = it->second->status();
-      if (st.subscribers == 0 && st.state != stream_state::open &&
-          now_us - st.finished_us >= config_.finished_ttl_us) {
+      const std::int64_t ttl = st.finished_ttl_us > 0 ? st.finished_ttl_us : config_.finished_ttl_us;
+      if (st.subscribers == 0 && st.state != stream_state::open && now_us - st.finished_us >= ttl) {
         it = sh.streams.erase(it);
         size_.fetch_sub(1, std::memory_order_relaxed);
         ++freed;
