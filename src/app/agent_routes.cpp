@@ -29,13 +29,22 @@ std::optional<std::int64_t> int_member(const json::object& o, std::initializer_l
   return std::nullopt;
 }
 
-// Parses what both endpoints share; fills `req` or returns the error reply.
-std::optional<transport::http_reply> parse_request(std::string_view body, bool tool,
-                                                   const agents::agent_env& env,
-                                                   agents::agent_request& req, bool& stream) {
-  boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
-  if (ec) return json_error(400, "malformed_json", "body is not valid JSON: " + ec.message());
+// A request that cannot start a run: the HTTP status and the error's code and
+// message (HTTP answers json_error of them; WebSocket an op error).
+struct request_error {
+  unsigned status;
+  std::string code;
+  std::string message;
+};
+
+// Parses what both endpoints (and WebSocket start) share; fills `req` or
+// returns the error.
+std::optional<request_error> parse_request(const json::value& v, bool tool,
+                                           const agents::agent_env& env,
+                                           agents::agent_request& req, bool& stream) {
+  auto json_error = [](unsigned status, std::string_view code, std::string message) {
+    return request_error{status, std::string(code), std::move(message)};
+  };
   if (!v.is_object()) return json_error(400, "invalid_request", "body must be a JSON object");
   const json::object& o = v.as_object();
 
@@ -95,7 +104,11 @@ transport::route_handler make_handler(transport::router& routes, agents::run_ser
   return [&routes, &runs, tool](transport::request_context& req) -> transport::handler_result {
     agents::agent_request ar;
     bool stream = true;
-    if (auto err = parse_request(req.body, tool, runs.env(), ar, stream)) return *err;
+    boost::system::error_code ec;
+    json::value body = json::parse(req.body, ec);
+    if (ec) return json_error(400, "malformed_json", "body is not valid JSON: " + ec.message());
+    if (auto err = parse_request(body, tool, runs.env(), ar, stream))
+      return json_error(err->status, err->code, err->message);
     auto run = runs.start(ar, tool ? agents::run_endpoint::deepsearch_tool : agents::run_endpoint::agent,
                           req.executor);
     if (!run) return json_error(503, "too_many_streams", "the stream limit is reached");
@@ -112,6 +125,20 @@ void add_agent_routes(transport::http_server& server, agents::run_service& runs)
   routes.add("POST", "/AutoAgent", make_handler(routes, runs, false));
   routes.add("POST", "/v1/agent/runs", make_handler(routes, runs, false));
   routes.add("POST", "/v1/tool/deepsearch", make_handler(routes, runs, true));
+}
+
+void add_agent_ws_start(transport::http_server& server, agents::run_service& runs) {
+  server.set_ws_start_handler(
+      [&runs](const json::value& request,
+              const boost::asio::any_io_executor& ex) -> transport::ws_start_result {
+        agents::agent_request ar;
+        bool stream = true;  // a WebSocket start always streams
+        if (auto err = parse_request(request, false, runs.env(), ar, stream))
+          return transport::ws_start_error{err->code, err->message};
+        auto run = runs.start(ar, agents::run_endpoint::agent, ex);
+        if (!run) return transport::ws_start_error{"too_many_streams", "the stream limit is reached"};
+        return transport::ws_start_ok{run->log, run->created};
+      });
 }
 
 }  // namespace sluice::app

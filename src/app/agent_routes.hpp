@@ -10,4 +10,8 @@ namespace sluice::app {
 
 void add_agent_routes(transport::http_server& server, agents::run_service& runs);
 
+// {"op":"start","request":{...AutoAgent body...}} on /v1/ws starts (or
+// attaches to) a run the same way POST /AutoAgent does.
+void add_agent_ws_start(transport::http_server& server, agents::run_service& runs);
+
 }  // namespace sluice::app

@@ -23,6 +23,7 @@ int serve(sluice::app::serve_options& opts) {
                                    std::chrono::seconds(opts.agents.detach_grace_s));
   sluice::app::add_bench_routes(server);
   sluice::app::add_agent_routes(server, runs);
+  sluice::app::add_agent_ws_start(server, runs);
   server.start();
   server.run_until_signal();
   return 0;

@@ -16,6 +16,8 @@
 #include <boost/json/string.hpp>
 
 #include "client/sse_client.hpp"
+#include "client/delivery_filter.hpp"
+#include "client/ws_client.hpp"
 #include "core/stream_id.hpp"
 
 namespace sluice::app {
@@ -27,6 +29,7 @@ struct watch_options {
   std::string server = "http://127.0.0.1:8080";
   std::string last_event_id;
   bool json = false;
+  bool ws = false;  // follow over GET /v1/ws instead of SSE
 };
 
 std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::string(s)); }
@@ -53,7 +56,65 @@ void print_event(bool as_json, std::string_view id, std::string_view type, std::
   std::fflush(stdout);
 }
 
+// --ws: the same output, from one ws_client subscription (stream ids only).
+int run_watch_ws(const watch_options& o) {
+  if (!core::is_valid_stream_id(o.target)) {
+    std::fprintf(stderr, "sluice watch --ws: '%s' is not a stream id\n", o.target.c_str());
+    return 2;
+  }
+  std::string server = o.server;
+  while (!server.empty() && server.back() == '/') server.pop_back();
+  if (!server.starts_with("http://")) {
+    std::fprintf(stderr, "sluice watch --ws: --server must be http://host[:port]\n");
+    return 2;
+  }
+  client::ws_client_options co;
+  co.url = "ws://" + server.substr(7) + "/v1/ws";
+  co.max_attempts = 0;
+  std::uint64_t last = 0;
+  if (!o.last_event_id.empty() && !client::parse_sequence(o.last_event_id)) {
+    std::fprintf(stderr, "sluice watch --ws: --last-event-id must be a sequence number\n");
+    return 2;
+  }
+  if (!o.last_event_id.empty()) last = *client::parse_sequence(o.last_event_id);
+
+  boost::asio::io_context io(1);
+  client::ws_client c(io.get_executor(), co);
+  c.subscribe(o.target, last);
+  int code = 1;
+  bool interrupted = false;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    interrupted = true;
+    c.cancel();
+  });
+  c.on_event([&](std::string_view, std::uint64_t id, std::string_view type, std::string_view data,
+                 std::uint64_t, std::uint64_t) {
+    print_event(o.json, id == 0 ? std::string() : std::to_string(id), type, data);
+  });
+  c.on_error([](const client::ws_client_error& e) {
+    std::fprintf(stderr, "sluice watch: error %s: %s", e.code.c_str(), e.message.c_str());
+    if (e.code == "resume_window_exceeded")
+      std::fprintf(stderr, " (first available event: %llu)",
+                   static_cast<unsigned long long>(e.first_available));
+    std::fprintf(stderr, "\n");
+  });
+  c.on_status([&](client::ws_status s, std::string_view detail) {
+    std::fprintf(stderr, "sluice watch: %s: %.*s\n", client::to_string(s),
+                 static_cast<int>(detail.size()), detail.data());
+    if (s == client::ws_status::closed || s == client::ws_status::failed) {
+      code = s == client::ws_status::closed && !interrupted ? 0 : (interrupted ? 130 : 1);
+      signals.cancel();
+    }
+  });
+  c.start();
+  io.run();
+  return code;
+}
+
 int run_watch(const watch_options& o) {
+  if (o.ws) return run_watch_ws(o);
   client::sse_client_options co;
   if (o.target.find("://") != std::string::npos) {
     co.url = o.target;
@@ -113,6 +174,7 @@ void add_watch_command(CLI::App& app) {
   cmd->add_flag("--json", opts->json,
                 "One JSON line per event: {\"id\":...,\"event\":...,\"data\":\"<raw data>\"}");
   cmd->add_option("--server", opts->server, "Server for a stream id")->capture_default_str();
+  cmd->add_flag("--ws", opts->ws, "Follow over the WebSocket endpoint (GET /v1/ws) of --server");
   cmd->add_option("--last-event-id", opts->last_event_id,
                   "Start after this event id (as Last-Event-ID)");
   cmd->callback([opts] {
