@@ -2,9 +2,11 @@
 //   sluice serve            the HTTP/SSE server
 //   sluice index DIR        build a corpus index for the agents
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <spdlog/spdlog.h>
 
 #include "agents/run_service.hpp"
+#include "app/ask_command.hpp"
 #include "app/agent_routes.hpp"
 #include "app/agent_setup.hpp"
 #include "app/bench_producer.hpp"
@@ -23,6 +25,10 @@ int serve(sluice::app::serve_options& opts) {
                                    std::chrono::seconds(opts.agents.detach_grace_s));
   sluice::app::add_bench_routes(server);
   sluice::app::add_agent_routes(server, runs);
+  if (std::filesystem::is_directory(opts.web_root))
+    server.routes().serve_static(opts.web_root);
+  else
+    spdlog::info("no web page at {} (build it with make run)", opts.web_root);
   sluice::app::add_agent_ws_start(server, runs);
   server.start();
   server.run_until_signal();
@@ -46,9 +52,19 @@ int main(int argc, char** argv) {
   index_cmd->add_option("DIR", index_dir, "Folder to index")->required()->check(CLI::ExistingDirectory);
   index_cmd->add_option("--db", index_db, "Index file to write")->capture_default_str();
 
+  int ask_exit = 0;
+  CLI::App* ask_cmd = sluice::app::add_ask_command(app, ask_exit);
   sluice::app::add_watch_command(app);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    spdlog::critical("sluice: {}", e.what());
+    return 1;
+  }
+  if (ask_cmd->parsed()) return ask_exit;
 
   try {
     if (serve_cmd->parsed()) {
