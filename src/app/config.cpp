@@ -64,6 +64,15 @@ void add_serve_options(CLI::App& cmd, serve_options& o) {
   opt(cmd, "gzip-level", s.gzip_level, "gzip level for clients sending Accept-Encoding: gzip");
   opt(cmd, "gzip-window-bits", s.gzip_window_bits, "gzip window (9-15): memory per gzip stream");
   opt(cmd, "gzip-mem-level", s.gzip_mem_level, "zlib memLevel (1-9): memory per gzip stream");
+  opt(cmd, "ws-max-message-bytes", s.ws_max_message_bytes,
+      "Largest WebSocket message from a client (closed with 1009 above)");
+  opt(cmd, "ws-max-streams-per-socket", s.ws_max_streams_per_socket,
+      "Streams one WebSocket may subscribe to at once");
+  opt(cmd, "ws-deflate", s.ws_deflate, "permessage-deflate when a WebSocket client offers it");
+  opt(cmd, "ws-deflate-window-bits", s.ws_deflate_window_bits,
+      "WebSocket deflate window (9-15): memory per connection");
+  opt(cmd, "ws-deflate-mem-level", s.ws_deflate_mem_level,
+      "WebSocket deflate memLevel (1-9): memory per connection");
   opt(cmd, "max-streams", s.registry.max_streams, "Streams held at once (503 above)");
   opt(cmd, "retention-events", s.registry.retention.max_events, "Events retained per stream");
   opt(cmd, "retention-bytes", s.registry.retention.max_bytes, "Encoded bytes retained per stream");
@@ -109,6 +118,12 @@ void finish_serve_options(serve_options& o) {
     throw CLI::ValidationError("--gzip-window-bits must be 9..15");
   if (s.gzip_mem_level < 1 || s.gzip_mem_level > 9)
     throw CLI::ValidationError("--gzip-mem-level must be 1..9");
+  if (s.ws_deflate_window_bits < 9 || s.ws_deflate_window_bits > 15)
+    throw CLI::ValidationError("--ws-deflate-window-bits must be 9..15");
+  if (s.ws_deflate_mem_level < 1 || s.ws_deflate_mem_level > 9)
+    throw CLI::ValidationError("--ws-deflate-mem-level must be 1..9");
+  if (s.ws_max_streams_per_socket == 0 || s.ws_max_message_bytes < 1024)
+    throw CLI::ValidationError("--ws-max-streams-per-socket must be > 0, --ws-max-message-bytes >= 1024");
 }
 
 }  // namespace sluice::app
