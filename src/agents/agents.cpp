@@ -208,7 +208,7 @@ net::awaitable<void> run_plan_solve(const agent_env& env, const agent_request& r
   std::string answer;
   if (env.model == nullptr) {
     std::vector<llm::source_document> sources;
-    for (const auto& d : all_docs) sources.push_back({d.title, d.source_id, d.text});
+    for (const auto& d : all_docs) sources.push_back({d.heading.empty() || d.heading == d.title ? d.title : d.title + " — " + d.heading, d.source_id, d.text});
     std::vector<std::string> subs = all_queries;
     subs.insert(subs.begin(), req.query);
     answer = llm::answer_extractively(req.query, subs, sources).text;

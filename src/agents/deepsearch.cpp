@@ -150,7 +150,7 @@ net::awaitable<deepsearch_outcome> run_deepsearch(const agent_env& env, std::str
   listener.on_status("generating", cjk ? "正在生成答案..." : "Generating the answer...");
   if (env.model == nullptr) {
     std::vector<llm::source_document> sources;
-    for (const auto& d : out.docs) sources.push_back({d.title, d.source_id, d.text});
+    for (const auto& d : out.docs) sources.push_back({d.heading.empty() || d.heading == d.title ? d.title : d.title + " — " + d.heading, d.source_id, d.text});
     auto answer = llm::answer_extractively(query, out.sub_queries, sources);
     bool done = co_await stream_text_as_deltas(
         env, answer.text, [&](std::string_view d) { listener.on_answer_delta(d); });

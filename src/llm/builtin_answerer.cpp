@@ -232,6 +232,19 @@ extractive_answer answer_extractively(std::string_view query,
                          (1.0 + 0.2 * static_cast<double>(c.position));
     c.base = (1 - options.position_weight) * (c.relevance / best) + options.position_weight * prior;
   }
+  // 3b. Context: a sentence from a passage whose title (and heading) names
+  // the query's terms is about the question even when it does not repeat them.
+  if (!all_terms.empty() && options.context_weight > 0) {
+    std::vector<double> context(sources.size(), 0.0);
+    for (std::size_t s = 0; s < sources.size(); ++s) {
+      const std::set<std::string> t = term_set(sources[s].title);
+      std::size_t hits = 0;
+      for (const std::string& q : all_terms) hits += t.count(q);
+      context[s] = static_cast<double>(hits) / static_cast<double>(all_terms.size());
+    }
+    for (candidate& c : candidates)
+      if (c.relevance > 0) c.base += options.context_weight * context[c.source];
+  }
 
   // 4. Greedy MMR with sub-query coverage, within the length budget.
   std::vector<std::size_t> chosen;

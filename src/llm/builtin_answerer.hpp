@@ -36,6 +36,7 @@ struct answer_options {
   double mmr_lambda = 0.7;          // 1: relevance only; 0: novelty only
   double position_weight = 0.15;    // share of the position prior in a sentence's base score
   double coverage_bonus = 0.25;     // per sub-query newly covered, relative to max relevance
+  double context_weight = 0.6;      // bonus for sentences whose source title/heading matches the query
   double min_relevance = 0.3;       // sentences below this share of the best BM25 are never used
   double redundancy_cutoff = 0.75;  // cosine above which a sentence repeats a chosen one
   double bm25_k1 = 1.2;
