@@ -83,7 +83,6 @@ class SSEConnection extends ResumableConnection {
     this.stalled = false;
     const headers: Record<string, string> = {
       Accept: 'text/event-stream',
-      'Cache-Control': 'no-cache',
       ...this.sseConfig.headers,
     };
     const post = this.bodyObject !== undefined;
