@@ -1,5 +1,7 @@
 #include "agents/search_service.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -8,6 +10,7 @@
 #include <boost/system/errc.hpp>
 #include <map>
 #include <mutex>
+#include <unordered_set>
 
 #include "search/result_dedup.hpp"
 
@@ -28,27 +31,68 @@ boost::system::result<search::search_index*> thread_index(const std::filesystem:
 }
 
 struct gather {
-  explicit gather(net::any_io_executor ex, std::size_t n) : wake(ex), results(n), remaining(n) {
+  gather(net::any_io_executor ex, std::size_t queries, bool with_web)
+      : wake(ex), local(queries), web(with_web ? queries : 0), remaining(queries + web.size()) {
     wake.expires_at(net::steady_timer::time_point::max());
   }
   net::steady_timer wake;  // cancelled (from its own executor) when all are done
   std::mutex mutex;
-  std::vector<boost::system::result<std::vector<search_hit>>> results;  // guarded by mutex
-  std::size_t remaining;                                                 // guarded by mutex
+  std::vector<boost::system::result<std::vector<search_hit>>> local;  // guarded by mutex
+  std::vector<search::searxng_outcome> web;                           // guarded by mutex
+  std::size_t remaining;                                              // guarded by mutex
 };
+
+// Called by each pool task after storing its result, under g->mutex. The
+// wake-up holds `g`: the awaiting coroutine may have gone (cancelled).
+void one_done(const std::shared_ptr<gather>& g) {
+  if (--g->remaining == 0) net::post(g->wake.get_executor(), [g] { g->wake.cancel(); });
+}
+
+// dedup_hits over the fused list, except that a near-duplicate pair of a
+// corpus passage and a web result always keeps the corpus passage: the
+// decisions are taken on a copy with the local hits first (each group keeps
+// its order, so decisions within a group are unchanged), and the survivors
+// keep their fused order.
+std::vector<search_hit> dedup_preferring_local(std::vector<search_hit> fused,
+                                               const std::unordered_set<std::string>& web_ids) {
+  if (web_ids.empty()) return search::dedup_hits(std::move(fused));
+  std::vector<search_hit> local_first;
+  local_first.reserve(fused.size());
+  for (const auto& h : fused)
+    if (!web_ids.contains(h.source_id)) local_first.push_back(h);
+  for (const auto& h : fused)
+    if (web_ids.contains(h.source_id)) local_first.push_back(h);
+  std::unordered_set<std::string> kept;
+  for (const auto& h : search::dedup_hits(std::move(local_first))) kept.insert(h.source_id);
+  std::erase_if(fused, [&kept](const search_hit& h) { return !kept.contains(h.source_id); });
+  return fused;
+}
 
 }  // namespace
 
-search_service::search_service(std::filesystem::path index_path, unsigned threads)
-    : index_path_(std::move(index_path)), pool_(threads ? threads : 1) {}
+search_service::search_service(std::filesystem::path index_path, unsigned threads,
+                               std::unique_ptr<const search::searxng_client> web)
+    : index_path_(std::move(index_path)), web_(std::move(web)), pool_(threads ? threads : 1) {}
 
-search_service::~search_service() { pool_.join(); }
+search_service::~search_service() {
+  pool_.join();
+}
 
-net::awaitable<boost::system::result<std::vector<search_hit>>> search_service::search_many(
+net::awaitable<boost::system::result<search_report>> search_service::search_many_reported(
     std::vector<std::string> queries, std::size_t per_query, std::size_t limit) {
   auto ex = co_await net::this_coro::executor;
-  if (queries.empty()) co_return std::vector<search_hit>{};
-  auto g = std::make_shared<gather>(ex, queries.size());
+  if (queries.empty()) co_return search_report{};
+  auto g = std::make_shared<gather>(ex, queries.size(), web_ != nullptr);
+  // Web requests first: they are the slow ones, so they start while the
+  // local searches fill the remaining threads.
+  for (std::size_t i = 0; web_ && i < queries.size(); ++i) {
+    net::post(pool_, [g, i, q = queries[i], per_query, web = web_] {
+      auto outcome = web->search(q, per_query);
+      std::lock_guard lock(g->mutex);
+      g->web[i] = std::move(outcome);
+      one_done(g);
+    });
+  }
   for (std::size_t i = 0; i < queries.size(); ++i) {
     net::post(pool_, [g, i, q = queries[i], per_query, path = index_path_] {
       boost::system::result<std::vector<search_hit>> r = boost::system::error_code{};
@@ -58,24 +102,45 @@ net::awaitable<boost::system::result<std::vector<search_hit>>> search_service::s
       else
         r = (*idx)->search(q, per_query);
       std::lock_guard lock(g->mutex);
-      g->results[i] = std::move(r);
-      if (--g->remaining == 0) net::post(g->wake.get_executor(), [g] { g->wake.cancel(); });
+      g->local[i] = std::move(r);
+      one_done(g);
     });
   }
   co_await g->wake.async_wait(net::as_tuple(net::use_awaitable));
+  // Local lists first: on equal fused scores the corpus passage ranks first.
   std::vector<std::vector<search_hit>> lists;
+  std::unordered_set<std::string> web_ids;
+  search_report report;
   {
     std::lock_guard lock(g->mutex);
     if (g->remaining != 0)  // woken by cancellation, not by completion
       co_return boost::system::errc::make_error_code(boost::system::errc::operation_canceled);
-    for (auto& r : g->results) {
+    for (auto& r : g->local) {
       if (!r) co_return r.error();
       lists.push_back(std::move(*r));
     }
+    for (std::size_t i = 0; i < g->web.size(); ++i) {
+      auto& w = g->web[i];
+      if (w.ec) {
+        report.warnings.push_back("web search for \"" + queries[i] +
+                                  "\" failed: " + w.error_message);
+        continue;
+      }
+      for (const auto& h : w.hits) web_ids.insert(h.source_id);
+      lists.push_back(std::move(w.hits));
+    }
   }
-  auto fused = search::dedup_hits(search::fuse_ranked_lists(lists));
-  if (fused.size() > limit) fused.resize(limit);
-  co_return fused;
+  report.hits = dedup_preferring_local(search::fuse_ranked_lists(lists), web_ids);
+  if (report.hits.size() > limit) report.hits.resize(limit);
+  co_return report;
+}
+
+net::awaitable<boost::system::result<std::vector<search_hit>>> search_service::search_many(
+    std::vector<std::string> queries, std::size_t per_query, std::size_t limit) {
+  auto report = co_await search_many_reported(std::move(queries), per_query, limit);
+  if (!report) co_return report.error();
+  for (const auto& w : report->warnings) spdlog::warn("{}", w);
+  co_return std::move(report->hits);
 }
 
 }  // namespace sluice::agents
