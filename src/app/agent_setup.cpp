@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "search/corpus_indexer.hpp"
+#include "search/searxng_client.hpp"
 
 #ifdef SLUICE_HAVE_OPENAI
 #include "llm/openai/openai_provider.hpp"
@@ -28,7 +29,18 @@ agent_runtime make_agent_runtime(const agent_options& opts) {
     spdlog::info("indexed {}: {} documents, {} passages -> {}", opts.corpus_dir, stats->documents,
                  stats->passages, index.string());
   }
-  rt.search = std::make_unique<agents::search_service>(index, opts.search_threads);
+  std::unique_ptr<const search::searxng_client> web;
+  if (!opts.searxng_url.empty()) {
+    try {
+      search::searxng_config c;
+      c.base_url = opts.searxng_url;
+      web = std::make_unique<const search::searxng_client>(std::move(c));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("--searxng-url: ") + e.what());
+    }
+    spdlog::info("web search: SearXNG at {}", opts.searxng_url);
+  }
+  rt.search = std::make_unique<agents::search_service>(index, opts.search_threads, std::move(web));
   rt.env.search = rt.search.get();
   rt.env.builtin_delta_pause = std::chrono::milliseconds(opts.builtin_delta_ms);
   if (opts.llm == "openai") {

@@ -99,6 +99,9 @@ void add_agent_options(CLI::App& cmd, agent_options& a) {
   opt(cmd, "builtin-delta-ms", a.builtin_delta_ms,
       "Pause between the builtin answerer's text deltas (0 = none)");
   opt(cmd, "search-threads", a.search_threads, "Searches run at once (SQLite thread pool)");
+  opt(cmd, "searxng-url", a.searxng_url,
+      "Also search the web through this SearXNG instance (http(s)://host[/prefix], json format "
+      "enabled); empty = corpus only");
 }
 
 void finish_serve_options(serve_options& o) {

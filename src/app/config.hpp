@@ -20,6 +20,7 @@ struct agent_options {
   long long detach_grace_s = 30;
   long long builtin_delta_ms = 20;
   unsigned search_threads = 4;
+  std::string searxng_url;  // empty: no web search
 };
 
 struct serve_options {
