@@ -60,11 +60,16 @@ class searxng_category_impl : public boost::system::error_category {
   const char* name() const noexcept override { return "searxng"; }
   std::string message(int ev) const override {
     switch (static_cast<searxng_errc>(ev)) {
-      case searxng_errc::http_status: return "SearXNG answered with an HTTP error status";
-      case searxng_errc::not_json: return "SearXNG answered with something that is not JSON";
-      case searxng_errc::bad_response: return "SearXNG's JSON has no \"results\" array";
-      case searxng_errc::response_too_large: return "SearXNG's response is too large";
-      case searxng_errc::no_answer: return "SearXNG closed the connection without a complete answer";
+      case searxng_errc::http_status:
+        return "SearXNG answered with an HTTP error status";
+      case searxng_errc::not_json:
+        return "SearXNG answered with something that is not JSON";
+      case searxng_errc::bad_response:
+        return "SearXNG's JSON has no \"results\" array";
+      case searxng_errc::response_too_large:
+        return "SearXNG's response is too large";
+      case searxng_errc::no_answer:
+        return "SearXNG closed the connection without a complete answer";
     }
     return "unknown searxng error";
   }
@@ -101,12 +106,12 @@ std::string percent_encode_component(std::string_view s) {
 
 struct searxng_client::impl {
   searxng_config config;
-  std::string host;          // as used for DNS, SNI and the certificate check
-  std::string port;          // numeric service
-  std::string host_header;   // host[:port] as written in the URL
-  std::string path_prefix;   // without a trailing '/'
-  std::string base_query;    // encoded, without '?'; empty when none
-  std::string display;       // "SearXNG at <base_url>" for messages
+  std::string host;         // as used for DNS, SNI and the certificate check
+  std::string port;         // numeric service
+  std::string host_header;  // host[:port] as written in the URL
+  std::string path_prefix;  // without a trailing '/'
+  std::string base_query;   // encoded, without '?'; empty when none
+  std::string display;      // "SearXNG at <base_url>" for messages
   bool host_is_ip = false;
   // https only. Mutable because ssl::stream takes a non-const context; it is
   // only used to create SSL objects, which OpenSSL allows concurrently.
@@ -121,7 +126,9 @@ bool is_timeout(const error_code& ec) {
   return ec == beast::error::timeout || ec == net::error::timed_out;
 }
 
-std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
+std::string ms_text(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count()) + " ms";
+}
 
 // The first bytes of a body, printable, for an error message.
 std::string snippet(std::string_view body) {
@@ -151,8 +158,8 @@ void parse_results(const client_impl& p, std::string_view body, std::string_view
   error_code ec;
   json::value v = json::parse(body, ec);
   if (ec) {
-    std::string message = p.display + " answered with something that is not JSON (" +
-                          ec.message() + "; Content-Type: " +
+    std::string message = p.display + " answered with something that is not JSON (" + ec.message() +
+                          "; Content-Type: " +
                           (content_type.empty() ? std::string("none") : std::string(content_type)) +
                           "): " + snippet(body);
     return fail(out, searxng_errc::not_json, std::move(message));
@@ -203,8 +210,9 @@ net::awaitable<void> exchange(Stream& stream, const client_impl& p, const std::s
   auto [wec, wn] = co_await http::async_write(stream, req, tuple_awaitable);
   (void)wn;
   if (is_timeout(wec))
-    co_return fail(out, net::error::timed_out,
-                   p.display + ": sending the request timed out (timeout " + ms_text(cfg.timeout) + ")");
+    co_return fail(
+        out, net::error::timed_out,
+        p.display + ": sending the request timed out (timeout " + ms_text(cfg.timeout) + ")");
   if (wec) co_return fail(out, wec, p.display + ": sending the request failed: " + wec.message());
 
   beast::flat_buffer buffer;
@@ -218,19 +226,19 @@ net::awaitable<void> exchange(Stream& stream, const client_impl& p, const std::s
     co_return fail(out, net::error::timed_out,
                    p.display + ": no complete answer within " + ms_text(cfg.timeout));
   if (rec == http::error::body_limit)
-    co_return fail(out, searxng_errc::response_too_large,
-                   p.display + ": the response exceeds " +
-                       std::to_string(cfg.max_response_bytes) + " bytes");
+    co_return fail(
+        out, searxng_errc::response_too_large,
+        p.display + ": the response exceeds " + std::to_string(cfg.max_response_bytes) + " bytes");
   if (rec == http::error::header_limit)
-    co_return fail(out, searxng_errc::response_too_large,
-                   p.display + ": the response header exceeds " +
-                       std::to_string(max_header_bytes) + " bytes");
+    co_return fail(
+        out, searxng_errc::response_too_large,
+        p.display + ": the response header exceeds " + std::to_string(max_header_bytes) + " bytes");
   if (rec == http::error::end_of_stream || rec == http::error::partial_message ||
       rec == net::error::eof || rec == net::error::connection_reset ||
       rec == ssl::error::stream_truncated)
-    co_return fail(out, searxng_errc::no_answer,
-                   p.display + " closed the connection without a complete answer (" +
-                       rec.message() + ")");
+    co_return fail(
+        out, searxng_errc::no_answer,
+        p.display + " closed the connection without a complete answer (" + rec.message() + ")");
   if (rec) co_return fail(out, rec, p.display + ": reading the response failed: " + rec.message());
 
   const auto& res = parser.get();
@@ -238,8 +246,7 @@ net::awaitable<void> exchange(Stream& stream, const client_impl& p, const std::s
   if (status != 200) {
     std::string message = p.display + " answered HTTP " + std::to_string(status);
     if (!res.reason().empty()) message += " " + std::string(res.reason());
-    if (status == 403)
-      message += " (does its settings.yml list json in search.formats?)";
+    if (status == 403) message += " (does its settings.yml list json in search.formats?)";
     if (!res.body().empty()) message += ": " + snippet(res.body());
     co_return fail(out, searxng_errc::http_status, std::move(message));
   }
@@ -264,9 +271,9 @@ net::awaitable<void> run_search(const client_impl& p, std::string target,
   auto [rec, endpoints] = co_await resolver.async_resolve(p.host, p.port, tuple_awaitable);
   resolve_deadline.cancel();
   if (resolve_timed_out)
-    co_return fail(out, net::error::timed_out,
-                   p.display + ": resolving " + p.host + " timed out (timeout " +
-                       ms_text(cfg.timeout) + ")");
+    co_return fail(
+        out, net::error::timed_out,
+        p.display + ": resolving " + p.host + " timed out (timeout " + ms_text(cfg.timeout) + ")");
   if (rec)
     co_return fail(out, rec, p.display + ": cannot resolve " + p.host + ": " + rec.message());
 
@@ -279,8 +286,9 @@ net::awaitable<void> run_search(const client_impl& p, std::string target,
                    p.display + ": connecting to " + p.host + ":" + p.port + " timed out (timeout " +
                        ms_text(cfg.timeout) + ")");
   if (cec)
-    co_return fail(out, cec,
-                   p.display + ": cannot connect to " + p.host + ":" + p.port + ": " + cec.message());
+    co_return fail(
+        out, cec,
+        p.display + ": cannot connect to " + p.host + ":" + p.port + ": " + cec.message());
 
   if (!p.tls) {
     co_await exchange(tcp_stream, p, target, deadline, limit, out);
@@ -309,8 +317,9 @@ net::awaitable<void> run_search(const client_impl& p, std::string target,
   auto [hec] = co_await tls_stream.async_handshake(ssl::stream_base::client, tuple_awaitable);
   if (is_timeout(hec)) {
     close_stream(beast::get_lowest_layer(tls_stream));
-    co_return fail(out, net::error::timed_out,
-                   p.display + ": the TLS handshake timed out (timeout " + ms_text(cfg.timeout) + ")");
+    co_return fail(
+        out, net::error::timed_out,
+        p.display + ": the TLS handshake timed out (timeout " + ms_text(cfg.timeout) + ")");
   }
   if (hec) {
     // hec alone says "certificate verify failed"; name the cause.
@@ -368,7 +377,9 @@ searxng_client::searxng_client(searxng_config config) {
 
 searxng_client::~searxng_client() = default;
 
-const searxng_config& searxng_client::config() const { return impl_->config; }
+const searxng_config& searxng_client::config() const {
+  return impl_->config;
+}
 
 searxng_outcome searxng_client::search(std::string_view query, std::size_t limit) const {
   searxng_outcome out;

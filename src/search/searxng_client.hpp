@@ -20,6 +20,7 @@
 // joins its resolver thread); IP literals and /etc/hosts names never wait.
 #pragma once
 
+#include <boost/system/error_code.hpp>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -27,8 +28,6 @@
 #include <string_view>
 #include <type_traits>
 #include <vector>
-
-#include <boost/system/error_code.hpp>
 
 #include "search/search_index.hpp"
 
