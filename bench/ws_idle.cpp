@@ -111,9 +111,10 @@ std::string masked_text_frame(const std::string& payload) {
 void http_post(int port, const std::string& target, const std::string& body) {
   int fd = connect_to(port);
   if (fd < 0) throw std::runtime_error("cannot connect to publish");
-  send_all(fd, "POST " + target + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
-               "\r\n\r\n" + body);
+  send_all(fd, "POST " + target +
+                   " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   "Connection: close\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n" + body);
   read_until(fd, "\r\n\r\n");
   ::close(fd);
 }
@@ -122,13 +123,18 @@ bool parse(int argc, char** argv, options& o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--sluice") o.sluice = next();
-    else if (a == "--connections") o.connections = std::atoi(next().c_str());
-    else if (a == "--deflate") o.deflate = next() == "on";
-    else if (a == "--port") o.port = std::atoi(next().c_str());
+    if (a == "--sluice")
+      o.sluice = next();
+    else if (a == "--connections")
+      o.connections = std::atoi(next().c_str());
+    else if (a == "--deflate")
+      o.deflate = next() == "on";
+    else if (a == "--port")
+      o.port = std::atoi(next().c_str());
     else if (a == "--") {
       while (++i < argc) o.serve_args.push_back(argv[i]);
-    } else return false;
+    } else
+      return false;
   }
   return !o.sluice.empty() && o.connections > 0;
 }
@@ -139,7 +145,8 @@ int main(int argc, char** argv) {
   options o;
   if (!parse(argc, argv, o)) {
     std::fprintf(stderr,
-                 "usage: %s --sluice PATH [--connections N] [--deflate on|off] [--port P] [-- serve options]\n",
+                 "usage: %s --sluice PATH [--connections N] [--deflate on|off] [--port P] [-- "
+                 "serve options]\n",
                  argv[0]);
     return 2;
   }
@@ -147,10 +154,9 @@ int main(int argc, char** argv) {
   const std::string max_conn = std::to_string(o.connections + 100);
   pid_t server = ::fork();
   if (server == 0) {
-    std::vector<const char*> args{o.sluice.c_str(), "serve",         "--port",
-                                  port.c_str(),     "--threads",     "1",
-                                  "--max-connections", max_conn.c_str(), "--log-level",
-                                  "warn"};
+    std::vector<const char*> args{
+        o.sluice.c_str(),    "serve",          "--port",      port.c_str(), "--threads", "1",
+        "--max-connections", max_conn.c_str(), "--log-level", "warn"};
     for (const auto& a : o.serve_args) args.push_back(a.c_str());
     args.push_back(nullptr);
     ::execv(o.sluice.c_str(), const_cast<char* const*>(args.data()));
@@ -173,9 +179,11 @@ int main(int argc, char** argv) {
     auto open_ws = [&] {
       int s = connect_to(o.port);
       if (s < 0) throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
-      send_all(s, "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  "Sec-WebSocket-Version: 13\r\n" + offer + "\r\n");
+      send_all(s,
+               "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n" +
+                   offer + "\r\n");
       std::string head = read_until(s, "\r\n\r\n");
       if (head.rfind("HTTP/1.1 101", 0) != 0) throw std::runtime_error("no 101: " + head);
       if (o.deflate && head.find("permessage-deflate") == std::string::npos)

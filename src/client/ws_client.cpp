@@ -1,8 +1,5 @@
 #include "client/ws_client.hpp"
 
-#include <random>
-#include <vector>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,6 +13,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <boost/url/parse.hpp>
+#include <random>
+#include <vector>
 
 #include "client/delivery_filter.hpp"
 #include "client/reconnect_backoff.hpp"
@@ -32,11 +31,16 @@ constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
 
 const char* to_string(ws_status s) {
   switch (s) {
-    case ws_status::connecting: return "connecting";
-    case ws_status::open: return "open";
-    case ws_status::reconnecting: return "reconnecting";
-    case ws_status::closed: return "closed";
-    case ws_status::failed: return "failed";
+    case ws_status::connecting:
+      return "connecting";
+    case ws_status::open:
+      return "open";
+    case ws_status::reconnecting:
+      return "reconnecting";
+    case ws_status::closed:
+      return "closed";
+    case ws_status::failed:
+      return "failed";
   }
   return "?";
 }
@@ -155,9 +159,8 @@ void ws_client::impl::handle(std::string_view text) {
     const std::string data_text = json::serialize(*data);
     // A producer's own event named "error" is an ordinary event here: over
     // WebSocket, resume_window_exceeded arrives as an op, never as an event.
-    delivery d = s->filter.classify(std::to_string(*id), true,
-                                    type == "error" ? std::string_view("message") : type,
-                                    data_text);
+    delivery d = s->filter.classify(
+        std::to_string(*id), true, type == "error" ? std::string_view("message") : type, data_text);
     if (d.what == delivery::action::drop_duplicate) {
       ++duplicates;
       return;
@@ -167,8 +170,8 @@ void ws_client::impl::handle(std::string_view text) {
   }
   const std::string stream(str(m, "stream"));
   if (op == "started") {
-    const bool created = m.if_contains("created") && m.at("created").is_bool() &&
-                         m.at("created").as_bool();
+    const bool created =
+        m.if_contains("created") && m.at("created").is_bool() && m.at("created").as_bool();
     std::erase_if(starts, [&](const pending_start& p) { return p.request_id == stream; });
     if (!find(stream)) streams.push_back({stream, delivery_filter(0), false, false});
     if (started_h) started_h(stream, created);
@@ -237,9 +240,8 @@ net::awaitable<void> ws_client::impl::connection(bool& opened, std::string& why)
   t.keep_alive_pings = true;
   ws.set_option(t);
   opened = true;
-  const bool deflate =
-      res[beast::http::field::sec_websocket_extensions].find("permessage-deflate") !=
-      std::string_view::npos;
+  const bool deflate = res[beast::http::field::sec_websocket_extensions].find(
+                           "permessage-deflate") != std::string_view::npos;
   status(ws_status::open, deflate ? "permessage-deflate" : "");
   if (cancelled) co_return;
 
@@ -319,9 +321,8 @@ net::awaitable<void> ws_client::impl::run() {
       attempt = 0;
     } else if (opts.max_attempts != 0 && ++failures >= opts.max_attempts) {
       any_failed = true;
-      error({"attempts_exhausted", "no connection after " + std::to_string(failures) +
-                                       " attempts: " + why,
-             "", 0});
+      error({"attempts_exhausted",
+             "no connection after " + std::to_string(failures) + " attempts: " + why, "", 0});
       status(ws_status::failed, "attempts_exhausted");
       co_return;
     }
@@ -349,8 +350,8 @@ ws_client::~ws_client() {
 }
 
 void ws_client::subscribe(std::string stream, std::uint64_t last_event_id) {
-  impl_->streams.push_back({std::move(stream), delivery_filter(last_event_id), last_event_id > 0,
-                            false});
+  impl_->streams.push_back(
+      {std::move(stream), delivery_filter(last_event_id), last_event_id > 0, false});
 }
 
 void ws_client::start_run(const json::object& request) {
@@ -366,27 +367,38 @@ void ws_client::start_run(const json::object& request) {
   impl_->starts.push_back(std::move(p));
 }
 
-void ws_client::on_event(ws_event_handler h) { impl_->event_h = std::move(h); }
-void ws_client::on_stream_end(ws_stream_end_handler h) { impl_->end_h = std::move(h); }
-void ws_client::on_status(ws_status_handler h) { impl_->status_h = std::move(h); }
-void ws_client::on_error(ws_error_handler h) { impl_->error_h = std::move(h); }
-void ws_client::on_started(ws_started_handler h) { impl_->started_h = std::move(h); }
+void ws_client::on_event(ws_event_handler h) {
+  impl_->event_h = std::move(h);
+}
+void ws_client::on_stream_end(ws_stream_end_handler h) {
+  impl_->end_h = std::move(h);
+}
+void ws_client::on_status(ws_status_handler h) {
+  impl_->status_h = std::move(h);
+}
+void ws_client::on_error(ws_error_handler h) {
+  impl_->error_h = std::move(h);
+}
+void ws_client::on_started(ws_started_handler h) {
+  impl_->started_h = std::move(h);
+}
 
 void ws_client::start() {
-  net::co_spawn(impl_->executor, [self = impl_]() { return self->run(); },
-                [self = impl_](std::exception_ptr e) {
-                  if (!e) return;
-                  std::string what = "unknown exception";
-                  try {
-                    std::rethrow_exception(e);
-                  } catch (const std::exception& ex) {
-                    what = ex.what();
-                  } catch (...) {
-                  }
-                  self->any_failed = true;
-                  self->error({"callback_threw", what, "", 0});
-                  self->status(ws_status::failed, "callback_threw");
-                });
+  net::co_spawn(
+      impl_->executor, [self = impl_]() { return self->run(); },
+      [self = impl_](std::exception_ptr e) {
+        if (!e) return;
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          what = ex.what();
+        } catch (...) {
+        }
+        self->any_failed = true;
+        self->error({"callback_threw", what, "", 0});
+        self->status(ws_status::failed, "callback_threw");
+      });
 }
 
 void ws_client::cancel() {
@@ -402,6 +414,8 @@ std::uint64_t ws_client::highest_delivered(std::string_view stream) const {
   return s ? s->filter.highest_delivered() : 0;
 }
 
-std::uint64_t ws_client::duplicates_dropped() const { return impl_->duplicates; }
+std::uint64_t ws_client::duplicates_dropped() const {
+  return impl_->duplicates;
+}
 
 }  // namespace sluice::client

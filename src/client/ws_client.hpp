@@ -34,6 +34,8 @@
 // its io_context has stopped; no callback runs after the destructor returns.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/json/fwd.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -41,9 +43,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/json/fwd.hpp>
 
 namespace sluice::client {
 

@@ -26,17 +26,17 @@
 // subscribed::on_stream_ready (any thread, only posts).
 #include "transport/ws_session.hpp"
 
-#include <array>
-#include <charconv>
-#include <deque>
-#include <optional>
+#include <spdlog/spdlog.h>
 
+#include <array>
 #include <boost/asio/post.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <spdlog/spdlog.h>
+#include <charconv>
+#include <deque>
+#include <optional>
 
 #include "core/stream_id.hpp"
 #include "transport/routes.hpp"
@@ -238,8 +238,8 @@ class ws_session final : public swept_connection, public std::enable_shared_from
   std::size_t control_bytes_ = 0;
   std::string in_flight_control_;
   subscribed* in_flight_stream_ = nullptr;  // its batch backs the write in flight
-  std::string head_;    // head of the event frame in flight
-  std::string joined_;  // multi-line data of the event frame in flight
+  std::string head_;                        // head of the event frame in flight
+  std::string joined_;                      // multi-line data of the event frame in flight
   frame_buffers buffers_;
   std::uint64_t next_serial_ = 1;
   std::int64_t last_write_us_ = 0;
@@ -257,7 +257,7 @@ class ws_session final : public swept_connection, public std::enable_shared_from
 void ws_session::start(http::request<http::string_body> request) {
   const auto& c = config();
   websocket::stream_base::timeout t;
-  t.handshake_timeout = std::chrono::seconds(10);  // opening and closing handshakes
+  t.handshake_timeout = std::chrono::seconds(10);   // opening and closing handshakes
   t.idle_timeout = websocket::stream_base::none();  // keep-alive is the worker's sweep
   t.keep_alive_pings = false;
   ws_.set_option(t);
@@ -298,9 +298,8 @@ void ws_session::on_accepted(error_code ec) {
 void ws_session::read_next() {
   if (reading_ || closed_ || closing_ || close_) return;
   reading_ = true;
-  ws_.async_read(read_buf_, [self = shared_from_this()](error_code ec, std::size_t) {
-    self->on_read(ec);
-  });
+  ws_.async_read(read_buf_,
+                 [self = shared_from_this()](error_code ec, std::size_t) { self->on_read(ec); });
 }
 
 void ws_session::on_read(error_code ec) {
@@ -314,8 +313,9 @@ void ws_session::on_read(error_code ec) {
   if (closed_) return;
   if (!ws_.got_text()) {
     read_buf_.clear();
-    if (!close_) close_ = websocket::close_reason(websocket::close_code::unknown_data,
-                                                  "only JSON text messages");
+    if (!close_)
+      close_ =
+          websocket::close_reason(websocket::close_code::unknown_data, "only JSON text messages");
     pump();
     return;
   }
@@ -333,8 +333,8 @@ void ws_session::on_read(error_code ec) {
 void ws_session::invalid(std::string_view code, std::string_view message) {
   send_error(code, message);
   if (++invalid_in_a_row_ >= max_invalid_in_a_row && !close_)
-    close_ = websocket::close_reason(websocket::close_code::policy_error,
-                                     "too many invalid messages");
+    close_ =
+        websocket::close_reason(websocket::close_code::policy_error, "too many invalid messages");
 }
 
 void ws_session::handle(std::string_view text) {
@@ -364,8 +364,7 @@ void ws_session::handle(std::string_view text) {
   } else if (name == "publish") {
     op_publish(*m);
   } else {
-    invalid("unknown_op",
-            "op must be start, subscribe, unsubscribe, cancel, publish or ping");
+    invalid("unknown_op", "op must be start, subscribe, unsubscribe, cancel, publish or ping");
     return;
   }
   invalid_in_a_row_ = 0;
@@ -410,10 +409,10 @@ void ws_session::op_subscribe(const json::object& m) {
     return;
   }
   if (active_streams() >= config().ws_max_streams_per_socket) {
-    send_error("too_many_subscriptions",
-               "at most " + std::to_string(config().ws_max_streams_per_socket) +
-                   " streams per socket",
-               *id);
+    send_error(
+        "too_many_subscriptions",
+        "at most " + std::to_string(config().ws_max_streams_per_socket) + " streams per socket",
+        *id);
     return;
   }
   auto last = last_event_id_of(m);
@@ -488,9 +487,9 @@ void ws_session::op_start(const json::object& m) {
     return;
   }
   if (active_streams() >= config().ws_max_streams_per_socket) {
-    send_error("too_many_subscriptions", "at most " +
-                                             std::to_string(config().ws_max_streams_per_socket) +
-                                             " streams per socket");
+    send_error(
+        "too_many_subscriptions",
+        "at most " + std::to_string(config().ws_max_streams_per_socket) + " streams per socket");
     return;
   }
   ws_start_result r = handler(*req, worker_.ioc.get_executor());

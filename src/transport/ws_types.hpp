@@ -4,13 +4,12 @@
 // knowing what produces it.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/json/fwd.hpp>
 #include <functional>
 #include <memory>
 #include <string>
 #include <variant>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/json/fwd.hpp>
 
 #include "core/stream_log.hpp"
 
@@ -30,8 +29,7 @@ using ws_start_result = std::variant<ws_start_ok, ws_start_error>;
 
 // Called on the connection's worker thread with the op's "request" member and
 // that thread's executor (a producer started here runs there). Must not block.
-using ws_start_handler =
-    std::function<ws_start_result(const boost::json::value& request,
-                                  const boost::asio::any_io_executor& executor)>;
+using ws_start_handler = std::function<ws_start_result(
+    const boost::json::value& request, const boost::asio::any_io_executor& executor)>;
 
 }  // namespace sluice::transport

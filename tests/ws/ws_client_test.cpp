@@ -1,16 +1,16 @@
 // client::ws_client against a real in-process server, directly and through
 // the cutting TCP proxy (tests/support/chaos_proxy). Waits are io_context runs
 // bounded by a deadline; nothing sleeps and nothing is timed.
-#include <gtest/gtest.h>
+#include "client/ws_client.hpp"
 
-#include <thread>
+#include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
+#include <thread>
 
-#include "client/ws_client.hpp"
 #include "core/coalescer.hpp"
 #include "support/chaos_proxy.hpp"
 #include "transport/http_server.hpp"

@@ -39,8 +39,8 @@ class WsTest : public ::testing::Test {
   // {"stream":S,"id":N,"event":T,"data":D}, exactly as the server frames it.
   static std::string frame(const std::string& stream, std::uint64_t id, const std::string& data,
                            const std::string& event = "message") {
-    return "{\"stream\":\"" + stream + "\",\"id\":" + std::to_string(id) + ",\"event\":\"" +
-           event + "\",\"data\":" + data + "}";
+    return "{\"stream\":\"" + stream + "\",\"id\":" + std::to_string(id) + ",\"event\":\"" + event +
+           "\",\"data\":" + data + "}";
   }
   static std::string n(int i) { return "{\"n\":" + std::to_string(i) + "}"; }
   static std::string end(const std::string& stream) {
@@ -121,9 +121,9 @@ TEST_F(WsTest, SubscribeWithLastEventIdReplaysExactly) {
   }
   ws_connection c(port());
   c.send(R"({"op":"subscribe","stream":"r","lastEventId":"7"})");  // a string works too
-  EXPECT_EQ(read_until_ends(c, 1).all, (std::vector<std::string>{frame("r", 8, n(8)),
-                                                                 frame("r", 9, n(9)),
-                                                                 frame("r", 10, n(10)), end("r")}));
+  EXPECT_EQ(read_until_ends(c, 1).all,
+            (std::vector<std::string>{frame("r", 8, n(8)), frame("r", 9, n(9)),
+                                      frame("r", 10, n(10)), end("r")}));
   c.send(R"({"op":"subscribe","stream":"q","lastEventId":11})");
   auto e = c.read();
   EXPECT_EQ(e.at("code"), "unknown_last_event_id");
@@ -378,9 +378,9 @@ TEST_F(WsTest, StartUsesTheRegisteredHandler) {
   // A retried start attaches and resumes after lastEventId.
   c.send(R"({"op":"start","request":{"query":"q1"},"lastEventId":1})");
   t = read_until_ends(c, 1);
-  EXPECT_EQ(t.all, (std::vector<std::string>{R"({"op":"started","stream":"run-q1","created":false})",
-                                             frame("run-q1", 2, R"({"text":"42"})", "answer"),
-                                             end("run-q1")}));
+  EXPECT_EQ(t.all, (std::vector<std::string>{
+                       R"({"op":"started","stream":"run-q1","created":false})",
+                       frame("run-q1", 2, R"({"text":"42"})", "answer"), end("run-q1")}));
   c.send(R"({"op":"start","request":{"query":1}})");
   EXPECT_EQ(c.read().at("code"), "invalid_request");
   c.send(R"({"op":"start"})");

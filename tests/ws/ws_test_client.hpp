@@ -6,10 +6,6 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-#include <cstdint>
-#include <optional>
-#include <string>
-
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -18,6 +14,9 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
 
 namespace sluice::test {
 
