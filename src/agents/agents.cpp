@@ -217,14 +217,9 @@ net::awaitable<void> run_plan_solve(const agent_env& env, const agent_request& r
         }))
       co_return;
   } else {
-    std::string sources;
-    for (std::size_t i = 0; i < all_docs.size(); ++i)
-      sources += "[" + std::to_string(i + 1) + "] " + all_docs[i].title + "\n" + all_docs[i].text + "\n\n";
-    llm::chat_request creq;
-    creq.messages = {{"system", "Answer using only the numbered sources; cite them as [n]. Be concise."},
-                     {"user", "Sources:\n" + sources + "Question: " + req.query}};
-    auto r = co_await env.model->stream_chat(
-        creq, [&](std::string_view d) { out.send_delta("answer", "agent_stream", "result", d); });
+    auto r = co_await model_answer(env, req.query, all_docs, [&](std::string_view d) {
+      out.send_delta("answer", "agent_stream", "result", d);
+    });
     if (r.ec == net::error::operation_aborted || out.ended()) co_return;
     if (r.ec) {
       send_error(out, "the model failed: " + r.error_message);
@@ -312,14 +307,9 @@ net::awaitable<void> run_react(const agent_env& env, const agent_request& req, p
     out.send("tool-" + std::to_string(step + 1), "tool_result", std::move(f), false);
     scratch += "Thought: " + thought + "\nSearched: " + input + "\nObservations:\n" + observation;
   }
-  std::string sources;
-  for (std::size_t i = 0; i < docs.size(); ++i)
-    sources += "[" + std::to_string(i + 1) + "] " + docs[i].title + "\n" + docs[i].text + "\n\n";
-  llm::chat_request creq;
-  creq.messages = {{"system", "Answer using only the numbered sources; cite them as [n]. Be concise."},
-                   {"user", "Sources:\n" + sources + "Question: " + req.query}};
-  auto r = co_await env.model->stream_chat(
-      creq, [&](std::string_view d) { out.send_delta("answer", "agent_stream", "result", d); });
+  auto r = co_await model_answer(env, req.query, docs, [&](std::string_view d) {
+    out.send_delta("answer", "agent_stream", "result", d);
+  });
   if (r.ec == net::error::operation_aborted || out.ended()) co_return;
   if (r.ec) {
     send_error(out, "the model failed: " + r.error_message);

@@ -101,6 +101,18 @@ net::awaitable<std::vector<std::string>> model_decompose(const agent_env& env,
 
 }  // namespace
 
+net::awaitable<llm::chat_outcome> model_answer(const agent_env& env, const std::string& query,
+                                               const std::vector<search::search_hit>& docs,
+                                               std::function<void(std::string_view)> on_delta) {
+  llm::chat_request req;
+  req.messages = {
+      {"system",
+       "Answer the question using only the numbered sources. Cite sources as [n] right after "
+       "the sentence they support. Be concise."},
+      {"user", "Sources:\n" + numbered_sources(docs) + "Question: " + query}};
+  co_return co_await env.model->stream_chat(req, std::move(on_delta));
+}
+
 net::awaitable<deepsearch_outcome> run_deepsearch(const agent_env& env, std::string query,
                                                   int max_loop, deepsearch_listener& listener) {
   deepsearch_outcome out;
@@ -158,14 +170,8 @@ net::awaitable<deepsearch_outcome> run_deepsearch(const agent_env& env, std::str
     out.answer = answer.text;
     co_return out;
   }
-  llm::chat_request req;
-  req.messages = {
-      {"system",
-       "Answer the question using only the numbered sources. Cite sources as [n] right after "
-       "the sentence they support. Be concise."},
-      {"user", "Sources:\n" + numbered_sources(out.docs) + "Question: " + query}};
-  auto reply = co_await env.model->stream_chat(
-      req, [&](std::string_view d) { listener.on_answer_delta(d); });
+  auto reply = co_await model_answer(env, query, out.docs,
+                                    [&](std::string_view d) { listener.on_answer_delta(d); });
   if (reply.ec == net::error::operation_aborted || co_await cancelled()) co_return aborted();
   if (reply.ec) {
     out.ec = reply.ec;

@@ -63,6 +63,12 @@ boost::asio::awaitable<deepsearch_outcome> run_deepsearch(const agent_env& env, 
 boost::asio::awaitable<bool> stream_text_as_deltas(const agent_env& env, std::string_view text,
                                                    const std::function<void(std::string_view)>& on_delta);
 
+// Asks the model to answer `query` from the numbered `docs`, citing them as
+// [n], streaming its text to `on_delta`.
+boost::asio::awaitable<llm::chat_outcome> model_answer(
+    const agent_env& env, const std::string& query, const std::vector<search::search_hit>& docs,
+    std::function<void(std::string_view)> on_delta);
+
 // Documents as the seed's clients show them: [{index, title, sourceId, path, heading, content}].
 boost::json::array docs_to_json(const std::vector<search::search_hit>& docs);
 
