@@ -47,6 +47,8 @@ const STATE_LABEL: Record<ConnectionState, string> = {
   offline: 'Offline',
 };
 
+const OUTCOME_LABEL: Record<string, string> = { running: 'live', result: 'done', error: 'failed', cancelled: 'stopped' };
+
 export function App() {
   const stream = usePageStream();
   const hashId = useHashRunId();
@@ -187,7 +189,7 @@ function RunsList({ runs, current, onClear }: { runs: RunRecord[]; current?: str
               data-run-id={r.id}
             >
               <span className="run-q">{r.query || r.id}</span>
-              <span className={`run-badge ${r.outcome ?? 'running'}`}>{r.outcome ?? 'live'}</span>
+              <span className={`run-badge ${r.outcome ?? 'running'}`}>{OUTCOME_LABEL[r.outcome ?? 'running']}</span>
             </a>
           </li>
         ))}
@@ -221,8 +223,13 @@ function statusText(view: RunView): string {
       return `Failed: ${view.outcome.message}`;
     case 'cancelled':
       return view.outcome.reason ? `Cancelled (${view.outcome.reason})` : 'Cancelled';
-    default:
+    default: {
+      if (view.streamed) return 'Writing the answer…';
+      const plan = view.plan;
+      const i = plan ? plan.stepStatus.indexOf('in_progress') : -1;
+      if (plan && i >= 0) return `Step ${i + 1} of ${plan.steps.length}: ${plan.steps[i]}`;
       return view.statusMessage ?? (view.lastSequence ? 'Working…' : 'Starting…');
+    }
   }
 }
 
