@@ -40,6 +40,29 @@ class throwing_model : public llm::chat_provider {
   }
 };
 
+// A model that answers from a script, one reply per call, streamed in
+// word-sized deltas; records the prompts it was given.
+class scripted_model : public llm::chat_provider {
+ public:
+  explicit scripted_model(std::vector<std::string> replies) : replies_(std::move(replies)) {}
+  std::string_view name() const override { return "scripted"; }
+  net::awaitable<llm::chat_outcome> stream_chat(const llm::chat_request& req,
+                                                std::function<void(std::string_view)> on_delta) override {
+    llm::chat_outcome out;
+    prompts.push_back(req.messages.back().content);
+    out.text = calls_ < replies_.size() ? replies_[calls_] : "no more replies";
+    ++calls_;
+    for (std::size_t i = 0; i < out.text.size(); i += 4) on_delta(std::string_view(out.text).substr(i, 4));
+    out.finish_reason = "stop";
+    co_return out;
+  }
+  std::vector<std::string> prompts;
+
+ private:
+  std::vector<std::string> replies_;
+  std::size_t calls_ = 0;
+};
+
 class AgentsTest : public ::testing::Test {
  protected:
   void start(llm::chat_provider* model = nullptr, std::chrono::milliseconds grace = std::chrono::milliseconds(0)) {
@@ -268,6 +291,36 @@ TEST_F(AgentsTest, AnExceptionInAnAgentEndsTheRunWithError) {
   EXPECT_NE(std::string(fin.at("message").as_string()).find("boom in the model"), std::string::npos);
   EXPECT_EQ(json::parse(request(port(), "GET", "/v1/streams/boom-1").body).at("state").as_string(),
             "finished");
+}
+
+TEST_F(AgentsTest, ReactThinksSearchesObservesAndAnswers) {
+  scripted_model model({
+      R"({"thought":"I should look up how browsers reconnect","action":"search","input":"Last-Event-ID reconnect"})",
+      R"(Sure: {"thought":"The observations answer it","action":"answer"})",
+      "The browser resends Last-Event-ID [1].",
+  });
+  start(&model);
+  auto r = run("/AutoAgent", R"({"query":"How do browsers resume SSE?","agentType":"react","requestId":"react-1"})");
+  const std::string deltas = check_grammar(r, "agent_stream", "result");
+  std::vector<std::string> types;
+  for (const auto& d : r.data) types.emplace_back(d.at("messageType").as_string());
+  EXPECT_EQ(types.front(), "tool_thought");
+  ASSERT_GE(types.size(), 5u);
+  EXPECT_EQ(types[1], "tool_result");
+  EXPECT_EQ(types[2], "tool_thought");
+  EXPECT_EQ(types.back(), "result");
+  EXPECT_EQ(r.data[0].at("toolThought").as_string(), "I should look up how browsers reconnect");
+  const auto& tr = r.data[1].at("toolResult").as_object();
+  EXPECT_EQ(tr.at("toolName").as_string(), "search");
+  EXPECT_EQ(tr.at("toolParam").at("query").as_string(), "Last-Event-ID reconnect");
+  EXPECT_NE(std::string(tr.at("toolResult").as_string()).find("Last-Event-ID"), std::string::npos)
+      << "the observation is the search results";
+  EXPECT_EQ(deltas, "The browser resends Last-Event-ID [1].");
+  EXPECT_EQ(r.data.back().at("result").as_string(), deltas);
+  // The second turn saw the first turn's observation; the answer saw the sources.
+  ASSERT_EQ(model.prompts.size(), 3u);
+  EXPECT_NE(model.prompts[1].find("Searched: Last-Event-ID reconnect"), std::string::npos);
+  EXPECT_NE(model.prompts[2].find("Sources:"), std::string::npos);
 }
 
 // ---- With the openai provider against the OpenAI-compatible fake server ----
