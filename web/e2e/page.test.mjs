@@ -58,7 +58,8 @@ async function streamState(base, id) {
 describe('web page', () => {
   before(async () => {
     ensureArtifactsDir();
-    server = await startSluice({ binary, webRoot, deltaMs: 40 });
+    // 60 ms between answer deltas: a run lasts a few seconds, time enough to act mid-answer.
+    server = await startSluice({ binary, webRoot, deltaMs: 60 });
     browser = await launchBrowser();
   });
   after(async () => {
@@ -127,7 +128,8 @@ describe('web page', () => {
       await page.goto(`${proxy.url}/`);
       const id = await ask(page);
       await waitMidAnswer(page);
-      await page.getByTestId('connection').and(page.locator('[data-state="connected"]')).waitFor({ timeout: RUN_MS });
+      await page.locator('[data-testid="connection"][data-state="connected"]').waitFor({ timeout: RUN_MS });
+      assert.match(await page.getByTestId('latency').textContent(), /^\d+ ms$/);
       await page.evaluate(() => (window.__sluiceConnectionLog = []));
       const cut = proxy.cut({ hold: true });
       assert.ok(cut >= 1, 'a live connection was cut');
