@@ -32,6 +32,9 @@ web/%/$(WEB_STAMP): web/%/package-lock.json
 	@cd web/$* && $(call npm_quiet,npm ci --no-audit --no-fund)
 	@touch $@
 
+# web/app's npm ci may run web/client's prepare script (tsc): the client's own install comes first.
+web/app/$(WEB_STAMP): web/client/$(WEB_STAMP)
+
 web/client/dist/.sluice-built: web/client/$(WEB_STAMP) $(WEB_CLIENT_SRC)
 	@echo "web: building web/client"
 	@cd web/client && $(call npm_quiet,npm run build)
