@@ -219,6 +219,9 @@ describe('web page', () => {
       await ask(page, 'What happens to a slow reader?', 'deepsearch');
       const text = await waitFinished(page);
       assert.ok(text.length > 0);
+      await page.getByTestId('new-run').click();
+      await page.getByTestId('welcome').waitFor({ timeout: 5_000 });
+      assert.equal(await page.getByTestId('run').count(), 0);
       await page.getByTestId('question-input').fill('Anything');
       await page.getByTestId('agent-select').selectOption('react');
       await page.getByTestId('ask-button').click();

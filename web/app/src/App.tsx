@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { Markdown } from './markdown';
 import { foldRun, type Doc, type Plan, type RunView, type ToolView } from './runView';
-import { runHref, useHashRunId, useRuns, type RunRecord } from './runs';
+import { runHref, runIdFromHash, useHashRunId, useRuns, type RunRecord } from './runs';
 import { usePageStream, type ConnectionState } from './stream';
 
 const AGENTS = [
@@ -101,8 +101,18 @@ export function App() {
     if (log[log.length - 1] !== conn) log.push(conn);
   }, [conn]);
 
+  // "+ New question" (#/) shows an empty conversation; the run it leaves goes on
+  // (connected: a run nobody reads is cancelled by the server after a grace period).
+  const [home, setHome] = useState(false);
+  useEffect(() => {
+    const on = () => setHome(runIdFromHash(window.location.hash) === undefined);
+    window.addEventListener('hashchange', on);
+    return () => window.removeEventListener('hashchange', on);
+  }, []);
+
   const ask = useCallback(
     (query: string, agentType: string) => {
+      setHome(false);
       pendingAsk.current = { query, agentType };
       stream.sendMessage(query, agentType);
     },
@@ -110,7 +120,7 @@ export function App() {
   );
 
   const running = view.outcome.kind === 'running' && (stream.isLoading || view.lastSequence > 0);
-  const currentId = stream.requestId ?? view.requestId;
+  const currentId = home ? undefined : (stream.requestId ?? view.requestId);
   const record = runs.find((r) => r.id === currentId);
 
   return (
@@ -126,11 +136,11 @@ export function App() {
       </aside>
       <main className="main">
         <header className="topbar">
-          <h1 className="title">{record?.query || view.plan?.title || 'Ask about your documents'}</h1>
+          <h1 className="title">{(currentId && (record?.query || view.plan?.title)) || 'Ask about your documents'}</h1>
           <ConnectionIndicator state={conn} latencyMs={stream.latencyMs} />
         </header>
         <section className="conversation" aria-live="off">
-          {!currentId && !stream.error && <Welcome onPick={(q) => ask(q, 'plan_solve')} />}
+          {!currentId && (home || !stream.error) && <Welcome onPick={(q) => ask(q, 'plan_solve')} />}
           {currentId && (
             <RunPanel
               id={currentId}
@@ -141,13 +151,13 @@ export function App() {
               onStop={stream.stop}
             />
           )}
-          {stream.error && (
+          {stream.error && !home && (
             <div className="error" role="alert" data-testid="error">
               {stream.error}
             </div>
           )}
         </section>
-        <Composer disabled={running} onAsk={ask} />
+        <Composer disabled={running && !home} onAsk={ask} />
       </main>
     </div>
   );
@@ -202,7 +212,7 @@ function RunsList({ runs, current, onClear }: { runs: RunRecord[]; current?: str
 function Welcome({ onPick }: { onPick: (q: string) => void }) {
   const examples = ['How does Sluice resume a stream?', 'What happens to a slow reader?', 'How do I cancel an agent run?'];
   return (
-    <div className="welcome">
+    <div className="welcome" data-testid="welcome">
       <p>Ask a question: an agent plans, searches this server's documents and streams its answer with citations.</p>
       <div className="examples">
         {examples.map((q) => (
