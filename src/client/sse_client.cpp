@@ -11,9 +11,6 @@
 // handshake or backoff wait).
 #include "client/sse_client.hpp"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -21,40 +18,37 @@
 #include <cstdio>
 #include <exception>
 #include <random>
-#include <span>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
-#include <boost/url/parse.hpp>
 
 #include "client/delivery_filter.hpp"
 #include "client/gzip_inflater.hpp"
 #include "client/reconnect_backoff.hpp"
 #include "core/sse_parser.hpp"
+#include "net/error_text.hpp"
+#include "net/http_url.hpp"
+#include "net/outbound_connection.hpp"
+#include "net/response_body.hpp"
 
 namespace sluice::client {
 
@@ -116,40 +110,15 @@ constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
 constexpr std::size_t max_error_body = 64 * 1024;
 constexpr std::size_t max_header_bytes = 64 * 1024;
 
+using outbound::is_timeout;
+using outbound::ms_text;
+using outbound::read_body_some;
+
+// The subscription URL and the request target derived from it once.
 struct target_url {
-  bool https = false;
-  std::string host;         // for DNS, SNI and the certificate check
-  std::string port;         // numeric service
-  std::string host_header;  // host[:port] as written
-  std::string target;       // path [+ "?" query]
-  bool host_is_ip = false;
+  outbound::http_url url;
+  std::string target;  // path [+ "?" query]
 };
-
-std::optional<target_url> parse_target(const std::string& text) {
-  auto parsed = boost::urls::parse_uri(text);
-  if (!parsed) return std::nullopt;
-  const boost::urls::url_view url = *parsed;
-  target_url t;
-  t.https = url.scheme_id() == boost::urls::scheme::https;
-  if (!t.https && url.scheme_id() != boost::urls::scheme::http) return std::nullopt;
-  if (url.encoded_host().empty()) return std::nullopt;
-  t.host = url.host_address();
-  t.port = url.has_port() ? std::string(url.port()) : (t.https ? "443" : "80");
-  t.host_header = std::string(url.encoded_host_and_port());
-  t.target = std::string(url.encoded_path());
-  if (t.target.empty()) t.target = "/";
-  if (url.has_query()) t.target += "?" + std::string(url.encoded_query());
-  error_code ec;
-  (void)net::ip::make_address(t.host, ec);
-  t.host_is_ip = !ec;
-  return t;
-}
-
-std::string ms_text(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
-
-bool is_timeout(const error_code& ec) {
-  return ec == beast::error::timeout || ec == net::error::timed_out;
-}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -293,21 +262,6 @@ class stream_state final : public core::sse_listener {
   std::optional<sse_client_error> stop_;
 };
 
-// Reads the next piece of a buffer_body response into `into`; returns the
-// error (need_buffer folded into success) and the number of body bytes stored.
-template <class Stream>
-net::awaitable<std::pair<error_code, std::size_t>> read_body_some(
-    Stream& stream, beast::flat_buffer& buffer, http::response_parser<http::buffer_body>& parser,
-    std::span<char> into, std::chrono::milliseconds timeout) {
-  parser.get().body().data = into.data();
-  parser.get().body().size = into.size();
-  beast::get_lowest_layer(stream).expires_after(timeout);
-  auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, tuple_awaitable);
-  (void)n;
-  if (ec == http::error::need_buffer) ec = {};
-  co_return std::pair{ec, into.size() - parser.get().body().size};
-}
-
 // One request/response on a connected stream.
 template <class Stream>
 net::awaitable<attempt_outcome> exchange(sse_client::impl& c, const target_url& u, Stream& stream,
@@ -316,7 +270,7 @@ net::awaitable<attempt_outcome> exchange(sse_client::impl& c, const target_url& 
   auto& lowest = beast::get_lowest_layer(stream);
 
   http::request<http::string_body> req{http::string_to_verb(opt.method), u.target, 11};
-  req.set(http::field::host, u.host_header);
+  req.set(http::field::host, u.url.host_header);
   req.set(http::field::user_agent, "sluice");
   req.set(http::field::accept, "text/event-stream");
   req.set(http::field::cache_control, "no-cache");
@@ -434,86 +388,50 @@ net::awaitable<attempt_outcome> exchange(sse_client::impl& c, const target_url& 
   co_return result;
 }
 
-void close_socket(beast::tcp_stream& s) {
-  error_code ignored;
-  s.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  s.close();
-}
-
-net::awaitable<attempt_outcome> attempt(sse_client::impl& c, const target_url& u,
+net::awaitable<attempt_outcome> attempt(sse_client::impl& c, const target_url& t,
                                         std::optional<ssl::context>& tls, stream_state& st) {
   const sse_client_options& opt = c.opt;
-  std::vector<tcp::endpoint> endpoints;
-  if (u.host_is_ip) {
-    error_code ec;
-    std::uint16_t port = 0;
-    std::from_chars(u.port.data(), u.port.data() + u.port.size(), port);
-    endpoints.emplace_back(net::ip::make_address(u.host, ec), port);
-  } else {
-    tcp::resolver resolver(c.ex);
-    auto [rec, results] = co_await resolver.async_resolve(u.host, u.port, tuple_awaitable);
-    if (c.cancelled()) co_return cancelled();
-    if (rec) co_return retry("cannot resolve " + u.host + ": " + rec.message());
-    for (const auto& r : results) endpoints.push_back(r.endpoint());
-  }
+  const outbound::http_url& u = t.url;
+  auto endpoints = co_await outbound::resolve(u);
+  if (c.cancelled()) co_return cancelled();
+  if (!endpoints) co_return retry("cannot resolve " + u.host + ": " + endpoints.error().message());
 
   beast::tcp_stream tcp_stream(c.ex);
-  tcp_stream.expires_after(opt.connect_timeout);
-  auto [cec, endpoint] = co_await tcp_stream.async_connect(endpoints, tuple_awaitable);
-  (void)endpoint;
+  const error_code cec = co_await outbound::connect(
+      tcp_stream, *endpoints, std::chrono::steady_clock::now() + opt.connect_timeout);
   if (c.cancelled()) co_return cancelled();
   if (is_timeout(cec)) co_return retry("connect timed out after " + ms_text(opt.connect_timeout));
   if (cec) co_return retry("cannot connect to " + u.host_header + ": " + cec.message());
-  error_code ignored;
-  tcp_stream.socket().set_option(tcp::no_delay(true), ignored);
 
   if (!tls) {
-    attempt_outcome o = co_await exchange(c, u, tcp_stream, st);
-    close_socket(tcp_stream);
+    attempt_outcome o = co_await exchange(c, t, tcp_stream, st);
+    outbound::close(tcp_stream);
     co_return o;
   }
 
-  bool host_mismatch = false;  // set by the verify callback, inside the handshake
   ssl::stream<beast::tcp_stream> tls_stream(std::move(tcp_stream), *tls);
-  // SNI carries names only, never address literals (RFC 6066).
-  if (!u.host_is_ip) SSL_set_tlsext_host_name(tls_stream.native_handle(), u.host.c_str());
-  if (opt.verify_tls) {
-    tls_stream.set_verify_mode(ssl::verify_peer);
-    tls_stream.set_verify_callback(
-        [check = ssl::host_name_verification(u.host), &host_mismatch](
-            bool preverified, ssl::verify_context& ctx) {
-          const bool ok = check(preverified, ctx);
-          if (preverified && !ok) host_mismatch = true;
-          return ok;
-        });
-  } else {
-    tls_stream.set_verify_mode(ssl::verify_none);
-  }
-  beast::get_lowest_layer(tls_stream).expires_after(opt.connect_timeout);
-  auto [hec] = co_await tls_stream.async_handshake(ssl::stream_base::client, tuple_awaitable);
+  const outbound::tls_handshake_result hs = co_await outbound::tls_handshake(
+      tls_stream, u, opt.verify_tls, std::chrono::steady_clock::now() + opt.connect_timeout);
   if (c.cancelled()) {
-    close_socket(beast::get_lowest_layer(tls_stream));
+    outbound::close(beast::get_lowest_layer(tls_stream));
     co_return cancelled();
   }
-  if (hec) {
-    close_socket(beast::get_lowest_layer(tls_stream));
-    const long verify = SSL_get_verify_result(tls_stream.native_handle());
-    if (opt.verify_tls && (host_mismatch || verify != X509_V_OK)) {
+  if (hs.ec) {
+    outbound::close(beast::get_lowest_layer(tls_stream));
+    if (!hs.verify_error.empty()) {
       // Not transient: retrying cannot make a certificate valid.
       co_return failed(sse_client_error{
           "tls_verification_failed",
-          "TLS handshake with " + u.host_header + " failed: " +
-              (host_mismatch ? "certificate does not match host " + u.host
-                             : std::string(X509_verify_cert_error_string(verify))),
+          "TLS handshake with " + u.host_header +
+              " failed: " + (hs.host_mismatch ? hs.verify_error : hs.untrusted_reason),
           0, 0});
     }
-    if (is_timeout(hec))
+    if (is_timeout(hs.ec))
       co_return retry("TLS handshake timed out after " + ms_text(opt.connect_timeout));
-    co_return retry("TLS handshake failed: " + hec.message());
+    co_return retry("TLS handshake failed: " + hs.ec.message());
   }
-  attempt_outcome o = co_await exchange(c, u, tls_stream, st);
-  // No close_notify: waiting for the peer's could stall; the TCP close is enough.
-  close_socket(beast::get_lowest_layer(tls_stream));
+  attempt_outcome o = co_await exchange(c, t, tls_stream, st);
+  outbound::close(beast::get_lowest_layer(tls_stream));
   co_return o;
 }
 
@@ -533,24 +451,18 @@ net::awaitable<void> run_attempts(sse_client::impl& c) {
     c.error(e);
     c.status(sse_status::failed, e.code + ": " + e.message);
   };
-  auto u = parse_target(opt.url);
-  if (!u) co_return fail({"invalid_url", "not an absolute http(s) URL: " + opt.url, 0, 0});
+  auto url = outbound::parse_http_url(opt.url);
+  if (!url) co_return fail({"invalid_url", "not an absolute http(s) URL: " + opt.url, 0, 0});
+  const target_url u{*url, url->request_target()};
   if (opt.method != "GET" && opt.method != "POST")
     co_return fail({"invalid_url", "method must be GET or POST, not " + opt.method, 0, 0});
   if (!valid_header_value(opt.last_event_id))
     co_return fail({"invalid_last_event_id", "Last-Event-ID must not hold CR, LF or NUL", 0, 0});
 
   std::optional<ssl::context> tls;
-  if (u->https) {
+  if (u.url.https) {
     try {
-      tls.emplace(ssl::context::tls_client);
-      tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                       ssl::context::no_tlsv1_1);
-      if (opt.verify_tls) {
-        tls->set_default_verify_paths();
-        if (!opt.ca_file.empty()) tls->load_verify_file(opt.ca_file);
-      }
+      tls.emplace(outbound::make_tls_client_context(opt.verify_tls, opt.ca_file));
     } catch (const std::exception& e) {
       co_return fail({"tls_verification_failed", std::string("TLS set-up: ") + e.what(), 0, 0});
     }
@@ -566,7 +478,7 @@ net::awaitable<void> run_attempts(sse_client::impl& c) {
   for (;;) {
     if (c.cancelled()) break;
     c.status(sse_status::connecting, describe_attempt(opt, st));
-    attempt_outcome out = co_await attempt(c, *u, tls, st);
+    attempt_outcome out = co_await attempt(c, u, tls, st);
     if (auto hint = st.take_retry_hint())
       backoff.set_base_from_server(std::chrono::milliseconds(
           std::min<std::uint64_t>(*hint, std::uint64_t{1} << 40)));

@@ -5,22 +5,15 @@
 // same deadline) covers connect, handshake, write and read.
 #include "search/searxng_client.hpp"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -32,11 +25,14 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
-#include <boost/url/parse.hpp>
 #include <exception>
 #include <optional>
 #include <stdexcept>
 #include <unordered_set>
+
+#include "net/error_text.hpp"
+#include "net/http_url.hpp"
+#include "net/outbound_connection.hpp"
 
 namespace sluice::search {
 
@@ -106,13 +102,10 @@ std::string percent_encode_component(std::string_view s) {
 
 struct searxng_client::impl {
   searxng_config config;
-  std::string host;         // as used for DNS, SNI and the certificate check
-  std::string port;         // numeric service
-  std::string host_header;  // host[:port] as written in the URL
+  outbound::http_url url;   // base_url taken apart
   std::string path_prefix;  // without a trailing '/'
   std::string base_query;   // encoded, without '?'; empty when none
   std::string display;      // "SearXNG at <base_url>" for messages
-  bool host_is_ip = false;
   // https only. Mutable because ssl::stream takes a non-const context; it is
   // only used to create SSL objects, which OpenSSL allows concurrently.
   mutable std::optional<ssl::context> tls;
@@ -122,34 +115,22 @@ namespace {
 
 using client_impl = searxng_client::impl;
 
-bool is_timeout(const error_code& ec) {
-  return ec == beast::error::timeout || ec == net::error::timed_out;
-}
-
-std::string ms_text(std::chrono::milliseconds ms) {
-  return std::to_string(ms.count()) + " ms";
-}
+using outbound::is_timeout;
+using outbound::ms_text;
 
 // The first bytes of a body, printable, for an error message.
 std::string snippet(std::string_view body) {
-  std::string s;
-  for (char c : body.substr(0, max_snippet)) {
+  std::string s = outbound::excerpt(body, max_snippet);
+  for (char& c : s) {
     const auto u = static_cast<unsigned char>(c);
-    s += (u < 0x20 || u == 0x7f) ? ' ' : c;
+    if (u < 0x20 || u == 0x7f) c = ' ';
   }
-  if (body.size() > max_snippet) s += "...";
   return s;
 }
 
 void fail(searxng_outcome& out, error_code ec, std::string message) {
   out.ec = ec;
   out.error_message = std::move(message);
-}
-
-void close_stream(beast::tcp_stream& stream) {
-  error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream.close();
 }
 
 // Maps the JSON body to hits (see searxng_outcome).
@@ -201,7 +182,7 @@ net::awaitable<void> exchange(Stream& stream, const client_impl& p, const std::s
   const auto& cfg = p.config;
 
   http::request<http::empty_body> req{http::verb::get, target, 11};
-  req.set(http::field::host, p.host_header);
+  req.set(http::field::host, p.url.host_header);
   req.set(http::field::user_agent, "sluice");
   req.set(http::field::accept, "application/json");
   req.set(http::field::connection, "close");
@@ -258,119 +239,71 @@ net::awaitable<void> run_search(const client_impl& p, std::string target,
                                 searxng_outcome& out) {
   auto ex = co_await net::this_coro::executor;
   const auto& cfg = p.config;
+  const outbound::http_url& u = p.url;
 
-  tcp::resolver resolver(ex);
-  net::steady_timer resolve_deadline(ex);
-  bool resolve_timed_out = false;
-  resolve_deadline.expires_at(deadline);
-  resolve_deadline.async_wait([&](error_code ec) {
-    if (ec) return;  // cancelled: the lookup finished first
-    resolve_timed_out = true;
-    resolver.cancel();
-  });
-  auto [rec, endpoints] = co_await resolver.async_resolve(p.host, p.port, tuple_awaitable);
-  resolve_deadline.cancel();
-  if (resolve_timed_out)
+  auto endpoints = co_await outbound::resolve(u, deadline);
+  if (!endpoints && endpoints.error() == net::error::timed_out)
     co_return fail(
         out, net::error::timed_out,
-        p.display + ": resolving " + p.host + " timed out (timeout " + ms_text(cfg.timeout) + ")");
-  if (rec)
-    co_return fail(out, rec, p.display + ": cannot resolve " + p.host + ": " + rec.message());
+        p.display + ": resolving " + u.host + " timed out (timeout " + ms_text(cfg.timeout) + ")");
+  if (!endpoints)
+    co_return fail(out, endpoints.error(),
+                   p.display + ": cannot resolve " + u.host + ": " + endpoints.error().message());
 
   beast::tcp_stream tcp_stream(ex);
-  tcp_stream.expires_at(deadline);
-  auto [cec, endpoint] = co_await tcp_stream.async_connect(endpoints, tuple_awaitable);
-  (void)endpoint;
+  const error_code cec = co_await outbound::connect(tcp_stream, *endpoints, deadline);
   if (is_timeout(cec))
     co_return fail(out, net::error::timed_out,
-                   p.display + ": connecting to " + p.host + ":" + p.port + " timed out (timeout " +
+                   p.display + ": connecting to " + u.host + ":" + u.port + " timed out (timeout " +
                        ms_text(cfg.timeout) + ")");
   if (cec)
     co_return fail(
         out, cec,
-        p.display + ": cannot connect to " + p.host + ":" + p.port + ": " + cec.message());
+        p.display + ": cannot connect to " + u.host + ":" + u.port + ": " + cec.message());
 
   if (!p.tls) {
     co_await exchange(tcp_stream, p, target, deadline, limit, out);
-    close_stream(tcp_stream);
+    outbound::close(tcp_stream);
     co_return;
   }
 
-  // Set by the verify callback (run inside the handshake, on this thread);
-  // declared before the stream that holds the callback.
-  bool host_mismatch = false;
   ssl::stream<beast::tcp_stream> tls_stream(std::move(tcp_stream), *p.tls);
-  // SNI carries names only, never address literals (RFC 6066).
-  if (!p.host_is_ip) SSL_set_tlsext_host_name(tls_stream.native_handle(), p.host.c_str());
-  if (cfg.verify_tls) {
-    tls_stream.set_verify_mode(ssl::verify_peer);
-    tls_stream.set_verify_callback([check = ssl::host_name_verification(p.host), &host_mismatch](
-                                       bool preverified, ssl::verify_context& ctx) {
-      const bool ok = check(preverified, ctx);
-      if (preverified && !ok) host_mismatch = true;
-      return ok;
-    });
-  } else {
-    tls_stream.set_verify_mode(ssl::verify_none);
-  }
-  beast::get_lowest_layer(tls_stream).expires_at(deadline);
-  auto [hec] = co_await tls_stream.async_handshake(ssl::stream_base::client, tuple_awaitable);
-  if (is_timeout(hec)) {
-    close_stream(beast::get_lowest_layer(tls_stream));
+  const outbound::tls_handshake_result hs =
+      co_await outbound::tls_handshake(tls_stream, u, cfg.verify_tls, deadline);
+  if (is_timeout(hs.ec)) {
+    outbound::close(beast::get_lowest_layer(tls_stream));
     co_return fail(
         out, net::error::timed_out,
         p.display + ": the TLS handshake timed out (timeout " + ms_text(cfg.timeout) + ")");
   }
-  if (hec) {
-    // hec alone says "certificate verify failed"; name the cause.
-    std::string message = p.display + ": the TLS handshake failed: " + hec.message();
-    const long verify = SSL_get_verify_result(tls_stream.native_handle());
-    if (host_mismatch)
-      message += " (certificate does not match host " + p.host + ")";
-    else if (cfg.verify_tls && verify != X509_V_OK)
-      message += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
-    close_stream(beast::get_lowest_layer(tls_stream));
-    co_return fail(out, hec, std::move(message));
+  if (hs.ec) {
+    std::string message = p.display + ": the TLS handshake failed: " + hs.ec.message();
+    if (!hs.verify_error.empty()) message += " (" + hs.verify_error + ")";
+    outbound::close(beast::get_lowest_layer(tls_stream));
+    co_return fail(out, hs.ec, std::move(message));
   }
   co_await exchange(tls_stream, p, target, deadline, limit, out);
-  // No close_notify: the response is complete (or failed) and waiting for the
-  // peer's reply could stall; the TCP close tells the server.
-  close_stream(beast::get_lowest_layer(tls_stream));
+  outbound::close(beast::get_lowest_layer(tls_stream));
 }
 
 }  // namespace
 
 searxng_client::searxng_client(searxng_config config) {
-  auto parsed = boost::urls::parse_uri(config.base_url);
-  if (!parsed) throw std::invalid_argument("searxng: not a URL: " + config.base_url);
-  const boost::urls::url_view url = *parsed;
-  const bool https = url.scheme_id() == boost::urls::scheme::https;
-  if (!https && url.scheme_id() != boost::urls::scheme::http)
-    throw std::invalid_argument("searxng: the URL must be http:// or https://: " + config.base_url);
-  if (url.encoded_host().empty())
-    throw std::invalid_argument("searxng: the URL has no host: " + config.base_url);
-
-  auto m = std::make_unique<impl>();
-  m->host = url.host_address();
-  m->port = url.has_port() ? std::string(url.port()) : (https ? "443" : "80");
-  m->host_header = std::string(url.encoded_host_and_port());
-  m->path_prefix = std::string(url.encoded_path());
-  while (!m->path_prefix.empty() && m->path_prefix.back() == '/') m->path_prefix.pop_back();
-  if (url.has_query()) m->base_query = std::string(url.encoded_query());
-  m->display = "SearXNG at " + config.base_url;
-  error_code ec;
-  (void)net::ip::make_address(m->host, ec);
-  m->host_is_ip = !ec;
-
-  if (https) {
-    m->tls.emplace(ssl::context::tls_client);
-    m->tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    if (config.verify_tls) {
-      m->tls->set_default_verify_paths();  // throws system_error on failure
-      if (!config.ca_file.empty()) m->tls->load_verify_file(config.ca_file);
-    }
+  auto url = outbound::parse_http_url(config.base_url);
+  if (!url) {
+    throw std::invalid_argument((url.error() == outbound::url_errc::not_a_url
+                                     ? std::string("searxng: not a URL: ")
+                                     : "searxng: the URL " + url.error().message() + ": ") +
+                                config.base_url);
   }
+  auto m = std::make_unique<impl>();
+  m->url = std::move(*url);
+  m->path_prefix = m->url.path_prefix();
+  if (m->url.query) m->base_query = *m->url.query;
+  m->display = "SearXNG at " + config.base_url;
+  // throws system_error when the CA paths or file cannot be loaded
+  if (m->url.https)
+    m->tls.emplace(outbound::make_tls_client_context(config.verify_tls, config.ca_file));
   m->config = std::move(config);
   impl_ = std::move(m);
 }

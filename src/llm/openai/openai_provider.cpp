@@ -12,21 +12,15 @@
 // which catches a cancellation emitted between two operations.
 #include "llm/openai/openai_provider.hpp"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/cancellation_state.hpp>
-#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -39,13 +33,15 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <boost/url/parse.hpp>
 #include <exception>
 #include <optional>
-#include <span>
 #include <stdexcept>
 
 #include "core/sse_parser.hpp"
+#include "net/error_text.hpp"
+#include "net/http_url.hpp"
+#include "net/outbound_connection.hpp"
+#include "net/response_body.hpp"
 
 namespace sluice::llm {
 
@@ -85,21 +81,13 @@ class openai_category_impl final : public boost::system::error_category {
   }
 };
 
-std::string excerpt(std::string_view s, std::size_t max = 200) {
-  if (s.size() <= max) return std::string(s);
-  return std::string(s.substr(0, max)) + "...";
-}
-
-std::string ms_text(std::chrono::milliseconds d) {
-  return std::to_string(d.count()) + " ms";
-}
+using outbound::excerpt;
+using outbound::is_timeout;
+using outbound::ms_text;
+using outbound::read_body_some;
 
 bool is_cancelled(const net::cancellation_state& cs) {
   return cs.cancelled() != net::cancellation_type::none;
-}
-
-bool is_timeout(const error_code& ec) {
-  return ec == beast::error::timeout || ec == net::error::timed_out;
 }
 
 void set_error(chat_outcome& out, error_code ec, std::string message) {
@@ -251,32 +239,14 @@ boost::system::error_code make_error_code(openai_errc e) noexcept {
 // only used to create connections, which OpenSSL allows from any thread).
 struct openai_provider::impl {
   openai_config config;
-  std::string host;         // as used for DNS, SNI and the certificate check
-  std::string port;         // numeric service
-  std::string host_header;  // host[:port] as written in the URL
-  std::string target;       // path prefix + "/chat/completions" [+ "?" query]
-  bool host_is_ip = false;
+  outbound::http_url url;           // base_url taken apart
+  std::string target;               // path prefix + "/chat/completions" [+ "?" query]
   std::optional<ssl::context> tls;  // https only
 };
 
 namespace {
 
 using provider_impl = openai_provider::impl;
-
-// Reads the next piece of a buffer_body response into `into`; returns the
-// error (need_buffer folded into success) and the number of body bytes stored.
-template <class Stream>
-net::awaitable<std::pair<error_code, std::size_t>> read_body_some(
-    Stream& stream, beast::flat_buffer& buffer, http::response_parser<http::buffer_body>& parser,
-    std::span<char> into, std::chrono::milliseconds timeout) {
-  parser.get().body().data = into.data();
-  parser.get().body().size = into.size();
-  beast::get_lowest_layer(stream).expires_after(timeout);
-  auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, tuple_awaitable);
-  (void)n;
-  if (ec == http::error::need_buffer) ec = {};
-  co_return std::pair{ec, into.size() - parser.get().body().size};
-}
 
 // Sends the request and streams the response. `out` is filled in place;
 // `stream` is connected (and TLS-established). The caller closes it.
@@ -288,7 +258,7 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
   auto& lowest = beast::get_lowest_layer(stream);
 
   http::request<http::string_body> req{http::verb::post, p.target, 11};
-  req.set(http::field::host, p.host_header);
+  req.set(http::field::host, p.url.host_header);
   req.set(http::field::user_agent, "sluice");
   req.set(http::field::content_type, "application/json");
   req.set(http::field::accept, "text/event-stream");
@@ -302,13 +272,13 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
   (void)wn;
   if (is_cancelled(cs)) co_return set_aborted(out);
   if (is_timeout(wec)) {
-    co_return set_error(
-        out, net::error::timed_out,
-        "sending the request to " + p.host_header + " stalled for " + ms_text(cfg.read_timeout));
+    co_return set_error(out, net::error::timed_out,
+                        "sending the request to " + p.url.host_header + " stalled for " +
+                            ms_text(cfg.read_timeout));
   }
   if (wec) {
-    co_return set_error(out, wec,
-                        "sending the request to " + p.host_header + " failed: " + wec.message());
+    co_return set_error(
+        out, wec, "sending the request to " + p.url.host_header + " failed: " + wec.message());
   }
 
   beast::flat_buffer buffer(max_header_bytes);
@@ -323,17 +293,17 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
   if (is_timeout(hec)) {
     co_return set_error(
         out, net::error::timed_out,
-        "no response from " + p.host_header + " within " + ms_text(cfg.read_timeout));
+        "no response from " + p.url.host_header + " within " + ms_text(cfg.read_timeout));
   }
   if (hec == http::error::end_of_stream || hec == net::error::eof ||
       hec == net::error::connection_reset) {
-    co_return set_error(
-        out, openai_errc::stream_truncated,
-        "upstream " + p.host_header + " closed the connection without answering: " + hec.message());
+    co_return set_error(out, openai_errc::stream_truncated,
+                        "upstream " + p.url.host_header +
+                            " closed the connection without answering: " + hec.message());
   }
   if (hec) {
-    co_return set_error(out, hec,
-                        "reading the response from " + p.host_header + " failed: " + hec.message());
+    co_return set_error(
+        out, hec, "reading the response from " + p.url.host_header + " failed: " + hec.message());
   }
 
   std::array<char, 16 * 1024> piece;
@@ -362,7 +332,7 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
     if (listener.done()) co_return;    // [DONE]: nothing more is needed from this connection
     if (is_timeout(ec)) {
       co_return set_error(out, net::error::timed_out,
-                          "no bytes from upstream " + p.host_header + " for " +
+                          "no bytes from upstream " + p.url.host_header + " for " +
                               ms_text(cfg.read_timeout) + " (stream stalled)");
     }
     if (ec == http::error::body_limit) {
@@ -374,32 +344,27 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
         ec == net::error::eof || ec == net::error::connection_reset ||
         ec == ssl::error::stream_truncated) {
       co_return set_error(out, openai_errc::stream_truncated,
-                          "upstream " + p.host_header + " cut the stream before data: [DONE] (" +
-                              ec.message() + ")");
+                          "upstream " + p.url.host_header +
+                              " cut the stream before data: [DONE] (" + ec.message() + ")");
     }
     if (ec) {
-      co_return set_error(out, ec,
-                          "reading the stream from " + p.host_header + " failed: " + ec.message());
+      co_return set_error(
+          out, ec, "reading the stream from " + p.url.host_header + " failed: " + ec.message());
     }
   }
   // The HTTP message ended without [DONE] (an unterminated last event is
   // discarded, as the standard says): complete only if the model finished.
   if (out.finish_reason.empty()) {
     set_error(out, openai_errc::stream_truncated,
-              "upstream " + p.host_header +
+              "upstream " + p.url.host_header +
                   " ended the response before data: [DONE] and without a finish_reason");
   }
-}
-
-void close_stream(beast::tcp_stream& stream) {
-  error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream.close();
 }
 
 net::awaitable<chat_outcome> run_call(std::shared_ptr<provider_impl> p, chat_request request,
                                       std::function<void(std::string_view)> on_delta) {
   const openai_config& cfg = p->config;
+  const outbound::http_url& u = p->url;
   auto cs = co_await net::this_coro::cancellation_state;
   auto ex = co_await net::this_coro::executor;
   chat_outcome out;
@@ -409,91 +374,65 @@ net::awaitable<chat_outcome> run_call(std::shared_ptr<provider_impl> p, chat_req
   }
   const std::string body = json::serialize(request_body(cfg, request));
 
-  tcp::resolver resolver(ex);
-  auto [rec, endpoints] = co_await resolver.async_resolve(p->host, p->port, tuple_awaitable);
+  auto endpoints = co_await outbound::resolve(u);
   if (is_cancelled(cs)) {
     set_aborted(out);
     co_return out;
   }
-  if (rec) {
-    set_error(out, rec, "cannot resolve upstream host " + p->host + ": " + rec.message());
+  if (!endpoints) {
+    const error_code rec = endpoints.error();
+    set_error(out, rec, "cannot resolve upstream host " + u.host + ": " + rec.message());
     co_return out;
   }
 
   beast::tcp_stream tcp_stream(ex);
-  tcp_stream.expires_after(cfg.connect_timeout);
-  auto [cec, endpoint] = co_await tcp_stream.async_connect(endpoints, tuple_awaitable);
-  (void)endpoint;
+  const error_code cec = co_await outbound::connect(
+      tcp_stream, *endpoints, std::chrono::steady_clock::now() + cfg.connect_timeout);
   if (is_cancelled(cs)) {
-    close_stream(tcp_stream);
+    outbound::close(tcp_stream);
     set_aborted(out);
     co_return out;
   }
   if (is_timeout(cec)) {
     set_error(out, net::error::timed_out,
-              "connecting to " + p->host + ":" + p->port + " timed out after " +
+              "connecting to " + u.host + ":" + u.port + " timed out after " +
                   ms_text(cfg.connect_timeout));
     co_return out;
   }
   if (cec) {
-    set_error(out, cec, "cannot connect to " + p->host + ":" + p->port + ": " + cec.message());
+    set_error(out, cec, "cannot connect to " + u.host + ":" + u.port + ": " + cec.message());
     co_return out;
   }
-  error_code ignored;
-  tcp_stream.socket().set_option(tcp::no_delay(true), ignored);
 
   if (!p->tls) {
     co_await exchange(tcp_stream, *p, body, on_delta, cs, out);
-    close_stream(tcp_stream);
+    outbound::close(tcp_stream);
     co_return out;
   }
 
-  // Set by the verify callback (run inside the handshake, on this thread);
-  // declared before the stream that holds the callback.
-  bool host_mismatch = false;
   ssl::stream<beast::tcp_stream> tls_stream(std::move(tcp_stream), *p->tls);
-  // SNI carries names only, never address literals (RFC 6066).
-  if (!p->host_is_ip) SSL_set_tlsext_host_name(tls_stream.native_handle(), p->host.c_str());
-  if (cfg.verify_tls) {
-    tls_stream.set_verify_mode(ssl::verify_peer);
-    tls_stream.set_verify_callback([check = ssl::host_name_verification(p->host), &host_mismatch](
-                                       bool preverified, ssl::verify_context& ctx) {
-      const bool ok = check(preverified, ctx);
-      if (preverified && !ok) host_mismatch = true;
-      return ok;
-    });
-  } else {
-    tls_stream.set_verify_mode(ssl::verify_none);
-  }
-  beast::get_lowest_layer(tls_stream).expires_after(cfg.connect_timeout);
-  auto [hec] = co_await tls_stream.async_handshake(ssl::stream_base::client, tuple_awaitable);
+  const outbound::tls_handshake_result hs = co_await outbound::tls_handshake(
+      tls_stream, u, cfg.verify_tls, std::chrono::steady_clock::now() + cfg.connect_timeout);
   if (is_cancelled(cs)) {
-    close_stream(beast::get_lowest_layer(tls_stream));
+    outbound::close(beast::get_lowest_layer(tls_stream));
     set_aborted(out);
     co_return out;
   }
-  if (is_timeout(hec)) {
-    set_error(out, net::error::timed_out,
-              "TLS handshake with " + p->host_header + " timed out after " +
-                  ms_text(cfg.connect_timeout));
+  if (is_timeout(hs.ec)) {
+    set_error(
+        out, net::error::timed_out,
+        "TLS handshake with " + u.host_header + " timed out after " + ms_text(cfg.connect_timeout));
     co_return out;
   }
-  if (hec) {
-    // hec alone says "certificate verify failed"; name the cause.
-    std::string message = "TLS handshake with " + p->host_header + " failed: " + hec.message();
-    const long verify = SSL_get_verify_result(tls_stream.native_handle());
-    if (host_mismatch)
-      message += " (certificate does not match host " + p->host + ")";
-    else if (cfg.verify_tls && verify != X509_V_OK)
-      message += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
-    set_error(out, hec, std::move(message));
-    close_stream(beast::get_lowest_layer(tls_stream));
+  if (hs.ec) {
+    std::string message = "TLS handshake with " + u.host_header + " failed: " + hs.ec.message();
+    if (!hs.verify_error.empty()) message += " (" + hs.verify_error + ")";
+    set_error(out, hs.ec, std::move(message));
+    outbound::close(beast::get_lowest_layer(tls_stream));
     co_return out;
   }
   co_await exchange(tls_stream, *p, body, on_delta, cs, out);
-  // No TLS close_notify: the call is over either way and waiting for the peer's
-  // reply could stall; the TCP close tells the server.
-  close_stream(beast::get_lowest_layer(tls_stream));
+  outbound::close(beast::get_lowest_layer(tls_stream));
   co_return out;
 }
 
@@ -519,36 +458,18 @@ net::awaitable<chat_outcome> guarded_call(std::shared_ptr<provider_impl> p, chat
 }  // namespace
 
 openai_provider::openai_provider(openai_config config) : impl_(std::make_shared<impl>()) {
-  auto parsed = boost::urls::parse_uri(config.base_url);
-  if (!parsed) throw std::invalid_argument("openai: base_url is not a URL: " + config.base_url);
-  const boost::urls::url_view url = *parsed;
-  const bool https = url.scheme_id() == boost::urls::scheme::https;
-  if (!https && url.scheme_id() != boost::urls::scheme::http)
-    throw std::invalid_argument("openai: base_url must be http:// or https://: " + config.base_url);
-  if (url.encoded_host().empty())
-    throw std::invalid_argument("openai: base_url has no host: " + config.base_url);
-
-  impl& m = *impl_;
-  m.host = url.host_address();
-  m.port = url.has_port() ? std::string(url.port()) : (https ? "443" : "80");
-  m.host_header = std::string(url.encoded_host_and_port());
-  std::string path(url.encoded_path());
-  while (!path.empty() && path.back() == '/') path.pop_back();
-  m.target = path + "/chat/completions";
-  if (url.has_query()) m.target += "?" + std::string(url.encoded_query());
-  error_code ec;
-  (void)net::ip::make_address(m.host, ec);
-  m.host_is_ip = !ec;
-
-  if (https) {
-    m.tls.emplace(ssl::context::tls_client);
-    m.tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    if (config.verify_tls) {
-      m.tls->set_default_verify_paths();  // throws system_error on failure
-      if (!config.ca_file.empty()) m.tls->load_verify_file(config.ca_file);
-    }
+  auto url = outbound::parse_http_url(config.base_url);
+  if (!url) {
+    throw std::invalid_argument("openai: base_url " + url.error().message() + ": " +
+                                config.base_url);
   }
+  impl& m = *impl_;
+  m.url = std::move(*url);
+  m.target = m.url.path_prefix() + "/chat/completions";
+  if (m.url.query) m.target += "?" + *m.url.query;
+  // throws system_error when the CA paths or file cannot be loaded
+  if (m.url.https)
+    m.tls.emplace(outbound::make_tls_client_context(config.verify_tls, config.ca_file));
   m.config = std::move(config);
 }
 
