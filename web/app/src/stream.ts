@@ -40,12 +40,8 @@ function toAgentMessage(m: ClientMessage): AgentMessage {
   return out;
 }
 
-// Bound to the window: a fetch called as a method of another object throws
-// "Illegal invocation" in browsers.
-const boundFetch: typeof fetch = (input, init) => globalThis.fetch(input, init);
-
 export function usePageStream(): PageStream {
-  const s = useAIStream({ fetch: boundFetch });
+  const s = useAIStream();
   const messages = useMemo(() => (s.messages as ClientMessage[]).map(toAgentMessage), [s.messages]);
   return {
     messages,

@@ -49,7 +49,9 @@ class SSEConnection extends ResumableConnection {
     this.url = url;
     const f = config.fetch ?? globalThis.fetch;
     if (typeof f !== 'function') throw new TypeError('createSSEConnection: no fetch implementation');
-    this.fetchImpl = f;
+    // Called through a wrapper: browsers throw "Illegal invocation" when the
+    // global fetch is called as a method of another object.
+    this.fetchImpl = (input, init) => f(input, init);
     this.bodyObject = config.body;
     const b = config.body as { requestId?: unknown } | undefined;
     if (b && typeof b === 'object' && typeof b.requestId === 'string') this.requestId = b.requestId;

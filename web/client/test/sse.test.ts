@@ -143,6 +143,23 @@ describe('requests', () => {
     expect(g.url).toBe('http://sluice.test/v1/streams/x/events');
   });
 
+  it('the global fetch is called as a plain function (browsers throw "Illegal invocation" otherwise)', async () => {
+    const ff = fakeFetch();
+    const strict = function (this: unknown, input: string | URL, init?: RequestInit) {
+      if (this !== undefined && this !== globalThis) throw new TypeError('Illegal invocation');
+      return ff.fetch(input, init);
+    };
+    vi.stubGlobal('fetch', strict);
+    try {
+      const { callbacks } = recorder();
+      createSSEConnection({ body: { query: 'q', requestId: 'r1' }, ...callbacks }, URL_);
+      await until(() => ff.calls.length === 1);
+      expect(ff.calls[0]!.method).toBe('POST');
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
   it('a retried POST re-sends the same body with Last-Event-ID', async () => {
     const { ff, log } = connect({ backoff: { random: () => 0 } });
     await until(() => ff.calls.length === 1);
