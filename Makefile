@@ -1,4 +1,6 @@
 # The two commands a new user needs: `make run` and `make test` (see README.md).
+# No "Entering directory" chatter from the CMake-generated makefiles.
+MAKEFLAGS += --no-print-directory
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 HOST ?= 127.0.0.1
