@@ -323,6 +323,34 @@ TEST_F(AgentsTest, ReactThinksSearchesObservesAndAnswers) {
   EXPECT_NE(model.prompts[2].find("Sources:"), std::string::npos);
 }
 
+TEST_F(AgentsTest, DeepSearchWithAModelLoopsUntilTheDocumentsSuffice) {
+  scripted_model model({
+      R"(["Redis consumer groups"])",      // decomposition
+      R"(["SQLite bm25 ranking"])",        // after loop 1: not enough, search this too
+      "Consumer groups share a stream [1]; bm25 ranks matches [2].",  // the answer
+  });
+  start(&model);
+  auto r = run("/v1/tool/deepsearch",
+               R"({"query":"Compare Redis consumer groups with SQLite ranking","max_loop":2})");
+  std::vector<std::string> statuses;
+  for (const auto& d : r.data)
+    if (d.at("messageType").as_string() == "status") statuses.emplace_back(d.at("status").as_string());
+  EXPECT_EQ(statuses, (std::vector<std::string>{"query_decomposition", "searching", "searching", "generating"}));
+  const auto& fin = r.data.back();
+  EXPECT_EQ(fin.at("answer").as_string(), "Consumer groups share a stream [1]; bm25 ranks matches [2].");
+  std::vector<std::string> queries;
+  for (const auto& q : fin.at("searchResult").at("query").as_array()) queries.emplace_back(q.as_string());
+  EXPECT_EQ(queries, (std::vector<std::string>{"Compare Redis consumer groups with SQLite ranking",
+                                               "Redis consumer groups", "SQLite bm25 ranking"}));
+  ASSERT_EQ(model.prompts.size(), 3u);
+  EXPECT_NE(model.prompts[1].find("These documents were found"), std::string::npos)
+      << "the model judged the first loop's documents";
+  std::set<std::string> paths;
+  for (const auto& d : fin.at("searchResult").at("docs").as_array()) paths.insert(std::string(d.at("path").as_string()));
+  EXPECT_TRUE(paths.count("en/redis-streams.md"));
+  EXPECT_TRUE(paths.count("en/sqlite-fts.md"));
+}
+
 // ---- With the openai provider against the OpenAI-compatible fake server ----
 
 class OpenAiAgentsTest : public AgentsTest {
