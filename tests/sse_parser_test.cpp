@@ -589,3 +589,34 @@ TEST(SseParserAllocation, SteadyStateAllocatesNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+struct has_id_recorder : sse_listener {
+  std::vector<std::pair<std::string, bool>> seen;  // (last event id, has_id)
+  void on_event(const sse_event& e) override { seen.emplace_back(std::string(e.last_event_id), e.has_id); }
+};
+
+TEST(SseParserHasId, TellsWhetherTheEventsOwnBlockCarriedAnId) {
+  // An id-only block sets the id but dispatches nothing; the next event
+  // without an id line reports the inherited id with has_id false; an id
+  // with NUL is ignored (has_id false); an empty id is an id.
+  const std::string stream =
+      "id: 1\ndata: a\n\n"
+      "data: b\n\n"
+      "id: 2\n\n"
+      "data: c\n\n"
+      "id: x\0y\ndata: d\n\n"s
+      "id\ndata: e\n\n";
+  for (std::size_t split = 0; split <= stream.size(); ++split) {
+    has_id_recorder r;
+    sse_parser p(r);
+    p.feed(std::string_view(stream).substr(0, split));
+    p.feed(std::string_view(stream).substr(split));
+    const std::vector<std::pair<std::string, bool>> want{
+        {"1", true}, {"1", false}, {"2", false}, {"2", false}, {"", true}};
+    EXPECT_EQ(r.seen, want) << "split at " << split;
+  }
+}
+
+}  // namespace

@@ -203,7 +203,6 @@ class stream_state final : public core::sse_listener {
   // A new response starts: forget any partial event of the previous one.
   void begin_response() {
     parser_.reset_partial();
-    id_at_last_dispatch_ = parser_.last_event_id();
     bytes_since_event_ = 0;
   }
 
@@ -231,8 +230,7 @@ class stream_state final : public core::sse_listener {
     // repeating the previous event's id would be taken for "no id"; the
     // Sluice server never does: ids strictly increase within a response and
     // a response starts after Last-Event-ID.)
-    const bool has_id = e.last_event_id != id_at_last_dispatch_;
-    if (has_id) id_at_last_dispatch_.assign(e.last_event_id);
+    const bool has_id = e.has_id;
     const delivery d = filter_.classify(e.last_event_id, has_id, e.type, e.data);
     switch (d.what) {
       case delivery::action::deliver:
@@ -256,7 +254,6 @@ class stream_state final : public core::sse_listener {
   sse_client::impl& client_;
   core::sse_parser parser_;
   delivery_filter filter_;
-  std::string id_at_last_dispatch_;
   std::size_t bytes_since_event_ = 0;
   std::optional<std::uint64_t> retry_ms_;
   std::optional<sse_client_error> stop_;

@@ -1,5 +1,7 @@
 #include "core/sse_parser.hpp"
 
+#include <utility>
+
 #include <cstring>
 #include <limits>
 
@@ -100,6 +102,7 @@ void sse_parser::reset_partial() {
   data_.clear();
   type_.clear();
   id_buffer_ = last_event_id_;
+  block_has_id_ = false;
 }
 
 void sse_parser::process_line(std::string_view line) {
@@ -128,7 +131,10 @@ void sse_parser::process_field(std::string_view field, std::string_view value) {
   } else if (field == "event") {
     type_.assign(value);
   } else if (field == "id") {
-    if (value.find('\0') == std::string_view::npos) id_buffer_.assign(value);
+    if (value.find('\0') == std::string_view::npos) {
+      id_buffer_.assign(value);
+      block_has_id_ = true;
+    }
   } else if (field == "retry") {
     if (all_ascii_digits(value)) listener_.on_retry(parse_saturating(value));
   }
@@ -139,13 +145,14 @@ void sse_parser::dispatch() {
   // The standard commits the id on every blank line, even one that ends a
   // block without data.
   last_event_id_ = id_buffer_;
+  const bool has_id = std::exchange(block_has_id_, false);
   if (data_.empty()) {
     type_.clear();
     return;
   }
   data_.pop_back();  // the LF appended after the last data line
   const sse_event event{type_.empty() ? std::string_view("message") : std::string_view(type_),
-                        data_, last_event_id_};
+                        data_, last_event_id_, has_id};
   listener_.on_event(event);
   data_.clear();
   type_.clear();

@@ -22,6 +22,7 @@ struct sse_event {
   std::string_view type;           // "message" when the block had no event field
   std::string_view data;           // data lines joined with LF, final LF removed
   std::string_view last_event_id;  // the parser's last event id at dispatch time
+  bool has_id = false;             // the event's own block had a valid id field
 };
 
 class sse_listener {
@@ -77,6 +78,7 @@ class sse_parser {
   bool last_was_cr_ = false;   // a CR ended the previous feed; skip a following LF
   std::string data_;           // the standard's "data buffer"
   std::string type_;           // the standard's "event type buffer"
+  bool block_has_id_ = false;  // the current block set the id buffer
   std::string id_buffer_;      // the standard's "last event ID buffer"
   std::string last_event_id_;  // the standard's "last event ID string"
 };
