@@ -60,10 +60,13 @@ void send_error(printer& out, std::string_view message) {
   out.send("error", "error", std::move(f), true);
 }
 
-// Listener that forwards the tool's stages into an agent's envelope.
-class agent_stage_listener : public deepsearch_listener {
+// Forwards the deep-search stages as messages: status, search, and the
+// answer's deltas as `delta_type` messages with the text in `delta_field`
+// (agents: agent_stream/result; the tool, like the seed: search/answer).
+class stage_listener : public deepsearch_listener {
  public:
-  agent_stage_listener(printer& out, bool stream_answer) : out_(out), stream_answer_(stream_answer) {}
+  stage_listener(printer& out, std::string_view delta_type, std::string_view delta_field)
+      : out_(out), delta_type_(delta_type), delta_field_(delta_field) {}
   void on_status(std::string_view status, std::string_view message) override {
     send_status(out_, status, message);
   }
@@ -74,12 +77,12 @@ class agent_stage_listener : public deepsearch_listener {
     out_.send("search", "search", std::move(f), false);
   }
   void on_answer_delta(std::string_view text) override {
-    if (stream_answer_) out_.send_delta("answer", "agent_stream", "result", text);
+    out_.send_delta("answer", delta_type_, delta_field_, text);
   }
 
  private:
   printer& out_;
-  bool stream_answer_;
+  std::string_view delta_type_, delta_field_;
 };
 
 // Sends the final `result` message.
@@ -234,7 +237,7 @@ net::awaitable<void> run_plan_solve(const agent_env& env, const agent_request& r
 
 net::awaitable<void> run_deepsearch_agent(const agent_env& env, const agent_request& req,
                                           printer& out) {
-  agent_stage_listener listener(out, /*stream_answer=*/true);
+  stage_listener listener(out, "agent_stream", "result");
   auto r = co_await run_deepsearch(env, req.query, req.max_loop, listener);
   if (r.ec == net::error::operation_aborted || out.ended()) co_return;
   if (r.ec) {
@@ -318,27 +321,6 @@ net::awaitable<void> run_react(const agent_env& env, const agent_request& req, p
   send_result(out, agent_kind::react, r.text, queries, docs);
 }
 
-// The deep-search tool's own listener: the seed's message shapes.
-class tool_listener : public deepsearch_listener {
- public:
-  explicit tool_listener(printer& out) : out_(out) {}
-  void on_status(std::string_view status, std::string_view message) override {
-    send_status(out_, status, message);
-  }
-  void on_search(const std::vector<std::string>& q,
-                 const std::vector<search::search_hit>& docs) override {
-    json::object f;
-    f["searchResult"] = search_result(q, docs);
-    out_.send("search", "search", std::move(f), false);
-  }
-  void on_answer_delta(std::string_view text) override {
-    out_.send_delta("answer", "search", "answer", text);
-  }
-
- private:
-  printer& out_;
-};
-
 }  // namespace
 
 net::awaitable<void> run_agent(const agent_env& env, agent_request request, printer& out) {
@@ -360,7 +342,7 @@ net::awaitable<void> run_agent(const agent_env& env, agent_request request, prin
 }
 
 net::awaitable<void> run_deepsearch_tool(const agent_env& env, agent_request request, printer& out) {
-  tool_listener listener(out);
+  stage_listener listener(out, "search", "answer");
   auto r = co_await run_deepsearch(env, request.query, request.max_loop, listener);
   if (r.ec == net::error::operation_aborted || out.ended()) co_return;
   if (r.ec) {
