@@ -515,7 +515,9 @@ TEST_F(ServerTest, TooManyConnectionsIs503WithRetryAfter) {
   for (int i = 0; i < 10'000 && !served; ++i) {  // bounded: the close may not have been seen yet
     auto again = request(port(), "GET", "/healthz");
     served = again.status() == 200;
-    if (!served) ASSERT_EQ(again.status(), 503);
+    if (!served) {
+      ASSERT_EQ(again.status(), 503);
+    }
   }
   EXPECT_TRUE(served);
 }
