@@ -411,7 +411,8 @@ TEST_F(OpenAiAgentsTest, ARunNobodyReadsIsCancelledUpToTheModel) {
   ASSERT_TRUE(started);
   auto log = started->log;
   // Run the agent until the model has been asked for the answer (stalled).
-  while (fake_.requests().size() < 2) ioc.run_one();
+  while (fake_.requests().size() < 2)
+    ASSERT_GT(ioc.run_one(), 0u) << "the run stopped before asking the model for its answer";
   // Nobody ever subscribed: the sweep cancels it ("no reader").
   server_->registry().sweep(core::realtime_us() + 1'000'000);
   EXPECT_EQ(log->state(), core::stream_state::cancelled);
