@@ -56,6 +56,42 @@ void print_event(bool as_json, std::string_view id, std::string_view type, std::
   std::fflush(stdout);
 }
 
+void print_error(const std::string& code, const std::string& message, unsigned http_status,
+                 std::uint64_t first_available) {
+  std::fprintf(stderr, "sluice watch: error %s: %s", code.c_str(), message.c_str());
+  if (http_status != 0) std::fprintf(stderr, " (HTTP %u)", http_status);
+  if (code == "resume_window_exceeded")
+    std::fprintf(stderr, " (first available event: %llu)",
+                 static_cast<unsigned long long>(first_available));
+  std::fprintf(stderr, "\n");
+}
+
+// Runs a started-to-be client (sse_client or ws_client) until it closes or
+// fails, reporting status changes on stderr; SIGINT/SIGTERM cancel it.
+// 0: the stream ended, 1: failed, 130: interrupted.
+template <class Client, class Status>
+int run_client(boost::asio::io_context& io, Client& c, Status closed, Status failed) {
+  int code = 1;
+  bool interrupted = false;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    interrupted = true;
+    c.cancel();
+  });
+  c.on_status([&](Status s, std::string_view detail) {
+    std::fprintf(stderr, "sluice watch: %s: %.*s\n", client::to_string(s),
+                 static_cast<int>(detail.size()), detail.data());
+    if (s == closed || s == failed) {
+      code = interrupted ? 130 : s == closed ? 0 : 1;
+      signals.cancel();
+    }
+  });
+  c.start();
+  io.run();
+  return code;
+}
+
 // --ws: the same output, from one ws_client subscription (stream ids only).
 int run_watch_ws(const watch_options& o) {
   if (!core::is_valid_stream_id(o.target)) {
@@ -81,36 +117,14 @@ int run_watch_ws(const watch_options& o) {
   boost::asio::io_context io(1);
   client::ws_client c(io.get_executor(), co);
   c.subscribe(o.target, last);
-  int code = 1;
-  bool interrupted = false;
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (ec) return;
-    interrupted = true;
-    c.cancel();
-  });
   c.on_event([&](std::string_view, std::uint64_t id, std::string_view type, std::string_view data,
                  std::uint64_t, std::uint64_t) {
     print_event(o.json, id == 0 ? std::string() : std::to_string(id), type, data);
   });
   c.on_error([](const client::ws_client_error& e) {
-    std::fprintf(stderr, "sluice watch: error %s: %s", e.code.c_str(), e.message.c_str());
-    if (e.code == "resume_window_exceeded")
-      std::fprintf(stderr, " (first available event: %llu)",
-                   static_cast<unsigned long long>(e.first_available));
-    std::fprintf(stderr, "\n");
+    print_error(e.code, e.message, 0, e.first_available);
   });
-  c.on_status([&](client::ws_status s, std::string_view detail) {
-    std::fprintf(stderr, "sluice watch: %s: %.*s\n", client::to_string(s),
-                 static_cast<int>(detail.size()), detail.data());
-    if (s == client::ws_status::closed || s == client::ws_status::failed) {
-      code = s == client::ws_status::closed && !interrupted ? 0 : (interrupted ? 130 : 1);
-      signals.cancel();
-    }
-  });
-  c.start();
-  io.run();
-  return code;
+  return run_client(io, c, client::ws_status::closed, client::ws_status::failed);
 }
 
 int run_watch(const watch_options& o) {
@@ -131,35 +145,12 @@ int run_watch(const watch_options& o) {
 
   boost::asio::io_context io(1);
   client::sse_client c(io.get_executor(), co);
-  int code = 1;
-  bool interrupted = false;
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (ec) return;
-    interrupted = true;
-    c.cancel();
-  });
   c.on_event([&](std::string_view id, std::string_view type, std::string_view data, std::uint64_t,
                  std::uint64_t) { print_event(o.json, id, type, data); });
   c.on_error([](const client::sse_client_error& e) {
-    std::fprintf(stderr, "sluice watch: error %s: %s", e.code.c_str(), e.message.c_str());
-    if (e.http_status != 0) std::fprintf(stderr, " (HTTP %u)", e.http_status);
-    if (e.code == "resume_window_exceeded")
-      std::fprintf(stderr, " (first available event: %llu)",
-                   static_cast<unsigned long long>(e.first_available));
-    std::fprintf(stderr, "\n");
+    print_error(e.code, e.message, e.http_status, e.first_available);
   });
-  c.on_status([&](client::sse_status s, std::string_view detail) {
-    std::fprintf(stderr, "sluice watch: %s: %.*s\n", client::to_string(s),
-                 static_cast<int>(detail.size()), detail.data());
-    if (s == client::sse_status::closed || s == client::sse_status::failed) {
-      code = s == client::sse_status::closed && !interrupted ? 0 : (interrupted ? 130 : 1);
-      signals.cancel();
-    }
-  });
-  c.start();
-  io.run();
-  return code;
+  return run_client(io, c, client::sse_status::closed, client::sse_status::failed);
 }
 
 }  // namespace
