@@ -214,6 +214,9 @@ class ws_session final : public swept_connection, public std::enable_shared_from
   void op_start(const json::object& m);
   void op_cancel(const json::object& m);
   void op_publish(const json::object& m);
+  // Runs an HTTP route for an op and answers {"op":ack,"stream":id,"sequence":N},
+  // or the route's error.
+  void dispatch_and_ack(request_context& ctx, const std::string& id, std::string_view ack);
   void add_subscription(const std::string& id, handler_result result);
   request_context make_request(std::string_view method, std::string path);
   void send_control(std::string message);
@@ -516,16 +519,21 @@ void ws_session::op_cancel(const json::object& m) {
   request_context ctx = make_request("POST", "/v1/streams/" + *id + "/cancel");
   if (const auto* r = m.if_contains("reason"); r && r->is_string())
     ctx.query.emplace_back("reason", std::string(r->as_string()));
+  dispatch_and_ack(ctx, *id, "cancelled");
+}
+
+void ws_session::dispatch_and_ack(request_context& ctx, const std::string& id,
+                                  std::string_view ack) {
   handler_result result = worker_.ctx.routes.dispatch(ctx);
   const auto& reply = std::get<http_reply>(result);
   if (reply.status != 200) {
     auto [code, message] = error_of(reply);
-    send_error(code, message, *id);
+    send_error(code, message, id);
     return;
   }
   json::object o;
-  o["op"] = "cancelled";
-  o["stream"] = *id;
+  o["op"] = ack;
+  o["stream"] = id;
   o["sequence"] = json::parse(reply.body).at("sequence");
   send_control(json::serialize(o));
 }
@@ -562,18 +570,7 @@ void ws_session::op_publish(const json::object& m) {
   }
   const std::string body = json::serialize(*data);
   ctx.body = body;
-  handler_result result = worker_.ctx.routes.dispatch(ctx);
-  const auto& reply = std::get<http_reply>(result);
-  if (reply.status != 200) {
-    auto [code, message] = error_of(reply);
-    send_error(code, message, *id);
-    return;
-  }
-  json::object o;
-  o["op"] = "published";
-  o["stream"] = *id;
-  o["sequence"] = json::parse(reply.body).at("sequence");
-  send_control(json::serialize(o));
+  dispatch_and_ack(ctx, *id, "published");
 }
 
 void ws_session::send_control(std::string message) {
