@@ -69,19 +69,17 @@ void sse_subscriber::on_stream_ready() noexcept {
 void sse_subscriber::pump() {
   if (writing_ || closed_ || terminator_sent_) return;
   metrics_shard& m = worker_.ctx.metrics.local();
-  spans_.clear();
   switch (sub_.read(batch_, worker_.ctx.config.write_batch_bytes)) {
     case core::read_status::data:
       batch_counts_ = true;
-      spans_.assign(batch_.spans.begin(), batch_.spans.end());
-      write_body(spans_, batch_.final || stop_requested_);
+      write_body(batch_.spans, batch_.final || stop_requested_);
       return;
     case core::read_status::waiting:
       // The waiter is armed; write the head now if nothing has been sent yet.
-      if (stop_requested_ || !head_.empty()) write_body(spans_, stop_requested_);
+      if (stop_requested_ || !head_.empty()) write_body({}, stop_requested_);
       return;
     case core::read_status::ended:
-      write_body(spans_, true);
+      write_body({}, true);
       return;
     case core::read_status::window_exceeded: {
       m.add(m.retention_errors, 1);
@@ -91,7 +89,7 @@ void sse_subscriber::pump() {
           "{\"code\":\"resume_window_exceeded\",\"message\":\"events before " +
               std::to_string(first) + " are no longer retained\",\"first_available\":" +
               std::to_string(first) + "}");
-      write_body(spans_, true);
+      write_body({}, true);
       return;
     }
   }
@@ -100,22 +98,28 @@ void sse_subscriber::pump() {
 // Writes `spans` (after the pending intro bytes in scratch_, if any) as one
 // chunk, preceded by the HTTP head on the first write and followed by the
 // last chunk when `terminate`.
-void sse_subscriber::write_body(std::vector<core::read_span>& spans, bool terminate) {
-  if (!scratch_.empty() && !gzip_) spans.insert(spans.begin(), {scratch_.data(), scratch_.size()});
+void sse_subscriber::write_body(std::span<const core::read_span> spans, bool terminate) {
   buffers_.clear();
   if (!head_.empty()) buffers_.emplace_back(head_.data(), head_.size());
   std::size_t body = 0;
   auto chunk_header_at = buffers_.size();
   buffers_.emplace_back();  // chunk header, filled below
   if (gzip_) {
-    std::string pending = std::move(scratch_);  // intro bytes, if any
+    std::string intro = std::move(scratch_);  // intro bytes, if any
     scratch_.clear();
-    if (!pending.empty()) spans.insert(spans.begin(), {pending.data(), pending.size()});
+    if (!intro.empty()) {
+      const core::read_span s{intro.data(), intro.size()};
+      gzip_->compress({&s, 1}, false, scratch_);
+    }
     gzip_->compress(spans, terminate, scratch_);
     buffers_.emplace_back(scratch_.data(), scratch_.size());
     body = scratch_.size();
   } else {
-    for (const auto& s : spans) {
+    if (!scratch_.empty()) {
+      buffers_.emplace_back(scratch_.data(), scratch_.size());
+      body += scratch_.size();
+    }
+    for (const auto& s : spans) {  // straight from the log's segments
       buffers_.emplace_back(s.data, s.size);
       body += s.size;
     }
@@ -245,9 +249,8 @@ void sse_subscriber::sweep(std::int64_t now_us) {
     metrics_shard& m = worker_.ctx.metrics.local();
     m.add(m.heartbeats, 1);
     std::string_view hb = c.heartbeat == heartbeat_style::data ? heartbeat_data : heartbeat_comment;
-    spans_.clear();
-    spans_.push_back({hb.data(), hb.size()});
-    write_body(spans_, false);
+    const core::read_span beat{hb.data(), hb.size()};
+    write_body({&beat, 1}, false);
   }
 }
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -47,7 +48,7 @@ class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>
   enum class ending { none, normal, close_after };
 
   void pump();
-  void write_body(std::vector<core::read_span>& spans, bool terminate);
+  void write_body(std::span<const core::read_span> spans, bool terminate);
   void on_written(boost::system::error_code ec);
   void watch_peer();
   void after_terminator();
@@ -59,7 +60,6 @@ class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>
   connection_token token_;
   core::subscription sub_;
   core::read_batch batch_;
-  std::vector<core::read_span> spans_;  // body spans of the write in flight
   std::vector<boost::asio::const_buffer> buffers_;
   std::string head_;     // HTTP head + first chunk, sent with the first write
   std::string scratch_;  // gzip output or a one-off event
