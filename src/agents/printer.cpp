@@ -13,7 +13,8 @@ stream_printer::stream_printer(std::shared_ptr<core::stream_log> log, std::strin
     : log_(std::move(log)),
       request_id_(std::move(request_id)),
       event_type_(std::move(event_type)),
-      error_event_type_(std::move(error_event_type)) {}
+      error_event_type_(std::move(error_event_type)),
+      next_sequence_(log_->status().last_sequence + 1) {}
 
 json::object stream_printer::envelope(std::string_view message_id, std::string_view message_type,
                                       bool is_final) {
@@ -22,15 +23,18 @@ json::object stream_printer::envelope(std::string_view message_id, std::string_v
   o["messageId"] = message_id;
   o["messageType"] = message_type;
   o["isFinal"] = is_final;
-  // The run's stream has one producer (this printer), so the next sequence
-  // is the log's last + 1; it is the SSE id of this message.
-  o["sequence"] = log_->status().last_sequence + 1;
+  // The run's stream has one producer (this printer), so the sequence this
+  // message will get (its SSE id) is known before publishing.
+  o["sequence"] = next_sequence_;
   o["ts"] = core::realtime_us() / 1000;  // milliseconds, as the seed's clients expect
   return o;
 }
 
 void stream_printer::note(const core::publish_outcome& out) {
-  if (out.status != core::publish_status::ok) ended_ = true;  // cancelled from outside
+  if (out.status != core::publish_status::ok)
+    ended_ = true;  // cancelled from outside
+  else
+    next_sequence_ = out.last_sequence + 1;
 }
 
 void stream_printer::send(std::string_view message_id, std::string_view message_type,

@@ -61,6 +61,7 @@ class stream_printer final : public printer {
   std::string request_id_;
   std::string event_type_;
   std::string error_event_type_;
+  std::uint64_t next_sequence_;  // of the next message: the log's last + 1
   bool ended_ = false;
 };
 
