@@ -23,50 +23,14 @@
 
 #include "core/sse_parser.hpp"
 #include "core/stream_log.hpp"
+#include "support/core_decode.hpp"
 
 namespace {
 
 using namespace std::string_literals;
 using namespace sluice::core;
+using namespace sluice::test;
 namespace json = boost::json;
-
-// String concatenation without `"literal" + std::string`, which trips GCC 12's
-// false -Wrestrict positive (GCC PR 105651) under -Werror.
-template <class... T>
-std::string cat(const T&... parts) {
-  std::string s;
-  (s.append(std::string_view(parts)), ...);
-  return s;
-}
-
-struct decoded_event {
-  std::string type, data, id;
-};
-
-struct transcript : sse_listener {
-  std::vector<decoded_event> events;
-  void on_event(const sse_event& e) override {
-    events.push_back({std::string(e.type), std::string(e.data), std::string(e.last_event_id)});
-  }
-};
-
-std::vector<decoded_event> decode(std::string_view bytes) {
-  transcript t;
-  sse_parser p(t);
-  p.feed(bytes);
-  return t.events;
-}
-
-std::string bytes_of(const read_batch& b) {
-  std::string s;
-  for (const read_span& sp : b.spans) s.append(sp.data, sp.size);
-  return s;
-}
-
-struct counting_waiter final : stream_waiter {
-  std::atomic<int> calls{0};
-  void on_stream_ready() noexcept override { calls.fetch_add(1); }
-};
 
 delta_event delta(std::string_view type, std::string_view message_id, std::string_view text,
                   std::int64_t n = 0) {

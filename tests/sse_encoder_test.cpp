@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/sse_parser.hpp"
+#include "support/core_decode.hpp"
 
 namespace {
 
@@ -22,48 +23,15 @@ using sluice::core::encode_sse_retry;
 using sluice::core::sse_event;
 using sluice::core::sse_listener;
 using sluice::core::sse_parser;
-
-struct decoded_event {
-  std::string type, data, id;
-  bool operator==(const decoded_event&) const = default;
-};
-
-struct transcript : sse_listener {
-  std::vector<decoded_event> events;
-  std::vector<std::string> comments;
-  std::vector<std::uint64_t> retries;
-  void on_event(const sse_event& e) override {
-    events.push_back({std::string(e.type), std::string(e.data), std::string(e.last_event_id)});
-  }
-  void on_retry(std::uint64_t ms) override { retries.push_back(ms); }
-  void on_comment(std::string_view text) override { comments.emplace_back(text); }
-};
-
-transcript decode(std::string_view bytes) {
-  transcript t;
-  sse_parser p(t);
-  p.feed(bytes);
-  return t;
-}
-
-// Line ends normalised the way an SSE client joins data lines.
-std::string normalise(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\r') {
-      out.push_back('\n');
-      if (i + 1 < s.size() && s[i + 1] == '\n') ++i;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
+using sluice::test::decode_all;
+using sluice::test::decoded_event;
+using sluice::test::normalise;
+using sluice::test::transcript;
 
 TEST(SseEncoder, IdAndDefaultTypeIsOmitted) {
   const std::string bytes = encode_sse_event(7, "message", "hello");
   EXPECT_EQ(bytes, "id: 7\ndata: hello\n\n");
-  const transcript t = decode(bytes);
+  const transcript t = decode_all(bytes);
   ASSERT_EQ(t.events.size(), 1u);
   EXPECT_EQ(t.events[0], (decoded_event{"message", "hello", "7"}));
 }
@@ -71,7 +39,7 @@ TEST(SseEncoder, IdAndDefaultTypeIsOmitted) {
 TEST(SseEncoder, OtherTypeGetsEventLine) {
   const std::string bytes = encode_sse_event(42, "token.delta", R"({"t":"x"})");
   EXPECT_EQ(bytes, "id: 42\nevent: token.delta\ndata: {\"t\":\"x\"}\n\n");
-  const transcript t = decode(bytes);
+  const transcript t = decode_all(bytes);
   ASSERT_EQ(t.events.size(), 1u);
   EXPECT_EQ(t.events[0], (decoded_event{"token.delta", R"({"t":"x"})", "42"}));
 }
@@ -79,14 +47,14 @@ TEST(SseEncoder, OtherTypeGetsEventLine) {
 TEST(SseEncoder, IdZeroMeansNoIdLine) {
   const std::string bytes = encode_sse_event(0, "message", "x");
   EXPECT_EQ(bytes, "data: x\n\n");
-  const transcript t = decode(bytes);
+  const transcript t = decode_all(bytes);
   ASSERT_EQ(t.events.size(), 1u);
   EXPECT_EQ(t.events[0], (decoded_event{"message", "x", ""}));
 }
 
 TEST(SseEncoder, LargeIds) {
   for (std::uint64_t id : std::vector<std::uint64_t>{1, 9, 10, 99, 100, 123456789, UINT64_MAX}) {
-    const transcript t = decode(encode_sse_event(id, "message", "d"));
+    const transcript t = decode_all(encode_sse_event(id, "message", "d"));
     ASSERT_EQ(t.events.size(), 1u) << id;
     EXPECT_EQ(t.events[0].id, std::to_string(id));
   }
@@ -119,11 +87,11 @@ TEST(SseEncoder, MultiLineDataRoundTripsWithLineEndsNormalised) {
   for (const std::string& data : cases) {
     SCOPED_TRACE(testing::PrintToString(data));
     const std::string bytes = encode_sse_event(3, "message", data);
-    const transcript t = decode(bytes);
+    const transcript t = decode_all(bytes);
     ASSERT_EQ(t.events.size(), 1u);
     EXPECT_EQ(t.events[0], (decoded_event{"message", normalise(data), "3"}));
     // Also through a non-default type.
-    const transcript t2 = decode(encode_sse_event(4, "delta", data));
+    const transcript t2 = decode_all(encode_sse_event(4, "delta", data));
     ASSERT_EQ(t2.events.size(), 1u);
     EXPECT_EQ(t2.events[0], (decoded_event{"delta", normalise(data), "4"}));
   }
@@ -149,14 +117,14 @@ TEST(SseEncoder, DataCannotInjectFieldsOrEvents) {
   for (const std::string& data : attacks) {
     SCOPED_TRACE(testing::PrintToString(data));
     const std::string bytes = encode_sse_event(12, "agent.output", data);
-    const transcript t = decode(bytes);
+    const transcript t = decode_all(bytes);
     ASSERT_EQ(t.events.size(), 1u);
     EXPECT_EQ(t.events[0], (decoded_event{"agent.output", normalise(data), "12"}));
     EXPECT_TRUE(t.retries.empty());
     EXPECT_TRUE(t.comments.empty());
   }
   // Followed by an ordinary event, the client's state is not disturbed.
-  const transcript t = decode(encode_sse_event(12, "message", "\n\nid: 999\nevent: evil\ndata: x") +
+  const transcript t = decode_all(encode_sse_event(12, "message", "\n\nid: 999\nevent: evil\ndata: x") +
                               encode_sse_event(13, "message", "next"));
   ASSERT_EQ(t.events.size(), 2u);
   EXPECT_EQ(t.events[0], (decoded_event{"message", "\n\nid: 999\nevent: evil\ndata: x", "12"}));
@@ -169,7 +137,7 @@ TEST(SseEncoder, CommentIsOneCommentEvenWithLineBreaks) {
        {"ping"s, "a\nb"s, "a\rb"s, "a\r\nb"s, "\n\nid: 9\ndata: x\n\n"s, ""s, "\r\n"s}) {
     SCOPED_TRACE(testing::PrintToString(text));
     const std::string bytes = encode_sse_comment(text);
-    const transcript t = decode(bytes);
+    const transcript t = decode_all(bytes);
     EXPECT_TRUE(t.events.empty());
     EXPECT_TRUE(t.retries.empty());
     ASSERT_EQ(t.comments.size(), 1u);
@@ -178,7 +146,7 @@ TEST(SseEncoder, CommentIsOneCommentEvenWithLineBreaks) {
   }
   // A comment between events changes nothing about them.
   const transcript t =
-      decode(encode_sse_event(1, "message", "a") + encode_sse_comment("hb\nid: 7") +
+      decode_all(encode_sse_event(1, "message", "a") + encode_sse_comment("hb\nid: 7") +
              encode_sse_event(2, "message", "b"));
   ASSERT_EQ(t.events.size(), 2u);
   EXPECT_EQ(t.events[1], (decoded_event{"message", "b", "2"}));
@@ -188,7 +156,7 @@ TEST(SseEncoder, CommentIsOneCommentEvenWithLineBreaks) {
 TEST(SseEncoder, Retry) {
   EXPECT_EQ(encode_sse_retry(3000), "retry: 3000\n\n");
   for (std::uint64_t ms : std::vector<std::uint64_t>{0, 1, 3000, 86400000}) {
-    const transcript t = decode(encode_sse_retry(ms));
+    const transcript t = decode_all(encode_sse_retry(ms));
     EXPECT_TRUE(t.events.empty());
     ASSERT_EQ(t.retries.size(), 1u);
     EXPECT_EQ(t.retries[0], ms);

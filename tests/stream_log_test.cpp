@@ -23,71 +23,16 @@
 #include "core/sse_encoder.hpp"
 #include "core/sse_parser.hpp"
 #include "core/stream_registry.hpp"
+#include "support/core_decode.hpp"
 
 namespace {
 
 using namespace std::string_literals;
 using namespace sluice::core;
-
-// String concatenation without `"literal" + std::string`, which trips GCC 12's
-// false -Wrestrict positive (GCC PR 105651) under -Werror.
-template <class... T>
-std::string cat(const T&... parts) {
-  std::string s;
-  (s.append(std::string_view(parts)), ...);
-  return s;
-}
-
-struct decoded_event {
-  std::string type, data, id;
-  bool operator==(const decoded_event&) const = default;
-};
-
-void PrintTo(const decoded_event& e, std::ostream* os) {
-  *os << "{" << e.id << " " << e.type << " " << testing::PrintToString(e.data) << "}";
-}
-
-struct transcript : sse_listener {
-  std::vector<decoded_event> events;
-  void on_event(const sse_event& e) override {
-    events.push_back({std::string(e.type), std::string(e.data), std::string(e.last_event_id)});
-  }
-};
-
-std::vector<decoded_event> decode(std::string_view bytes) {
-  transcript t;
-  sse_parser p(t);
-  p.feed(bytes);
-  return t.events;
-}
-
-// The batch's bytes as a writer would send them (all spans, in order).
-std::string bytes_of(const read_batch& b) {
-  std::string s;
-  for (const read_span& sp : b.spans) s.append(sp.data, sp.size);
-  return s;
-}
-
-struct counting_waiter final : stream_waiter {
-  std::atomic<int> calls{0};
-  void on_stream_ready() noexcept override { calls.fetch_add(1); }
-};
+using namespace sluice::test;
 
 std::shared_ptr<stream_log> make_log(retention_limits limits = {}) {
   return std::make_shared<stream_log>("test-stream", limits);
-}
-
-std::string normalise(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\r') {
-      out.push_back('\n');
-      if (i + 1 < s.size() && s[i + 1] == '\n') ++i;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
 }
 
 // Reads until the subscription would wait or has ended; returns all bytes and
