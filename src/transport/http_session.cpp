@@ -1,8 +1,10 @@
 // The HTTP/1.1 request loop of one connection (request phase). A request that
 // is answered with a stream hands the socket to an sse_subscriber, which hands
 // it back here when the response ends on a keep-alive connection.
-#include <boost/asio/co_spawn.hpp>
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -11,7 +13,6 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
-#include <spdlog/spdlog.h>
 
 #include "core/sse_parser.hpp"
 #include "transport/sse_subscriber.hpp"
@@ -67,11 +68,13 @@ http::response<http::string_body> to_response(const http_reply& r, unsigned vers
   return res;
 }
 
-net::awaitable<void> write_reply(beast::tcp_stream& stream, const http_reply& r, unsigned version,
-                                 bool keep_alive) {
+net::awaitable<boost::system::error_code> write_reply(beast::tcp_stream& stream,
+                                                      const http_reply& r, unsigned version,
+                                                      bool keep_alive) {
   auto res = to_response(r, version, keep_alive);
   stream.expires_after(std::chrono::seconds(30));
-  co_await http::async_write(stream, res, tuple_awaitable);
+  auto [ec, n] = co_await http::async_write(stream, res, tuple_awaitable);
+  co_return ec;
 }
 
 // Closes after letting the client read our response: stop sending, drain what
@@ -91,10 +94,19 @@ net::awaitable<void> lingering_close(beast::tcp_stream& stream) {
   stream.close();
 }
 
+// An error reply that ends the connection.
+net::awaitable<void> reply_and_close(beast::tcp_stream& stream, const http_reply& r,
+                                     unsigned version) {
+  // (Not `if (!co_await ...)`: GCC 12 miscompiles a co_await in a condition here.)
+  const boost::system::error_code ec = co_await write_reply(stream, r, version, false);
+  if (!ec) co_await lingering_close(stream);
+}
+
 // Reads a stream from its first retained event to its end and keeps the data
 // of the last event (the final one). The waiter wakes the coroutine through a
 // timer on the connection's executor.
-class final_event_collector : public core::stream_waiter, public core::sse_listener,
+class final_event_collector : public core::stream_waiter,
+                              public core::sse_listener,
                               public std::enable_shared_from_this<final_event_collector> {
  public:
   final_event_collector(net::any_io_executor ex, std::shared_ptr<core::stream_log> log)
@@ -179,6 +191,11 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
   link.socket = &stream.socket();
   w.sessions.push_back(link);
   beast::flat_buffer buffer;
+  auto body_too_large = [&cfg] {
+    return json_error(
+        413, "body_too_large",
+        "request body exceeds the limit of " + std::to_string(cfg.max_body_bytes) + " bytes");
+  };
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
@@ -186,13 +203,12 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     stream.expires_after(cfg.header_timeout);
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
     if (ec == http::error::header_limit) {
-      co_await write_reply(stream, json_error(431, "headers_too_large", "request headers exceed the limit"), 11, false);
-      co_await lingering_close(stream);
+      co_await reply_and_close(
+          stream, json_error(431, "headers_too_large", "request headers exceed the limit"), 11);
       co_return;
     }
     if (ec == http::error::body_limit) {
-      co_await write_reply(stream, json_error(413, "body_too_large", "request body exceeds the limit of " + std::to_string(cfg.max_body_bytes) + " bytes"), 11, false);
-      co_await lingering_close(stream);
+      co_await reply_and_close(stream, body_too_large(), 11);
       co_return;
     }
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
@@ -201,17 +217,17 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
       co_return;  // closed by the client, slow headers, or shutdown
     }
     if (ec) {
-      co_await write_reply(stream, json_error(400, "bad_request", "malformed HTTP request: " + ec.message()), 11, false);
-      co_await lingering_close(stream);
+      co_await reply_and_close(
+          stream, json_error(400, "bad_request", "malformed HTTP request: " + ec.message()), 11);
       co_return;
     }
     const unsigned version = parser.get().version();
     if (reject) {
       sc.metrics.local().add(sc.metrics.local().rejected_connections, 1);
-      http_reply r = json_error(503, "too_many_connections", "the connection limit is reached; retry later");
+      http_reply r =
+          json_error(503, "too_many_connections", "the connection limit is reached; retry later");
       r.headers.emplace_back("Retry-After", "1");
-      co_await write_reply(stream, r, version, false);
-      co_await lingering_close(stream);
+      co_await reply_and_close(stream, r, version);
       co_return;
     }
     if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
@@ -221,8 +237,7 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     if (!parser.is_done()) {
       auto [bec, bn] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
       if (bec == http::error::body_limit) {
-        co_await write_reply(stream, json_error(413, "body_too_large", "request body exceeds the limit of " + std::to_string(cfg.max_body_bytes) + " bytes"), version, false);
-        co_await lingering_close(stream);
+        co_await reply_and_close(stream, body_too_large(), version);
         co_return;
       }
       if (bec) co_return;
@@ -235,7 +250,8 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     request_context ctx = make_context(w, req, url_ec);
     handler_result result;
     if (url_ec) {
-      result = json_error(400, "invalid_target", "the request target is not a valid origin-form URL");
+      result =
+          json_error(400, "invalid_target", "the request target is not a valid origin-form URL");
     } else if (ctx.path == "/v1/ws") {
       // WebSocket: the socket moves to a ws session (which never hands it back).
       if (!beast::websocket::is_upgrade(req))
@@ -255,23 +271,12 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
         result = json_error(500, "internal_error", "the request failed on the server");
       }
     }
-    if (auto* reply = std::get_if<http_reply>(&result)) {
-      auto res = to_response(*reply, version, keep_alive);
-      stream.expires_after(std::chrono::seconds(30));
-      auto [wec, wn] = co_await http::async_write(stream, res, tuple_awaitable);
-      if (wec || !keep_alive) {
-        if (!wec) co_await lingering_close(stream);
-        co_return;
-      }
-      continue;
-    }
     if (auto* fin = std::get_if<final_event_reply>(&result)) {
       auto collector = std::make_shared<final_event_collector>(w.ioc.get_executor(), fin->stream);
-      http_reply reply = co_await collector->run();
-      collector.reset();
-      auto res = to_response(reply, version, keep_alive);
-      stream.expires_after(std::chrono::seconds(30));
-      auto [wec, wn] = co_await http::async_write(stream, res, tuple_awaitable);
+      result = co_await collector->run();
+    }
+    if (auto* reply = std::get_if<http_reply>(&result)) {
+      const auto wec = co_await write_reply(stream, *reply, version, keep_alive);
       if (wec || !keep_alive) {
         if (!wec) co_await lingering_close(stream);
         co_return;
