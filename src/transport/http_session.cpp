@@ -154,8 +154,10 @@ class final_event_collector : public core::stream_waiter,
 };
 
 request_context make_context(worker& w, const http::request<http::string_body>& req,
-                             boost::system::error_code& ec) {
+                             const std::string& client_address, boost::system::error_code& ec) {
   request_context ctx;
+  ctx.client_address = client_address;
+  ctx.subject = client_address;
   ctx.method = req.method_string();
   ctx.target = req.target();
   auto url = boost::urls::parse_origin_form(req.target());
@@ -186,6 +188,12 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
       if (ctx) ctx->rejecting.fetch_sub(1);
     }
   } slot{reject ? &sc : nullptr};
+  std::string client_address;
+  {
+    boost::system::error_code aec;
+    auto ep = socket.remote_endpoint(aec);
+    if (!aec) client_address = ep.address().to_string();
+  }
   beast::tcp_stream stream(std::move(socket));
   session_link link;
   link.socket = &stream.socket();
@@ -247,7 +255,7 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     const bool keep_alive = req.keep_alive() && !sc.stopping.load(std::memory_order_relaxed);
 
     boost::system::error_code url_ec;
-    request_context ctx = make_context(w, req, url_ec);
+    request_context ctx = make_context(w, req, client_address, url_ec);
     handler_result result;
     if (url_ec) {
       result =
@@ -260,7 +268,8 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
         result = json_error(400, "bad_request", "data sent before the WebSocket handshake");
       else {
         link.unlink();
-        start_ws_session(w, stream.release_socket(), std::move(token), parser.release());
+        start_ws_session(w, stream.release_socket(), std::move(token), parser.release(),
+                         client_address);
         co_return;
       }
     } else {

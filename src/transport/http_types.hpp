@@ -27,6 +27,10 @@ struct request_context {
   std::string_view content_type;
   std::optional<std::string_view> last_event_id;  // header (preferred) or ?last_event_id
   bool accepts_gzip = false;
+  // The peer's IP address (text) and who is asking: the token's `sub` with
+  // --auth jwt, else the peer's address. Per-subject budgets key on `subject`.
+  std::string client_address;
+  std::string subject;
   // The connection's event loop: producers started by a handler run here.
   boost::asio::any_io_executor executor;
 

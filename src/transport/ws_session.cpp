@@ -160,8 +160,11 @@ std::optional<std::string> last_event_id_of(const json::object& m) {
 
 class ws_session final : public swept_connection, public std::enable_shared_from_this<ws_session> {
  public:
-  ws_session(worker& w, tcp::socket socket, connection_token token)
-      : worker_(w), ws_(std::move(socket)), token_(std::move(token)) {}
+  ws_session(worker& w, tcp::socket socket, connection_token token, std::string client_address)
+      : worker_(w),
+        ws_(std::move(socket)),
+        token_(std::move(token)),
+        client_address_(std::move(client_address)) {}
 
   void start(http::request<http::string_body> request);
   void sweep(std::int64_t now_us) override;
@@ -233,6 +236,7 @@ class ws_session final : public swept_connection, public std::enable_shared_from
   worker& worker_;
   websocket::stream<tcp::socket> ws_;
   connection_token token_;
+  const std::string client_address_;
   std::optional<http::request<http::string_body>> upgrade_;  // until the handshake is done
   beast::flat_buffer read_buf_;
   std::vector<std::unique_ptr<subscribed>> streams_;
@@ -401,6 +405,8 @@ request_context ws_session::make_request(std::string_view method, std::string pa
   ctx.target = ctx.path;
   ctx.content_type = "application/json";
   ctx.executor = worker_.ioc.get_executor();
+  ctx.client_address = client_address_;
+  ctx.subject = client_address_;
   return ctx;
 }
 
@@ -781,8 +787,9 @@ void ws_session::close_socket() {
 }  // namespace
 
 void start_ws_session(worker& w, tcp::socket socket, connection_token token,
-                      http::request<http::string_body> request) {
-  auto s = std::make_shared<ws_session>(w, std::move(socket), std::move(token));
+                      http::request<http::string_body> request, std::string client_address) {
+  auto s = std::make_shared<ws_session>(w, std::move(socket), std::move(token),
+                                        std::move(client_address));
   s->start(std::move(request));
 }
 

@@ -13,6 +13,7 @@ namespace sluice::transport {
 // Answers `request` (a WebSocket upgrade of /v1/ws) on `socket` and runs the
 // session on worker `w`'s thread until the socket closes. Call on w's thread.
 void start_ws_session(worker& w, tcp::socket socket, connection_token token,
-                      boost::beast::http::request<boost::beast::http::string_body> request);
+                      boost::beast::http::request<boost::beast::http::string_body> request,
+                      std::string client_address);
 
 }  // namespace sluice::transport
