@@ -95,7 +95,7 @@ trap 'exit 130' INT TERM
 # an idle run after the tokens run would understate RSS per connection.
 start_server() {
   SERVER_PORT=$(pick_port)
-  SERVER_CMD=(taskset -c "$SERVER_CORE" "$SERVER_BIN" serve --host 127.0.0.1 --port "$SERVER_PORT"
+  SERVER_CMD=(taskset -c "$SERVER_CORE" "$SERVER_BIN" serve --enable-bench --host 127.0.0.1 --port "$SERVER_PORT"
               --threads 1 --max-connections 20000 --heartbeat-ms 10000)
   "${SERVER_CMD[@]}" >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!  # taskset execs the server, so this is the server's pid
@@ -221,7 +221,7 @@ if [[ -n $RESULTS_FILE ]]; then
     echo "- command: \`${overrides}bash bench/run.sh ${1:-build}\`"
     echo "- repository HEAD at run time: $revision (BUILD_DIR may hold binaries of another revision)"
     echo "- machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r)"
-    echo "- server (a fresh one per workload, port chosen per run): \`taskset -c $SERVER_CORE \$BUILD/sluice serve --host 127.0.0.1 --port @PORT@ --threads 1 --max-connections 20000 --heartbeat-ms 10000\`"
+    echo "- server (a fresh one per workload, port chosen per run): \`taskset -c $SERVER_CORE \$BUILD/sluice serve --enable-bench --host 127.0.0.1 --port @PORT@ --threads 1 --max-connections 20000 --heartbeat-ms 10000\`"
     echo "- tokens: \`taskset -c $LOADGEN_CORE \$BUILD/sluice_loadgen ${TOKENS_ARGS[*]} --json\`"
     echo "- idle: \`taskset -c $LOADGEN_CORE \$BUILD/sluice_loadgen ${IDLE_ARGS[*]} --json\`"
     echo

@@ -79,6 +79,9 @@ void add_serve_options(CLI::App& cmd, serve_options& o) {
   opt(cmd, "finished-ttl-s", d.finished_ttl_s, "How long a finished stream stays replayable");
   opt(cmd, "idle-stream-s", d.idle_stream_s,
       "Cancel an open stream with no subscriber and no publish for this long");
+  opt(cmd, "enable-bench", o.enable_bench,
+      "Serve POST /v1/bench/tokens, a benchmark workload (off: it lets anyone make the server "
+      "produce events)");
   opt(cmd, "log-level", o.log_level, "trace, debug, info, warn, error or off");
   opt(cmd, "web-root", o.web_root, "Folder of the built web page served at / (skipped when absent)");
   add_agent_options(cmd, o.agents);

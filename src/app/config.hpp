@@ -28,6 +28,7 @@ struct serve_options {
   agent_options agents;
   std::string web_root = SLUICE_DEFAULT_WEB_ROOT;  // the built page (web/app/dist)
   std::string log_level = "info";
+  bool enable_bench = false;  // POST /v1/bench/tokens (benchmarks only)
 };
 
 // Adds the agent/search/model options (shared by `serve` and `ask`).

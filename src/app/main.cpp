@@ -23,7 +23,7 @@ int serve(sluice::app::serve_options& opts) {
   sluice::transport::http_server server(opts.server);
   sluice::agents::run_service runs(server.registry(), runtime.env,
                                    std::chrono::seconds(opts.agents.detach_grace_s));
-  sluice::app::add_bench_routes(server);
+  if (opts.enable_bench) sluice::app::add_bench_routes(server);
   sluice::app::add_agent_routes(server, runs);
   if (std::filesystem::is_directory(opts.web_root))
     server.routes().serve_static(opts.web_root);
