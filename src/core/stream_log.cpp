@@ -102,8 +102,8 @@ void read_batch::clear() {
   final = false;
 }
 
-stream_log::stream_log(std::string id, retention_limits limits)
-    : id_(std::move(id)), limits_(limits), created_us_(realtime_us()) {
+stream_log::stream_log(std::string id, retention_limits limits, std::string owner)
+    : id_(std::move(id)), owner_(std::move(owner)), limits_(limits), created_us_(realtime_us()) {
   last_activity_us_ = created_us_;
   unread_since_us_ = created_us_;
 }

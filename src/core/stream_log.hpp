@@ -131,12 +131,15 @@ class subscription;
 
 class stream_log : public std::enable_shared_from_this<stream_log> {
  public:
-  stream_log(std::string id, retention_limits limits);
+  // `owner`: the subject that created the stream (empty: nobody in
+  // particular); fixed for the stream's life.
+  stream_log(std::string id, retention_limits limits, std::string owner = {});
   stream_log(const stream_log&) = delete;
   stream_log& operator=(const stream_log&) = delete;
   ~stream_log();
 
   const std::string& id() const { return id_; }
+  const std::string& owner() const { return owner_; }
 
   // Appends one event; `data` is the event's data as text (JSON by contract).
   publish_outcome publish(std::string_view type, std::string_view data, bool final = false);
@@ -203,6 +206,7 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   void build_coalesced_locked(std::uint64_t from, std::uint64_t to, read_batch& out) const;
 
   const std::string id_;
+  const std::string owner_;
   const retention_limits limits_;
   const std::int64_t created_us_;
 

@@ -32,6 +32,7 @@ stream_registry::shard& stream_registry::shard_for(std::string_view id) const {
 }
 
 boost::system::result<std::shared_ptr<stream_log>> stream_registry::insert(std::string_view id,
+                                                                           std::string_view owner,
                                                                            bool must_be_new) {
   shard& sh = shard_for(id);
   std::lock_guard lock(sh.mutex);
@@ -44,18 +45,19 @@ boost::system::result<std::shared_ptr<stream_log>> stream_registry::insert(std::
     size_.fetch_sub(1, std::memory_order_relaxed);
     return make_error_code(registry_error::too_many_streams);
   }
-  auto log = std::make_shared<stream_log>(std::string(id), config_.retention);
+  auto log = std::make_shared<stream_log>(std::string(id), config_.retention, std::string(owner));
   sh.streams.emplace(std::string(id), log);
   return log;
 }
 
 boost::system::result<std::shared_ptr<stream_log>> stream_registry::get_or_create(
-    std::string_view id) {
-  return insert(id, false);
+    std::string_view id, std::string_view owner) {
+  return insert(id, owner, false);
 }
 
-boost::system::result<std::shared_ptr<stream_log>> stream_registry::create(std::string_view id) {
-  return insert(id, true);
+boost::system::result<std::shared_ptr<stream_log>> stream_registry::create(std::string_view id,
+                                                                           std::string_view owner) {
+  return insert(id, owner, true);
 }
 
 std::shared_ptr<stream_log> stream_registry::find(std::string_view id) const {

@@ -43,10 +43,13 @@ class stream_registry {
   explicit stream_registry(registry_config config);
 
   // The stream with this id, created (open, empty) when absent.
-  // Fails with too_many_streams at the limit. `id` must be valid.
-  boost::system::result<std::shared_ptr<stream_log>> get_or_create(std::string_view id);
+  // Fails with too_many_streams at the limit. `id` must be valid. `owner` is
+  // recorded only when the stream is created here (see stream_log::owner).
+  boost::system::result<std::shared_ptr<stream_log>> get_or_create(std::string_view id,
+                                                                   std::string_view owner = {});
   // A new stream; fails with already_exists or too_many_streams.
-  boost::system::result<std::shared_ptr<stream_log>> create(std::string_view id);
+  boost::system::result<std::shared_ptr<stream_log>> create(std::string_view id,
+                                                            std::string_view owner = {});
   std::shared_ptr<stream_log> find(std::string_view id) const;
 
   // Frees finished streams past the TTL that have no subscribers; cancels
@@ -74,7 +77,8 @@ class stream_registry {
   static constexpr std::size_t shard_count = 16;
 
   shard& shard_for(std::string_view id) const;
-  boost::system::result<std::shared_ptr<stream_log>> insert(std::string_view id, bool must_be_new);
+  boost::system::result<std::shared_ptr<stream_log>> insert(std::string_view id, std::string_view owner,
+                                                            bool must_be_new);
 
   const registry_config config_;
   mutable std::array<shard, shard_count> shards_;
