@@ -24,8 +24,12 @@ struct pkey_free {
 };
 using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 
-inline pkey_ptr make_rsa(unsigned bits = 2048) { return pkey_ptr(EVP_RSA_gen(bits)); }
-inline pkey_ptr make_ec(const char* curve = "P-256") { return pkey_ptr(EVP_EC_gen(curve)); }
+inline pkey_ptr make_rsa(unsigned bits = 2048) {
+  return pkey_ptr(EVP_RSA_gen(bits));
+}
+inline pkey_ptr make_ec(const char* curve = "P-256") {
+  return pkey_ptr(EVP_EC_gen(curve));
+}
 
 inline std::string public_pem(EVP_PKEY* key) {
   BIO* bio = BIO_new(BIO_s_mem());

@@ -1,6 +1,8 @@
 // src/auth: base64url, JWT verification (the matrix: none / wrong alg /
 // wrong key / expired / nbf / aud / iss / scope / malformed / oversized),
 // patterns and ownership, minting and share-link tokens, key loading.
+#include "auth/jwt.hpp"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -12,7 +14,6 @@
 #include "agents/run_service.hpp"
 #include "app/token_command.hpp"
 #include "auth/base64url.hpp"
-#include "auth/jwt.hpp"
 #include "jwt_keys.hpp"
 
 namespace sluice {
@@ -59,8 +60,12 @@ TEST(Base64Url, RefusesNonCanonicalAndForeignCharacters) {
 
 TEST(Jwt, AcceptsAValidHs256TokenWithItsClaims) {
   auto v = verifier::from_secret(secret);
-  auto out = v->verify(test::hs256_token(secret, claims(
-      R"("sluice":{"publish":["team1-*"],"subscribe":["team1-*","x"],"run":true,"admin":false})")), now());
+  auto out = v->verify(
+      test::hs256_token(
+          secret,
+          claims(
+              R"("sluice":{"publish":["team1-*"],"subscribe":["team1-*","x"],"run":true,"admin":false})")),
+      now());
   ASSERT_TRUE(out.who) << out.error;
   EXPECT_EQ(out.who->subject, "alice");
   EXPECT_EQ(out.who->publish, std::vector<std::string>{"team1-*"});
@@ -103,9 +108,8 @@ TEST(Jwt, RefusesAnAlgorithmOtherThanTheConfiguredKind) {
   // Algorithm confusion: HS256 keyed with the public key's PEM text.
   EXPECT_FALSE(rs->verify(test::hs256_token(rsa_pem, claims()), now()).who);
   for (std::string alg : {"HS384", "RS512", "PS256", "EdDSA"})
-    EXPECT_FALSE(hs->verify(test::hs256_token(secret, claims(), R"({"alg":")" + alg + R"("})"),
-                            now())
-                     .who)
+    EXPECT_FALSE(
+        hs->verify(test::hs256_token(secret, claims(), R"({"alg":")" + alg + R"("})"), now()).who)
         << alg;
 }
 
@@ -149,15 +153,17 @@ TEST(Jwt, RefusesExpiredTokensWithinTheSkew) {
   auto out = v->verify(test::hs256_token(secret, claims("", -(auth::clock_skew_s + 1))), now());
   EXPECT_FALSE(out.who);
   EXPECT_EQ(out.error, "token expired");
-  EXPECT_TRUE(v->verify(test::hs256_token(secret, claims("", -(auth::clock_skew_s / 2))), now()).who);
+  EXPECT_TRUE(
+      v->verify(test::hs256_token(secret, claims("", -(auth::clock_skew_s / 2))), now()).who);
   // exp is required and must be a sane number.
   EXPECT_FALSE(v->verify(test::hs256_token(secret, R"({"sub":"a"})"), now()).who);
-  EXPECT_FALSE(v->verify(test::hs256_token(secret, R"({"sub":"a","exp":"9999999999"})"), now()).who);
+  EXPECT_FALSE(
+      v->verify(test::hs256_token(secret, R"({"sub":"a","exp":"9999999999"})"), now()).who);
   EXPECT_FALSE(v->verify(test::hs256_token(secret, R"({"sub":"a","exp":1e300})"), now()).who);
   EXPECT_FALSE(
       v->verify(test::hs256_token(secret, R"({"sub":"a","exp":18446744073709551615})"), now()).who);
-  EXPECT_TRUE(v->verify(test::hs256_token(secret, R"({"sub":"a","exp":)" +
-                                                      std::to_string(now() + 100) + ".5}"),
+  EXPECT_TRUE(v->verify(test::hs256_token(
+                            secret, R"({"sub":"a","exp":)" + std::to_string(now() + 100) + ".5}"),
                         now())
                   .who);
 }
@@ -175,15 +181,19 @@ TEST(Jwt, RefusesTokensNotValidYet) {
 TEST(Jwt, ChecksAudienceAndIssuerWhenConfigured) {
   auto v = verifier::from_secret(secret, "sluice-prod", "https://id.example");
   const std::string iss = R"("iss":"https://id.example")";
-  EXPECT_TRUE(v->verify(test::hs256_token(secret, claims(R"("aud":"sluice-prod",)" + iss)), now()).who);
   EXPECT_TRUE(
-      v->verify(test::hs256_token(secret, claims(R"("aud":["x","sluice-prod"],)" + iss)), now()).who);
-  auto wrong_aud = v->verify(test::hs256_token(secret, claims(R"("aud":"sluice-dev",)" + iss)), now());
+      v->verify(test::hs256_token(secret, claims(R"("aud":"sluice-prod",)" + iss)), now()).who);
+  EXPECT_TRUE(
+      v->verify(test::hs256_token(secret, claims(R"("aud":["x","sluice-prod"],)" + iss)), now())
+          .who);
+  auto wrong_aud =
+      v->verify(test::hs256_token(secret, claims(R"("aud":"sluice-dev",)" + iss)), now());
   EXPECT_FALSE(wrong_aud.who);
   EXPECT_EQ(wrong_aud.error, "wrong audience");
   EXPECT_FALSE(v->verify(test::hs256_token(secret, claims(iss)), now()).who);  // no aud
   auto wrong_iss = v->verify(
-      test::hs256_token(secret, claims(R"("aud":"sluice-prod","iss":"https://evil.example")")), now());
+      test::hs256_token(secret, claims(R"("aud":"sluice-prod","iss":"https://evil.example")")),
+      now());
   EXPECT_FALSE(wrong_iss.who);
   EXPECT_EQ(wrong_iss.error, "wrong issuer");
   EXPECT_FALSE(v->verify(test::hs256_token(secret, claims(R"("aud":"sluice-prod")")), now()).who);
@@ -208,23 +218,25 @@ TEST(Jwt, ValidatesTheScopeClaims) {
   EXPECT_FALSE(ok(R"("sluice":{"admin":1})"));
   EXPECT_FALSE(ok(R"("sluice":[])"));
   std::string many = R"("sluice":{"subscribe":[)";
-  for (std::size_t i = 0; i <= auth::max_patterns; ++i) many += (i ? ",\"a" : "\"a") + std::to_string(i) + "\"";
+  for (std::size_t i = 0; i <= auth::max_patterns; ++i)
+    many += (i ? ",\"a" : "\"a") + std::to_string(i) + "\"";
   EXPECT_FALSE(ok(many + "]}"));
   // sub: required, short, no control characters.
   EXPECT_FALSE(v->verify(test::hs256_token(secret, claims("", 3600, "")), now()).who);
   EXPECT_FALSE(v->verify(test::hs256_token(secret, claims("", 3600, "a\\u0000b")), now()).who);
-  EXPECT_FALSE(v->verify(test::hs256_token(secret, claims("", 3600, std::string(257, 'a'))), now()).who);
+  EXPECT_FALSE(
+      v->verify(test::hs256_token(secret, claims("", 3600, std::string(257, 'a'))), now()).who);
   EXPECT_FALSE(v->verify(test::hs256_token(secret, R"({"sub":7,"exp":9999999999})"), now()).who);
 }
 
 TEST(Jwt, RefusesMalformedTokens) {
   auto v = verifier::from_secret(secret);
   const std::string good = test::hs256_token(secret, claims());
-  for (std::string t : {std::string(), std::string("abc"), std::string("a.b"), good + ".x",
-                        good.substr(0, good.rfind('.')) + ".!!!",
-                        std::string("e30.e30.") + std::string(43, '-'), "..",
-                        test::hs256_token(secret, "[1,2]"), test::hs256_token(secret, "{"),
-                        test::hs256_token(secret, claims(), "{\"alg\":\"HS256\"")}) {
+  for (std::string t :
+       {std::string(), std::string("abc"), std::string("a.b"), good + ".x",
+        good.substr(0, good.rfind('.')) + ".!!!", std::string("e30.e30.") + std::string(43, '-'),
+        std::string(".."), test::hs256_token(secret, "[1,2]"), test::hs256_token(secret, "{"),
+        test::hs256_token(secret, claims(), "{\"alg\":\"HS256\"")}) {
     auto out = v->verify(t, now());
     EXPECT_FALSE(out.who) << t;
     EXPECT_EQ(out.error.find(secret), std::string::npos);
@@ -235,7 +247,8 @@ TEST(Jwt, RefusesMalformedTokens) {
   EXPECT_FALSE(v->verify(padded, now()).who);
   // Critical header extensions are not understood: refused.
   EXPECT_FALSE(
-      v->verify(test::hs256_token(secret, claims(), R"({"alg":"HS256","crit":["b64"]})"), now()).who);
+      v->verify(test::hs256_token(secret, claims(), R"({"alg":"HS256","crit":["b64"]})"), now())
+          .who);
 }
 
 TEST(Jwt, RefusesOversizedTokensBeforeParsing) {
@@ -270,7 +283,8 @@ TEST(Patterns, OwnershipNeedsTheSameSubjectAndNoLink) {
   p.link = true;
   EXPECT_FALSE(p.owns("alice"));
   auto anyone = auth::principal::anyone("127.0.0.1");
-  EXPECT_TRUE(anyone->may_publish("x") && anyone->may_subscribe("y") && anyone->run && anyone->admin);
+  EXPECT_TRUE(anyone->may_publish("x") && anyone->may_subscribe("y") && anyone->run &&
+              anyone->admin);
 }
 
 TEST(Minting, Hs256TokensVerifyWithTheirClaims) {
@@ -295,7 +309,8 @@ TEST(Minting, Hs256TokensVerifyWithTheirClaims) {
 
 TEST(ShareLinks, ReadOneStreamOnlyAndExpire) {
   auto rsa = test::make_rsa();
-  for (auto v : {verifier::from_secret(secret), verifier::from_public_key_pem(test::public_pem(rsa.get()))}) {
+  for (auto v : {verifier::from_secret(secret),
+                 verifier::from_public_key_pem(test::public_pem(rsa.get()))}) {
     auto out = v->verify(v->mint_link("run-1", now(), 600), now());
     ASSERT_TRUE(out.who) << out.error;
     EXPECT_TRUE(out.who->link);
@@ -312,11 +327,15 @@ TEST(ShareLinks, ReadOneStreamOnlyAndExpire) {
   // more rights is refused even if it somehow carried a valid MAC, and any
   // other HS256 token is a bad signature.
   auto rs = verifier::from_public_key_pem(test::public_pem(rsa.get()));
-  EXPECT_FALSE(rs->verify(test::hs256_token(secret, claims(R"("sluice":{"link":true,"subscribe":["a"]})")), now()).who);
+  EXPECT_FALSE(
+      rs->verify(test::hs256_token(secret, claims(R"("sluice":{"link":true,"subscribe":["a"]})")),
+                 now())
+          .who);
   // An HS256 operator token marked link is stripped to read-only.
   auto hs = verifier::from_secret(secret);
   auto l = hs->verify(
-      test::hs256_token(secret, claims(R"("sluice":{"link":true,"publish":["*"],"run":true,"subscribe":["a"]})")),
+      test::hs256_token(
+          secret, claims(R"("sluice":{"link":true,"publish":["*"],"run":true,"subscribe":["a"]})")),
       now());
   ASSERT_TRUE(l.who);
   EXPECT_FALSE(l.who->may_publish("a"));
