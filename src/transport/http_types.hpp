@@ -2,7 +2,6 @@
 // app/ can register routes without compiling HTTP machinery.
 #pragma once
 
-#include <boost/asio/any_io_executor.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -13,15 +12,17 @@
 #include <variant>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include "auth/principal.hpp"
 #include "core/stream_log.hpp"
 
 namespace sluice::transport {
 
 struct request_context {
-  std::string_view method;                                 // upper-case, e.g. "GET"
-  std::string_view target;                                 // as received
-  std::string path;                                        // percent-decoded
+  std::string_view method;  // upper-case, e.g. "GET"
+  std::string_view target;  // as received
+  std::string path;         // percent-decoded
   std::vector<std::pair<std::string, std::string>> query;  // percent-decoded
   std::string_view body;
   std::string_view content_type;
@@ -59,7 +60,7 @@ struct stream_reply {
   std::shared_ptr<core::stream_log> stream;
   std::uint64_t next_seq = 1;
   bool coalesce = true;
-  std::string preamble;       // extra SSE bytes after the retry hint (e.g. a notice)
+  std::string preamble;  // extra SSE bytes after the retry hint (e.g. a notice)
   std::string extra_headers;  // "Name: value\r\n" lines added to the head (CORS)
 };
 

@@ -63,11 +63,7 @@ std::string_view trim_json_space(std::string_view s) {
 bool is_clean_utf8(std::string_view s) {
   for (std::size_t i = 0; i < s.size();) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    std::size_t n = c < 0x80           ? 1
-                    : (c >> 5) == 0x6  ? 2
-                    : (c >> 4) == 0xE  ? 3
-                    : (c >> 3) == 0x1E ? 4
-                                       : 0;
+    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
     if (n == 0 || i + n > s.size() || (n == 1 && (c < 0x20 || c == 0x7F)) || (n == 2 && c < 0xC2))
       return false;
     for (std::size_t k = 1; k < n; ++k)
@@ -77,9 +73,7 @@ bool is_clean_utf8(std::string_view s) {
   return true;
 }
 
-bool is_true(std::optional<std::string_view> v) {
-  return v && (*v == "true" || *v == "1");
-}
+bool is_true(std::optional<std::string_view> v) { return v && (*v == "true" || *v == "1"); }
 
 // Splits "/v1/streams/{id}/{rest}" into id and rest ("" when absent).
 bool split_stream_path(std::string_view path, std::string_view& id, std::string_view& rest) {
@@ -98,9 +92,7 @@ std::int64_t unix_now() {
       .count();
 }
 
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
+char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
 bool iequal(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -132,13 +124,9 @@ std::optional<std::string_view> token_of(const request_context& req) {
   return req.param("access_token");
 }
 
-http_reply forbidden(std::string_view message) {
-  return json_error(403, "forbidden", message);
-}
+http_reply forbidden(std::string_view message) { return json_error(403, "forbidden", message); }
 
-http_reply stream_not_found() {
-  return json_error(404, "stream_not_found", "no such stream");
-}
+http_reply stream_not_found() { return json_error(404, "stream_not_found", "no such stream"); }
 
 http_reply bad_id(std::string_view what) {
   return json_error(400, "invalid_stream_id",
@@ -269,12 +257,11 @@ handler_result router::preflight(const request_context& req) {
 
 bool router::may_read(const request_context& req, std::string_view id,
                       const std::shared_ptr<core::stream_log>& existing) const {
-  return req.principal->may_subscribe(id) || (existing && req.principal->owns(existing->owner()));
+  return req.principal->may_subscribe(id) ||
+         (existing && req.principal->owns(existing->owner()));
 }
 
-void router::serve_static(std::filesystem::path root) {
-  static_.emplace(std::move(root));
-}
+void router::serve_static(std::filesystem::path root) { static_.emplace(std::move(root)); }
 
 void router::add(std::string method, std::string path, route_handler handler) {
   routes_[{std::move(method), std::move(path)}] = std::move(handler);
@@ -336,7 +323,8 @@ handler_result router::dispatch(request_context& req) {
     }
   }
   for (const auto& [key, handler] : routes_)
-    if (key.second == req.path) return json_error(405, "method_not_allowed", "use " + key.first);
+    if (key.second == req.path)
+      return json_error(405, "method_not_allowed", "use " + key.first);
   if (static_ && (req.method == "GET" || req.method == "HEAD") && !path.starts_with("/v1/"))
     if (auto file = static_->serve(path)) return std::move(*file);
   return json_error(404, "not_found", "no such endpoint");
@@ -352,8 +340,7 @@ handler_result router::publish(request_context& req, std::string_view id) {
   const auto delta_of = req.param("delta");
   const std::string_view delta_field = req.param("delta_field").value_or("text");
   if (delta_of && !core::is_valid_event_name(*delta_of))
-    return json_error(400, "invalid_delta",
-                      "delta (a message id) must match [A-Za-z0-9._:-]{1,128}");
+    return json_error(400, "invalid_delta", "delta (a message id) must match [A-Za-z0-9._:-]{1,128}");
 
   // Parse and validate everything before touching the stream: all or nothing.
   std::vector<std::string_view> texts;
@@ -373,9 +360,9 @@ handler_result router::publish(request_context& req, std::string_view id) {
         return json_error(400, "invalid_delta", "a delta's data must be a JSON object");
       auto d = core::make_delta_event(type, *delta_of, delta_field, v.as_object());
       if (!d)
-        return json_error(
-            400, "invalid_delta",
-            "a delta's data must have a string member \"" + std::string(delta_field) + "\"");
+        return json_error(400, "invalid_delta",
+                          "a delta's data must have a string member \"" +
+                              std::string(delta_field) + "\"");
       deltas.push_back(std::move(*d));
     }
     texts.push_back(text);
@@ -423,8 +410,7 @@ handler_result router::publish(request_context& req, std::string_view id) {
 handler_result router::subscribe(request_context& req, std::shared_ptr<core::stream_log> log) {
   const core::stream_status st = log->status();
   stream_reply r;
-  r.coalesce =
-      config_.coalesce && req.param("coalesce") != std::optional<std::string_view>("false");
+  r.coalesce = config_.coalesce && req.param("coalesce") != std::optional<std::string_view>("false");
   if (req.last_event_id) {
     auto last = parse_event_id(*req.last_event_id);
     if (!last)
@@ -432,17 +418,20 @@ handler_result router::subscribe(request_context& req, std::shared_ptr<core::str
     if (*last > st.last_sequence)
       return json_error(409, "unknown_last_event_id",
                         "Last-Event-ID " + std::to_string(*last) +
-                            " is past the stream's last event " + std::to_string(st.last_sequence));
+                            " is past the stream's last event " +
+                            std::to_string(st.last_sequence));
     metrics_.local().add(metrics_.local().resumes, 1);
-    if (*last == st.last_sequence && st.state != core::stream_state::open) return json_ok("", 204);
+    if (*last == st.last_sequence && st.state != core::stream_state::open)
+      return json_ok("", 204);
     r.next_seq = *last + 1;
   } else {
     r.next_seq = st.first_sequence == 0 ? st.last_sequence + 1 : st.first_sequence;
     if (st.first_sequence > 1) {
       // A new subscriber is told that the start of the stream is gone.
-      r.preamble = core::encode_sse_event(0, "notice",
-                                          "{\"code\":\"history_truncated\",\"first_available\":" +
-                                              std::to_string(st.first_sequence) + "}");
+      r.preamble = core::encode_sse_event(
+          0, "notice",
+          "{\"code\":\"history_truncated\",\"first_available\":" +
+              std::to_string(st.first_sequence) + "}");
     }
   }
   r.stream = std::move(log);
@@ -493,7 +482,8 @@ handler_result router::cancel(request_context& req, std::string_view id) {
   std::string_view reason = req.param("reason").value_or("cancelled by request");
   if (reason.size() > 256 || !is_clean_utf8(reason))
     return json_error(400, "invalid_reason", "reason must be UTF-8 text of at most 256 bytes");
-  if (!log->cancel(reason)) return json_error(409, "stream_ended", "the stream has already ended");
+  if (!log->cancel(reason))
+    return json_error(409, "stream_ended", "the stream has already ended");
   const auto st = log->status();
   return json_ok("{\"cancelled\":true,\"sequence\":" + std::to_string(st.last_sequence) + "}");
 }

@@ -38,8 +38,7 @@ std::optional<http_reply> static_files::serve(std::string_view path) const {
   // No "..", "." or empty segments: the path names a file below the root.
   for (std::size_t start = 0; start <= rel.size();) {
     auto slash = rel.find('/', start);
-    std::string_view seg =
-        rel.substr(start, slash == std::string_view::npos ? rel.npos : slash - start);
+    std::string_view seg = rel.substr(start, slash == std::string_view::npos ? rel.npos : slash - start);
     if (seg.empty() || seg == "." || seg == ".." || seg.front() == '.') return std::nullopt;
     if (slash == std::string_view::npos) break;
     start = slash + 1;
