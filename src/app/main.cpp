@@ -22,8 +22,15 @@ namespace {
 
 int serve(sluice::app::serve_options& opts) {
   spdlog::set_level(spdlog::level::from_str(opts.log_level));
-  auto runtime = sluice::app::make_agent_runtime(opts.agents);
+  // The server first: a refused --host or a bad key file stops here, before
+  // any indexing.
   sluice::transport::http_server server(opts.server);
+  if (const auto* v = server.routes().verifier())
+    spdlog::info("access control: --auth jwt ({})", sluice::auth::to_string(v->alg()));
+  else if (opts.server.auth.insecure_no_auth)
+    spdlog::warn("access control: none, and --insecure-no-auth: anyone who reaches {} may do everything",
+                 opts.server.host);
+  auto runtime = sluice::app::make_agent_runtime(opts.agents);
   sluice::agents::run_service runs(server.registry(), runtime.env,
                                    std::chrono::seconds(opts.agents.detach_grace_s));
   if (opts.enable_bench) sluice::app::add_bench_routes(server);
