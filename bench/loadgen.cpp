@@ -336,9 +336,9 @@ struct run_stats {
   std::uint64_t other_events = 0;        // events without "seq" (not token events)
   std::uint64_t heartbeats = 0;          // comment lines
   std::uint64_t retry_fields = 0;
-  std::uint64_t wire_bytes = 0;        // every byte read, headers and chunk framing included
-  std::uint64_t negative_latency = 0;  // ts in the future (clamped to 0)
-  std::uint64_t missing_ts = 0;        // token events without a parsable "ts"
+  std::uint64_t wire_bytes = 0;            // every byte read, headers and chunk framing included
+  std::uint64_t negative_latency = 0;      // ts in the future (clamped to 0)
+  std::uint64_t missing_ts = 0;            // token events without a parsable "ts"
   std::uint64_t complete_subscribers = 0;  // fanout: received all E events
   std::int64_t first_byte_ns = 0;
   std::int64_t last_event_ns = 0;
@@ -783,10 +783,10 @@ class load_run {
   void maybe_publish(std::int64_t now);
   void on_publisher_readable();
   std::int64_t publish_due_ns(std::uint64_t n) const {
-    return opts_.rate > 0 ? pub_start_ns_ + static_cast<std::int64_t>(
-                                                static_cast<double>(n - 1) * 1e9 /
-                                                static_cast<double>(opts_.rate))
-                          : pub_start_ns_;
+    return opts_.rate > 0
+               ? pub_start_ns_ + static_cast<std::int64_t>(static_cast<double>(n - 1) * 1e9 /
+                                                           static_cast<double>(opts_.rate))
+               : pub_start_ns_;
   }
 
   const options& opts_;
@@ -849,9 +849,10 @@ void load_run::maybe_publish(std::int64_t now) {
                            ",\"ts\":" + std::to_string(realtime_us()) + ",\"t\":\"" + pub_text_ +
                            "\"}";
   const std::string path = opts_.pub_path.empty() ? opts_.sub_path : opts_.pub_path;
-  const std::string req = "POST " + path + " HTTP/1.1\r\nHost: " + opts_.host +
-                          "\r\nContent-Type: application/json\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  const std::string req =
+      "POST " + path + " HTTP/1.1\r\nHost: " + opts_.host +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
   const ssize_t w = send(pub_fd_, req.data(), req.size(), MSG_NOSIGNAL);
   if (w != static_cast<ssize_t>(req.size())) {
     ++pub_errors_;
@@ -1204,12 +1205,11 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
   const double stream_p99 = exact_percentile(stats_.stream_s, 99);
   const double stream_max = stats_.stream_s.empty() ? 0 : stats_.stream_s.back();
   const double stream_min = stats_.stream_s.empty() ? 0 : stats_.stream_s.front();
-  const double pub_window_s =
-      pub_last_send_ns_ > pub_start_ns_ ? static_cast<double>(pub_last_send_ns_ - pub_start_ns_) / 1e9
-                                        : 0;
-  const double pub_rate = pub_window_s > 0 && pub_next_ > 2
-                              ? static_cast<double>(pub_next_ - 2) / pub_window_s
-                              : 0;
+  const double pub_window_s = pub_last_send_ns_ > pub_start_ns_
+                                  ? static_cast<double>(pub_last_send_ns_ - pub_start_ns_) / 1e9
+                                  : 0;
+  const double pub_rate =
+      pub_window_s > 0 && pub_next_ > 2 ? static_cast<double>(pub_next_ - 2) / pub_window_s : 0;
   const double window_s =
       stats_.last_event_ns > stats_.first_byte_ns
           ? static_cast<double>(stats_.last_event_ns - stats_.first_byte_ns) / 1e9
@@ -1237,8 +1237,8 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
 
   // Human table: stdout normally, stderr when stdout carries the JSON line.
   std::FILE* t = opts_.json ? stderr : stdout;
-  std::fprintf(t, "sluice_loadgen %s  %s:%d  connections=%d", mode_name,
-               opts_.host.c_str(), opts_.port, opts_.connections);
+  std::fprintf(t, "sluice_loadgen %s  %s:%d  connections=%d", mode_name, opts_.host.c_str(),
+               opts_.port, opts_.connections);
   if (tokens) {
     std::fprintf(t, " tokens=%ld bytes=%ld rate=%ld", opts_.tokens, opts_.bytes, opts_.rate);
   }
@@ -1294,8 +1294,9 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
     std::fprintf(t,
                  "SUMMARY %s conns=%d events=%" PRIu64 "/%" PRIu64 " events/s=%.0f p50=%" PRIu64
                  "us p99=%" PRIu64 "us ttfe_p50=%.1fms errors=%" PRIu64 " loadgen_cpu=%.1f%%%s\n",
-                 mode_name, opts_.connections, stats_.events, expected, events_per_s, h.percentile(50),
-                 h.percentile(99), ttfe_p50, e.total(), cpu_pct, timed_out ? " TIMEOUT" : "");
+                 mode_name, opts_.connections, stats_.events, expected, events_per_s,
+                 h.percentile(50), h.percentile(99), ttfe_p50, e.total(), cpu_pct,
+                 timed_out ? " TIMEOUT" : "");
   } else {
     std::fprintf(t,
                  "SUMMARY idle conns=%d/%d rss_per_conn=%.0fB heartbeats=%" PRIu64
@@ -1308,8 +1309,8 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
   if (tokens && !opts_.percentiles_file.empty()) {
     if (std::FILE* f = std::fopen(opts_.percentiles_file.c_str(), "w")) {
       std::fprintf(f, "# percentile latency_us\n");
-      for (double pct : {1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0,
-                         99.0, 99.5, 99.9, 99.99, 100.0})
+      for (double pct : {1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0,
+                         99.5, 99.9, 99.99, 100.0})
         std::fprintf(f, "%g %" PRIu64 "\n", pct, h.percentile(pct));
       std::fclose(f);
     }

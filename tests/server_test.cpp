@@ -378,12 +378,11 @@ TEST_F(ServerTest, BenchTokensRejectsOutOfRangeNumbersWithoutCreatingAStream) {
   // behaviour; each is refused before any stream exists.
   for (const char* body :
        {R"({"tokens":10,"rate":1e308})", R"({"tokens":10,"rate":1e-300})",
-        R"({"tokens":10,"rate":-1})", R"({"tokens":1e308})", R"({"tokens":2.5})",
-        R"({"tokens":0})", R"({"tokens":10000001})", R"({"tokens":10,"bytes":-1})",
-        R"({"tokens":10,"bytes":1e300})", R"({"tokens":10,"bytes":65537})",
-        R"({"tokens":"10"})", R"({"tokens":10,"rate":null})"}) {
-    auto r = request(port(), "POST", "/v1/bench/tokens", body,
-                     {{"Content-Type", "application/json"}});
+        R"({"tokens":10,"rate":-1})", R"({"tokens":1e308})", R"({"tokens":2.5})", R"({"tokens":0})",
+        R"({"tokens":10000001})", R"({"tokens":10,"bytes":-1})", R"({"tokens":10,"bytes":1e300})",
+        R"({"tokens":10,"bytes":65537})", R"({"tokens":"10"})", R"({"tokens":10,"rate":null})"}) {
+    auto r =
+        request(port(), "POST", "/v1/bench/tokens", body, {{"Content-Type", "application/json"}});
     EXPECT_EQ(r.status(), 400) << body;
     EXPECT_EQ(error_code(r), "invalid_argument") << body;
   }
