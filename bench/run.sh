@@ -18,7 +18,7 @@
 #   paced       1,000 streams x 200 tokens x 8 B at 50 tokens/s: server CPU,
 #               latency, stream length (ideal 3.98 s)
 #   fanout10    1,000 subscribers of one stream, 50 events at 10 events/s
-#   fanout1000  1,000 subscribers of one stream, 2,000 events at 1,000/s
+#   fanout1000  1,000 subscribers of one stream, 1,000 events at 1,000/s
 #   idle        10,000 idle SSE subscribers: server RSS per connection
 #   wsidle      2,000 idle WebSocket connections to Sluice (sluice_ws_idle)
 #
@@ -33,7 +33,7 @@
 #        WORKLOADS ("tokens paced fanout10 fanout1000 idle wsidle")
 #        TOKENS_CONNECTIONS (1000) TOKENS (2000) PACED_TOKENS (200) PACED_RATE (50)
 #        FANOUT_CONNECTIONS (1000) IDLE_CONNECTIONS (10000) WS_IDLE_CONNECTIONS (2000)
-#        TIMEOUT_SECONDS (60) SERVER_CORE (0) LOADGEN_CORE (1) CHARTS_DIR (docs)
+#        TIMEOUT_SECONDS (30) SERVER_CORE (0) LOADGEN_CORE (1) CHARTS_DIR (docs)
 #        SLUICE_ARGS (extra `sluice serve` options)
 # Exit status: 0 when Sluice and the floor ran every workload without errors.
 set -euo pipefail
@@ -53,7 +53,7 @@ PACED_RATE=${PACED_RATE:-50}
 FANOUT_CONNECTIONS=${FANOUT_CONNECTIONS:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 WS_IDLE_CONNECTIONS=${WS_IDLE_CONNECTIONS:-2000}
-TIMEOUT_SECONDS=${TIMEOUT_SECONDS:-60}
+TIMEOUT_SECONDS=${TIMEOUT_SECONDS:-30}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
 CHARTS_DIR=${CHARTS_DIR-$ROOT/docs}
@@ -196,7 +196,7 @@ workload_args() {  # workload_args WORKLOAD -> LOADGEN_ARGS
     fanout10) LOADGEN_ARGS=(fanout "${COMMON[@]}" --connections "$FANOUT_CONNECTIONS"
                             --sub-path /v1/streams/fanout/events --tokens 50 --bytes 8 --rate 10) ;;
     fanout1000) LOADGEN_ARGS=(fanout "${COMMON[@]}" --connections "$FANOUT_CONNECTIONS"
-                              --sub-path /v1/streams/fanout/events --tokens 2000 --bytes 8
+                              --sub-path /v1/streams/fanout/events --tokens 1000 --bytes 8
                               --rate 1000) ;;
     idle) LOADGEN_ARGS=(idle "${COMMON[@]}" --connections "$IDLE_CONNECTIONS"
                         --server-pid @PID@ --hold-seconds 2) ;;

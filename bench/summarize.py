@@ -127,7 +127,7 @@ TITLES = {
     "tokens": "Tokens, unpaced: 1,000 streams × 2,000 tokens of 8 B",
     "paced": "Paced: 1,000 streams × 200 tokens at 50 tokens/s (ideal stream length 3.98 s)",
     "fanout10": "Fan-out: 1,000 subscribers of one stream, 50 events at 10 events/s",
-    "fanout1000": "Fan-out: 1,000 subscribers of one stream, 2,000 events at 1,000 events/s",
+    "fanout1000": "Fan-out: 1,000 subscribers of one stream, 1,000 events at 1,000 events/s",
     "idle": "Idle: 10,000 SSE subscribers",
     "wsidle": "Idle WebSocket (Sluice only): 2,000 connections, no deflate",
 }

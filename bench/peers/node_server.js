@@ -60,7 +60,7 @@ function tokens(req, res, body) {
 
 const server = http.createServer((req, res) => {
   const url = req.url;
-  if (url === '/healthz') { res.writeHead(200); res.end('{"ok":true}'); return; }
+  if (url === '/healthz') { res.writeHead(200, {'Content-Length': 11}); res.end('{"ok":true}'); return; }
   const m = /^\/v1\/streams\/([^/]+)\/events$/.exec(url);
   let body = '';
   req.on('data', (d) => { body += d; });
@@ -82,8 +82,9 @@ const server = http.createServer((req, res) => {
       const seq = ++ch.seq;
       const ev = `id: ${seq}\ndata: ${body}\n\n`;
       for (const s of ch.subs) s.write(ev);
-      res.writeHead(200, {'Content-Type': 'application/json'});
-      res.end(`{"sequence":${seq}}`);
+      const reply = `{"sequence":${seq}}`;
+      res.writeHead(200, {'Content-Type': 'application/json', 'Content-Length': reply.length});
+      res.end(reply);
       return;
     }
     res.writeHead(404); res.end();
