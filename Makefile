@@ -55,7 +55,10 @@ run: build web
 test: build web
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
+# The benchmark suite (docs/benchmarks.md): installs its peers (bench/setup.sh),
+# then runs every workload against Sluice, the floor server and the peers.
 bench: build
+	bash bench/setup.sh
 	bash bench/run.sh $(BUILD_DIR)
 
 # libFuzzer on the SSE parser for FUZZ_SECONDS (clang from Debian's clang package).

@@ -11,6 +11,11 @@
 //   tokens  N connections each POST /v1/bench/tokens and read T events.
 //   idle    N connections each GET /v1/streams/<prefix><k>/events, wait until
 //           every one has its response headers, sample the server's RSS, hold.
+//   fanout  N connections GET one stream (--sub-path); once every one has its
+//           response headers, one publisher connection POSTs E events of
+//           {"seq":n,"ts":µs,"t":"..."} to --pub-path at R events/s (one request
+//           in flight, keep-alive); every subscriber must receive all E in
+//           order (by the data's "seq"; the SSE id is the server's business).
 //
 // Run `sluice_loadgen --help` for options. Exit status: 0 clean run, 1 errors
 // were counted, 2 the global timeout fired, 64 bad usage.
@@ -37,6 +42,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -138,7 +144,7 @@ double exact_percentile(std::vector<double>& v, double pct) {
 
 // ---------------------------------------------------------------- options
 
-enum class run_mode { tokens, idle };
+enum class run_mode { tokens, idle, fanout };
 
 struct options {
   run_mode mode = run_mode::tokens;
@@ -155,11 +161,15 @@ struct options {
   double hold_seconds = 2;
   double timeout_seconds = 120;
   bool json = false;
+  std::string sub_path = "/v1/streams/fanout/events";
+  std::string pub_path;  // empty: sub_path
+  double settle_seconds = 0.2;
+  std::string percentiles_file;  // tokens/fanout: latency percentile table for charts
 };
 
 void print_usage(std::FILE* out) {
   std::fprintf(out,
-               "usage: sluice_loadgen tokens|idle [options]\n"
+               "usage: sluice_loadgen tokens|idle|fanout [options]\n"
                "  --host H              server address (default 127.0.0.1)\n"
                "  --port P              server port (default 8080)\n"
                "  --connections N       concurrent connections (default 1000)\n"
@@ -167,6 +177,7 @@ void print_usage(std::FILE* out) {
                "                        at once, so the accept backlog never overflows (200)\n"
                "  --timeout-seconds S   give up after S seconds, report, exit 2 (default 120)\n"
                "  --json                one JSON object line on stdout (table goes to stderr)\n"
+               "  --percentiles-file F  write the latency percentiles (tokens, fanout) to F\n"
                " tokens mode (POST /v1/bench/tokens):\n"
                "  --tokens T            events per stream (default 2000)\n"
                "  --bytes B             payload bytes per event (default 8)\n"
@@ -175,7 +186,11 @@ void print_usage(std::FILE* out) {
                "  --prefix P            stream id prefix (default idle-)\n"
                "  --server-pid PID      sample VmRSS of PID before and after connecting\n"
                "  --baseline-rss-kb K   use K as the 'before' RSS instead of sampling it\n"
-               "  --hold-seconds S      hold the connections open this long (default 2)\n");
+               "  --hold-seconds S      hold the connections open this long (default 2)\n"
+               " fanout mode (--connections subscribers, --tokens events, --bytes, --rate):\n"
+               "  --sub-path P          subscribers GET P (default /v1/streams/fanout/events)\n"
+               "  --pub-path P          the publisher POSTs each event to P (default: sub-path)\n"
+               "  --settle-seconds S    wait after the last subscriber's head (default 0.2)\n");
 }
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -215,6 +230,8 @@ options parse_options(int argc, char** argv) {
     o.mode = run_mode::tokens;
   } else if (mode == "idle") {
     o.mode = run_mode::idle;
+  } else if (mode == "fanout") {
+    o.mode = run_mode::fanout;
   } else {
     usage_error("unknown mode '" + std::string(mode) + "'");
   }
@@ -265,6 +282,14 @@ options parse_options(int argc, char** argv) {
       o.hold_seconds = parse_double(name, v);
     else if (name == "timeout-seconds")
       o.timeout_seconds = parse_double(name, v);
+    else if (name == "sub-path")
+      o.sub_path = std::string(v);
+    else if (name == "pub-path")
+      o.pub_path = std::string(v);
+    else if (name == "percentiles-file")
+      o.percentiles_file = std::string(v);
+    else if (name == "settle-seconds")
+      o.settle_seconds = parse_double(name, v);
     else
       usage_error("unknown option --" + std::string(name));
   }
@@ -304,6 +329,7 @@ struct run_stats {
   log_linear_histogram latency_us;
   std::vector<double> ttfe_ms;     // per connection: connect start -> first token event
   std::vector<double> headers_ms;  // per connection: connect start -> response headers
+  std::vector<double> stream_s;    // per complete stream: first event -> last event
   error_counts errors;
   std::uint64_t events = 0;              // token events, coalesced ones counted per event
   std::uint64_t coalesced_messages = 0;  // SSE messages that stood for several events
@@ -311,9 +337,10 @@ struct run_stats {
   std::uint64_t other_events = 0;        // events without "seq" (not token events)
   std::uint64_t heartbeats = 0;          // comment lines
   std::uint64_t retry_fields = 0;
-  std::uint64_t wire_bytes = 0;        // every byte read, headers and chunk framing included
-  std::uint64_t negative_latency = 0;  // ts in the future (clamped to 0)
-  std::uint64_t missing_ts = 0;        // token events without a parsable "ts"
+  std::uint64_t wire_bytes = 0;            // every byte read, headers and chunk framing included
+  std::uint64_t negative_latency = 0;      // ts in the future (clamped to 0)
+  std::uint64_t missing_ts = 0;            // token events without a parsable "ts"
+  std::uint64_t complete_subscribers = 0;  // fanout: received all E events
   std::int64_t first_byte_ns = 0;
   std::int64_t last_event_ns = 0;
   // Set once per read() so all events in one buffer share a clock reading.
@@ -395,6 +422,7 @@ class connection final : public sluice::core::sse_listener {
   std::uint64_t events = 0;  // token events counted on this connection
   std::uint64_t last_id = 0;
   bool first_event_seen = false;
+  std::int64_t first_event_ns = 0;
 
   // Consumes bytes read from the socket. Returns false when the connection is
   // finished (successfully or not) and should be closed.
@@ -643,14 +671,17 @@ void connection::on_event(const sluice::core::sse_event& ev) {
     ++stats_.other_events;
     return;
   }
-  const char* idp = ev.last_event_id.data();
-  const char* const id_end = idp + ev.last_event_id.size();
-  const auto parsed_id = parse_uint_at(idp, id_end);
-  if (!parsed_id || idp != id_end) {
-    ++stats_.errors.sequence;
-    return;
+  std::uint64_t id = *f.seq;
+  if (opts_.mode != run_mode::fanout) {
+    const char* idp = ev.last_event_id.data();
+    const char* const id_end = idp + ev.last_event_id.size();
+    const auto parsed_id = parse_uint_at(idp, id_end);
+    if (!parsed_id || idp != id_end) {
+      ++stats_.errors.sequence;
+      return;
+    }
+    id = *parsed_id;
   }
-  const std::uint64_t id = *parsed_id;
   // A coalesced message stands for events [first, last] and carries id = last.
   std::uint64_t first = id;
   std::uint64_t count = 1;
@@ -684,7 +715,12 @@ void connection::on_event(const sluice::core::sse_event& ev) {
   }
   if (!first_event_seen) {
     first_event_seen = true;
+    first_event_ns = stats_.now_monotonic_ns;
     stats_.ttfe_ms.push_back(static_cast<double>(stats_.now_monotonic_ns - start_ns) / 1e6);
+  }
+  if (last_id == static_cast<std::uint64_t>(opts_.tokens)) {
+    stats_.stream_s.push_back(static_cast<double>(stats_.now_monotonic_ns - first_event_ns) / 1e9);
+    if (opts_.mode == run_mode::fanout) ++stats_.complete_subscribers;
   }
 }
 
@@ -742,6 +778,19 @@ class load_run {
   void on_readable(connection& c);
   void finish(connection& c, bool ok);
   void report(double wall_s, double cpu_s, bool timed_out);
+  // fanout: the publisher connection.
+  static constexpr std::uint32_t publisher_cookie = UINT32_MAX;
+  void start_publisher();
+  void maybe_publish(std::int64_t now);
+  void publish_one(std::int64_t now);
+  static constexpr std::size_t max_publish_inflight = 32;
+  void on_publisher_readable();
+  std::int64_t publish_due_ns(std::uint64_t n) const {
+    return opts_.rate > 0
+               ? pub_start_ns_ + static_cast<std::int64_t>(static_cast<double>(n - 1) * 1e9 /
+                                                           static_cast<double>(opts_.rate))
+               : pub_start_ns_;
+  }
 
   const options& opts_;
   sockaddr_storage addr_{};
@@ -760,7 +809,111 @@ class load_run {
   std::int64_t hold_until_ns_ = 0;
   std::uint64_t closed_during_hold_ = 0;
   std::array<char, 256 * 1024> buf_{};
+  int pub_fd_ = -1;
+  std::string pub_in_;
+  std::string pub_text_;
+  std::deque<std::int64_t> pub_sent_;  // send times of requests awaiting a reply
+  std::uint64_t pub_acked_ = 0;
+  std::uint64_t pub_next_ = 1;
+  std::int64_t publish_at_ns_ = 0;  // when the publisher starts (0: not yet decided)
+  std::int64_t pub_start_ns_ = 0;
+  std::int64_t pub_last_send_ns_ = 0;
+  std::int64_t publish_done_ns_ = 0;
+  std::uint64_t pub_late_ = 0;    // events sent more than 1 ms after their due time
+  std::uint64_t pub_errors_ = 0;  // non-2xx replies or a broken publisher connection
+  log_linear_histogram pub_rtt_us_;
 };
+
+void load_run::start_publisher() {
+  pub_fd_ = socket(addr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (pub_fd_ < 0 || connect(pub_fd_, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) < 0) {
+    std::perror("publisher connect");
+    ++pub_errors_;
+    publish_done_ns_ = monotonic_ns();
+    return;
+  }
+  const int one = 1;
+  setsockopt(pub_fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  fcntl(pub_fd_, F_SETFL, fcntl(pub_fd_, F_GETFL) | O_NONBLOCK);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  ev.data.u32 = publisher_cookie;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pub_fd_, &ev);
+  for (long i = 0; i < opts_.bytes; ++i) pub_text_.push_back(static_cast<char>('a' + i % 26));
+  pub_start_ns_ = monotonic_ns();
+}
+
+// Sends every event that is due, keeping at most max_publish_inflight
+// requests unanswered (HTTP/1.1 pipelining): the publisher's rate then does
+// not hang on one scheduling round trip of a shared machine per event.
+void load_run::maybe_publish(std::int64_t now) {
+  while (pub_fd_ >= 0 && publish_done_ns_ == 0 && pub_sent_.size() < max_publish_inflight &&
+         pub_next_ <= static_cast<std::uint64_t>(opts_.tokens) && now >= publish_due_ns(pub_next_))
+    publish_one(now);
+}
+
+void load_run::publish_one(std::int64_t now) {
+  const std::int64_t due = publish_due_ns(pub_next_);
+  if (now - due > 1'000'000) ++pub_late_;
+  const std::string body = "{\"seq\":" + std::to_string(pub_next_) +
+                           ",\"ts\":" + std::to_string(realtime_us()) + ",\"t\":\"" + pub_text_ +
+                           "\"}";
+  const std::string path = opts_.pub_path.empty() ? opts_.sub_path : opts_.pub_path;
+  const std::string req =
+      "POST " + path + " HTTP/1.1\r\nHost: " + opts_.host +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  const ssize_t w = send(pub_fd_, req.data(), req.size(), MSG_NOSIGNAL);
+  if (w != static_cast<ssize_t>(req.size())) {
+    ++pub_errors_;
+    publish_done_ns_ = now;
+    return;
+  }
+  pub_sent_.push_back(now);
+  pub_last_send_ns_ = now;
+  ++pub_next_;
+}
+
+void load_run::on_publisher_readable() {
+  const ssize_t n = read(pub_fd_, buf_.data(), buf_.size());
+  if (n <= 0) {
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    ++pub_errors_;
+    close(pub_fd_);
+    pub_fd_ = -1;
+    publish_done_ns_ = monotonic_ns();
+    return;
+  }
+  pub_in_.append(buf_.data(), static_cast<std::size_t>(n));
+  for (;;) {
+    const std::size_t end = pub_in_.find("\r\n\r\n");
+    if (end == std::string::npos) return;
+    std::size_t length = 0;
+    std::string head = pub_in_.substr(0, end);
+    for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (auto p = head.find("content-length:"); p != std::string::npos) {
+      std::size_t q = p + 15;
+      while (q < head.size() && head[q] == ' ') ++q;
+      std::from_chars(head.data() + q, head.data() + head.size(), length);
+    }
+    if (pub_in_.size() < end + 4 + length) return;
+    if (head.size() < 12 || head[9] != '2') {
+      ++pub_errors_;
+      if (!opts_.json) std::fprintf(stderr, "publish: %s\n", head.substr(0, 40).c_str());
+    }
+    pub_in_.erase(0, end + 4 + length);
+    const std::int64_t now = monotonic_ns();
+    if (!pub_sent_.empty()) {
+      pub_rtt_us_.record(static_cast<std::uint64_t>((now - pub_sent_.front()) / 1000));
+      pub_sent_.pop_front();
+    }
+    if (++pub_acked_ >= static_cast<std::uint64_t>(opts_.tokens)) {
+      publish_done_ns_ = now;
+      return;
+    }
+    maybe_publish(now);
+  }
+}
 
 std::string load_run::build_request(int k) const {
   std::string host = opts_.host + ":" + std::to_string(opts_.port);
@@ -771,6 +924,10 @@ std::string load_run::build_request(int k) const {
     return "POST /v1/bench/tokens HTTP/1.1\r\nHost: " + host +
            "\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: " +
            std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+  if (opts_.mode == run_mode::fanout) {
+    return "GET " + opts_.sub_path + " HTTP/1.1\r\nHost: " + host +
+           "\r\nAccept: text/event-stream\r\n\r\n";
   }
   return "GET /v1/streams/" + opts_.prefix + std::to_string(k) +
          "/events HTTP/1.1\r\nHost: " + host + "\r\nAccept: text/event-stream\r\n\r\n";
@@ -910,6 +1067,10 @@ void load_run::on_readable(connection& c) {
 }
 
 void load_run::handle(std::uint32_t index, std::uint32_t events) {
+  if (index == publisher_cookie) {
+    if (pub_fd_ >= 0) on_publisher_readable();
+    return;
+  }
   connection& c = *conns_[index];
   if (c.fd < 0) return;
   if (events & EPOLLOUT) on_writable(c);
@@ -941,6 +1102,20 @@ int load_run::run() {
     const std::int64_t now = monotonic_ns();
     if (opts_.mode == run_mode::tokens) {
       if (finished_ == opts_.connections) break;
+    } else if (opts_.mode == run_mode::fanout) {
+      if (publish_at_ns_ == 0 && next_to_start_ == opts_.connections && inflight_ == 0) {
+        publish_at_ns_ = now + static_cast<std::int64_t>(opts_.settle_seconds * 1e9);
+      }
+      if (publish_at_ns_ != 0 && now >= publish_at_ns_ && pub_fd_ < 0 && publish_done_ns_ == 0) {
+        start_publisher();
+      }
+      maybe_publish(now);
+      if (stats_.complete_subscribers == static_cast<std::uint64_t>(opts_.connections) &&
+          publish_done_ns_ != 0)
+        break;
+      // Deliveries still missing 5 s after the last publish count as errors.
+      if (publish_done_ns_ != 0 && now - publish_done_ns_ > 5'000'000'000) break;
+      if (open_ == 0 && finished_ == opts_.connections) break;
     } else {
       if (hold_until_ns_ == 0 && next_to_start_ == opts_.connections && inflight_ == 0) {
         // Every connection has its response head (or failed): the server has
@@ -959,8 +1134,21 @@ int load_run::run() {
     }
     std::int64_t wake = deadline;
     if (hold_until_ns_ != 0) wake = std::min(wake, hold_until_ns_);
-    const int timeout_ms =
-        static_cast<int>(std::clamp<std::int64_t>((wake - now) / 1'000'000 + 1, 0, 1000));
+    if (publish_at_ns_ != 0 && pub_fd_ < 0 && publish_done_ns_ == 0)
+      wake = std::min(wake, publish_at_ns_);
+    const bool pub_may_send = pub_fd_ >= 0 && publish_done_ns_ == 0 &&
+                              pub_sent_.size() < max_publish_inflight &&
+                              pub_next_ <= static_cast<std::uint64_t>(opts_.tokens);
+    if (pub_may_send) wake = std::min(wake, publish_due_ns(pub_next_));
+    int timeout_ms;
+    if (pub_may_send) {
+      // Publishing at up to thousands a second needs sub-millisecond waits:
+      // spin on a zero timeout when the next event is due within 1 ms.
+      timeout_ms = static_cast<int>(std::clamp<std::int64_t>((wake - now) / 1'000'000, 0, 1000));
+    } else {
+      timeout_ms =
+          static_cast<int>(std::clamp<std::int64_t>((wake - now) / 1'000'000 + 1, 0, 1000));
+    }
     const int n = epoll_wait(epoll_fd_, evs.data(), static_cast<int>(evs.size()), timeout_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -973,15 +1161,20 @@ int load_run::run() {
   // hold; otherwise (timeout) those connections count as unfinished.
   for (auto& c : conns_) {
     if (c->fd < 0) continue;
-    const bool ok = opts_.mode == run_mode::idle && !timed_out && c->state == phase::streaming;
-    if (!ok) ++stats_.errors.unfinished;
+    bool ok = opts_.mode == run_mode::idle && !timed_out && c->state == phase::streaming;
+    if (opts_.mode == run_mode::fanout) {
+      ok = c->last_id == static_cast<std::uint64_t>(opts_.tokens);
+      if (!ok) ++stats_.errors.short_streams;
+    } else if (!ok) {
+      ++stats_.errors.unfinished;
+    }
     finish(*c, ok);
   }
   const double wall_s = static_cast<double>(monotonic_ns() - t0) / 1e9;
   const double cpu_s = cpu_seconds_self() - cpu0;
   report(wall_s, cpu_s, timed_out);
   if (timed_out) return 2;
-  return stats_.errors.total() == 0 ? 0 : 1;
+  return stats_.errors.total() == 0 && pub_errors_ == 0 ? 0 : 1;
 }
 
 // ---------------------------------------------------------------- report
@@ -1019,7 +1212,18 @@ struct json_writer {
 };
 
 void load_run::report(double wall_s, double cpu_s, bool timed_out) {
-  const bool tokens = opts_.mode == run_mode::tokens;
+  const bool tokens = opts_.mode != run_mode::idle;  // tokens or fanout
+  const bool fanout = opts_.mode == run_mode::fanout;
+  const char* mode_name = fanout ? "fanout" : tokens ? "tokens" : "idle";
+  const double stream_p50 = exact_percentile(stats_.stream_s, 50);
+  const double stream_p99 = exact_percentile(stats_.stream_s, 99);
+  const double stream_max = stats_.stream_s.empty() ? 0 : stats_.stream_s.back();
+  const double stream_min = stats_.stream_s.empty() ? 0 : stats_.stream_s.front();
+  const double pub_window_s = pub_last_send_ns_ > pub_start_ns_
+                                  ? static_cast<double>(pub_last_send_ns_ - pub_start_ns_) / 1e9
+                                  : 0;
+  const double pub_rate =
+      pub_window_s > 0 && pub_next_ > 2 ? static_cast<double>(pub_next_ - 2) / pub_window_s : 0;
   const double window_s =
       stats_.last_event_ns > stats_.first_byte_ns
           ? static_cast<double>(stats_.last_event_ns - stats_.first_byte_ns) / 1e9
@@ -1047,8 +1251,8 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
 
   // Human table: stdout normally, stderr when stdout carries the JSON line.
   std::FILE* t = opts_.json ? stderr : stdout;
-  std::fprintf(t, "sluice_loadgen %s  %s:%d  connections=%d", tokens ? "tokens" : "idle",
-               opts_.host.c_str(), opts_.port, opts_.connections);
+  std::fprintf(t, "sluice_loadgen %s  %s:%d  connections=%d", mode_name, opts_.host.c_str(),
+               opts_.port, opts_.connections);
   if (tokens) {
     std::fprintf(t, " tokens=%ld bytes=%ld rate=%ld", opts_.tokens, opts_.bytes, opts_.rate);
   }
@@ -1071,6 +1275,15 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
         h.percentile(90), h.percentile(99));
     row("latency p99.9/max (us)", "%" PRIu64 " / %" PRIu64, h.percentile(99.9), h.max());
     row("TTFE p50/p99/max (ms)", "%.2f / %.2f / %.2f", ttfe_p50, ttfe_p99, ttfe_max);
+    row("stream length min/p50/max", "%.3f / %.3f / %.3f s", stream_min, stream_p50, stream_max);
+    if (fanout) {
+      row("publisher rate achieved", "%.1f events/s (offered %ld)", pub_rate, opts_.rate);
+      row("publisher late >1ms/errors", "%" PRIu64 " / %" PRIu64, pub_late_, pub_errors_);
+      row("publish round trip p50/p99", "%" PRIu64 " / %" PRIu64 " us", pub_rtt_us_.percentile(50),
+          pub_rtt_us_.percentile(99));
+      row("subscribers complete", "%" PRIu64 " / %d", stats_.complete_subscribers,
+          opts_.connections);
+    }
   } else {
     if (opts_.server_pid > 0) {
       row("server VmRSS before/after", "%ld / %ld kB (after hold: %ld kB)", rss_before_kb_,
@@ -1093,10 +1306,11 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
   if (tokens) row("loadgen CPU per 1M events", "%.3f s", cpu_per_million);
   if (tokens) {
     std::fprintf(t,
-                 "SUMMARY tokens conns=%d events=%" PRIu64 "/%" PRIu64 " events/s=%.0f p50=%" PRIu64
+                 "SUMMARY %s conns=%d events=%" PRIu64 "/%" PRIu64 " events/s=%.0f p50=%" PRIu64
                  "us p99=%" PRIu64 "us ttfe_p50=%.1fms errors=%" PRIu64 " loadgen_cpu=%.1f%%%s\n",
-                 opts_.connections, stats_.events, expected, events_per_s, h.percentile(50),
-                 h.percentile(99), ttfe_p50, e.total(), cpu_pct, timed_out ? " TIMEOUT" : "");
+                 mode_name, opts_.connections, stats_.events, expected, events_per_s,
+                 h.percentile(50), h.percentile(99), ttfe_p50, e.total(), cpu_pct,
+                 timed_out ? " TIMEOUT" : "");
   } else {
     std::fprintf(t,
                  "SUMMARY idle conns=%d/%d rss_per_conn=%.0fB heartbeats=%" PRIu64
@@ -1106,10 +1320,19 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
   }
   std::fflush(t);
 
+  if (tokens && !opts_.percentiles_file.empty()) {
+    if (std::FILE* f = std::fopen(opts_.percentiles_file.c_str(), "w")) {
+      std::fprintf(f, "# percentile latency_us\n");
+      for (double pct : {1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0,
+                         99.5, 99.9, 99.99, 100.0})
+        std::fprintf(f, "%g %" PRIu64 "\n", pct, h.percentile(pct));
+      std::fclose(f);
+    }
+  }
   if (!opts_.json) return;
   // Flat keys so shell scripts can pick a field with grep or jq.
   json_writer j;
-  j.str("mode", tokens ? "tokens" : "idle");
+  j.str("mode", mode_name);
   j.num("connections", opts_.connections);
   j.num("connections_with_headers", headers_ok_);
   j.num("headers_ms_p50", head_p50);
@@ -1138,6 +1361,19 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
     j.num("ttfe_ms_p50", ttfe_p50);
     j.num("ttfe_ms_p99", ttfe_p99);
     j.num("ttfe_ms_max", ttfe_max);
+    j.num("stream_s_min", stream_min);
+    j.num("stream_s_p50", stream_p50);
+    j.num("stream_s_p99", stream_p99);
+    j.num("stream_s_max", stream_max);
+    j.num("streams_complete", static_cast<double>(stats_.stream_s.size()));
+    if (fanout) {
+      j.num("publish_rate", std::round(pub_rate * 10) / 10);
+      j.num("publish_late", static_cast<double>(pub_late_));
+      j.num("publish_errors", static_cast<double>(pub_errors_));
+      j.num("publish_rtt_us_p50", static_cast<double>(pub_rtt_us_.percentile(50)));
+      j.num("publish_rtt_us_p99", static_cast<double>(pub_rtt_us_.percentile(99)));
+      j.num("subscribers_complete", static_cast<double>(stats_.complete_subscribers));
+    }
   } else {
     j.str("prefix", opts_.prefix);
     j.num("server_pid", static_cast<double>(opts_.server_pid));

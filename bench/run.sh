@@ -1,87 +1,119 @@
 #!/usr/bin/env bash
-# Sluice benchmark (`make bench`): the server pinned to core 0, sluice_loadgen
-# pinned to core 1, two workloads:
-#   tokens  1,000 streams x 2,000 tokens x 8 bytes, rate 0 (as fast as possible)
-#   idle    10,000 open SSE connections: server RSS per connection
-# Prints a markdown table and writes it, with the commands and the date, to
-# bench/results/latest.md.
+# The Sluice benchmark suite (`make bench`). Every server under test ("peer")
+# is started by this script, pinned to core 0 (SERVER_CORE); the load
+# generator (build/sluice_loadgen, one thread, epoll) runs on core 1.
+#
+# Peers (all built here or from Debian packages; bench/setup.sh installs them):
+#   floor    bench/floor_server.cpp: minimal single-threaded epoll server,
+#            one write per event, no framework, no guarantees (the floor)
+#   sluice   build/sluice serve --enable-bench --threads 1
+#   node     bench/peers/node_server.js: Node.js, built-in `http` only
+#   nchan    nginx + the nchan module (fan-out and idle only; it has no
+#            token producer)
+#   fastapi  bench/peers/fastapi_server.py: FastAPI + uvicorn, one worker
+#
+# Workloads (exact loadgen commands are written to the results file):
+#   tokens      1,000 streams x 2,000 tokens x 8 B, unpaced: events/s, CPU
+#               per event, and time to first event (TTFE) under that load
+#   paced       1,000 streams x 200 tokens x 8 B at 50 tokens/s: server CPU,
+#               latency, stream length (ideal 3.98 s)
+#   fanout10    1,000 subscribers of one stream, 50 events at 10 events/s
+#   fanout1000  1,000 subscribers of one stream, 1,000 events at 1,000/s
+#   idle        10,000 idle SSE subscribers: server RSS per connection
+#   wsidle      2,000 idle WebSocket connections to Sluice (sluice_ws_idle)
+#
+# Each workload runs RUNS times per peer, interleaved (run 1 of every peer,
+# then run 2...), each on a fresh server. Output:
+#   bench/results/<UTC stamp>.md   every figure, commands, raw loadgen JSON
+#   bench/results/latest.md        a copy of it
+#   docs/bench-*.png               charts (gnuplot), unless CHARTS_DIR is empty
 #
 # Usage: bash bench/run.sh [BUILD_DIR]      (BUILD_DIR defaults to build)
-# Smaller runs through the environment, e.g.
-#   TOKENS_CONNECTIONS=100 TOKENS=500 IDLE_CONNECTIONS=1000 bash bench/run.sh build
-# Knobs: TOKENS_CONNECTIONS (1000) TOKENS (2000) TOKEN_BYTES (8) TOKEN_RATE (0)
-#        IDLE_CONNECTIONS (10000) IDLE_HOLD_SECONDS (2) TIMEOUT_SECONDS (120)
-#        PORT (a free one is picked) SERVER_CORE (0) LOADGEN_CORE (1)
-#        RESULTS_FILE (bench/results/latest.md; empty = don't write)
-# Exit status: 0 when every workload ran without errors, 1 otherwise.
+# Knobs: RUNS (2) PEERS ("floor sluice node nchan fastapi")
+#        WORKLOADS ("tokens paced fanout10 fanout1000 idle wsidle")
+#        TOKENS_CONNECTIONS (1000) TOKENS (2000) PACED_TOKENS (200) PACED_RATE (50)
+#        FANOUT_CONNECTIONS (1000) IDLE_CONNECTIONS (10000) WS_IDLE_CONNECTIONS (2000)
+#        TIMEOUT_SECONDS (30) SERVER_CORE (0) LOADGEN_CORE (1) CHARTS_DIR (docs)
+#        SLUICE_ARGS (extra `sluice serve` options)
+# Exit status: 0 when Sluice and the floor ran every workload without errors.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-SERVER_BIN=$BUILD/sluice
 LOADGEN_BIN=$BUILD/sluice_loadgen
 
+RUNS=${RUNS:-2}
+PEERS=${PEERS:-"floor sluice node nchan fastapi"}
+WORKLOADS=${WORKLOADS:-"tokens paced fanout10 fanout1000 idle wsidle"}
 TOKENS_CONNECTIONS=${TOKENS_CONNECTIONS:-1000}
 TOKENS=${TOKENS:-2000}
-TOKEN_BYTES=${TOKEN_BYTES:-8}
-TOKEN_RATE=${TOKEN_RATE:-0}
+PACED_TOKENS=${PACED_TOKENS:-200}
+PACED_RATE=${PACED_RATE:-50}
+FANOUT_CONNECTIONS=${FANOUT_CONNECTIONS:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
-IDLE_HOLD_SECONDS=${IDLE_HOLD_SECONDS:-2}
-TIMEOUT_SECONDS=${TIMEOUT_SECONDS:-120}
+WS_IDLE_CONNECTIONS=${WS_IDLE_CONNECTIONS:-2000}
+TIMEOUT_SECONDS=${TIMEOUT_SECONDS:-30}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
-RESULTS_FILE=${RESULTS_FILE-$ROOT/bench/results/latest.md}
+CHARTS_DIR=${CHARTS_DIR-$ROOT/docs}
+SLUICE_ARGS=${SLUICE_ARGS:-}
+PYTHON=/usr/bin/python3
 
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 
-for bin in "$SERVER_BIN" "$LOADGEN_BIN"; do
+for bin in "$BUILD/sluice" "$LOADGEN_BIN" "$BUILD/sluice_floor" "$BUILD/sluice_ws_idle"; do
   [[ -x $bin ]] || die "$bin not found; build first (make build)"
 done
 for tool in taskset curl; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
-
-# 10,000 idle connections need more than the usual 1,024 descriptors on both
-# sides (the server inherits this limit; the loadgen also raises its own).
-if ! ulimit -n 20000 2>/dev/null; then
-  ulimit -n "$(ulimit -Hn)"
-  echo "bench/run.sh: warning: could not raise open files to 20000; using $(ulimit -n)" >&2
-fi
-
-port_in_use() {
-  if command -v ss >/dev/null; then
-    [[ -n $(ss -Htln "sport = :$1" 2>/dev/null) ]]
-  else
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-  fi
+available() {  # available PEER: its runtime is installed (bench/setup.sh)
+  case $1 in
+    node) command -v node >/dev/null ;;
+    nchan) command -v nginx >/dev/null && [[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]] ;;
+    fastapi) "$PYTHON" -c 'import fastapi, uvicorn' 2>/dev/null ;;
+    *) true ;;
+  esac
+}
+supports() {  # supports PEER WORKLOAD
+  case "$1:$2" in
+    nchan:tokens | nchan:paced) false ;;
+    *:wsidle) [[ $1 == sluice ]] ;;
+    *) true ;;
+  esac
 }
 
+if ! ulimit -n 20000 2>/dev/null; then
+  ulimit -n "$(ulimit -Hn)"
+  echo "bench/run.sh: warning: open files limited to $(ulimit -n)" >&2
+fi
+
+port_in_use() { [[ -n $(ss -Htln "sport = :$1" 2>/dev/null) ]]; }
 pick_port() {
-  if [[ -n ${PORT:-} ]]; then echo "$PORT"; return; fi
-  # Below the ephemeral range (32768+), so the loadgen's own sockets can't take it.
   local candidate
   for _ in $(seq 1 50); do
     candidate=$((20000 + RANDOM % 10000))
-    if ! port_in_use "$candidate"; then echo "$candidate"; return; fi
+    port_in_use "$candidate" || { echo "$candidate"; return; }
   done
   die "no free port found"
 }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 SERVER_LOG=$WORK/server.log
-SERVER_PID=
+MAIN_PID=    # the process we started (nginx: the master)
+SERVER_PID=  # the process whose CPU and memory we measure (nginx: the worker)
 stop_server() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
+  if [[ -n $MAIN_PID ]] && kill -0 "$MAIN_PID" 2>/dev/null; then
+    kill -TERM "$MAIN_PID" 2>/dev/null || true
     for _ in $(seq 1 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
+      kill -0 "$MAIN_PID" 2>/dev/null || break
       sleep 0.1
     done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    kill -KILL "$MAIN_PID" 2>/dev/null || true
   fi
-  [[ -n $SERVER_PID ]] && { wait "$SERVER_PID" 2>/dev/null || true; }
-  SERVER_PID=
+  [[ -n $MAIN_PID ]] && { wait "$MAIN_PID" 2>/dev/null || true; }
+  MAIN_PID= SERVER_PID=
 }
 cleanup() {
   stop_server
@@ -90,34 +122,53 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Each workload gets a fresh server: finished bench streams stay replayable
-# (--finished-ttl-s), and memory they free is reused by later connections, so
-# an idle run after the tokens run would understate RSS per connection.
+# start_server PEER: starts it pinned to SERVER_CORE on a fresh port; sets
+# SERVER_PORT, MAIN_PID, SERVER_PID and SERVER_CMD (for the record).
 start_server() {
+  local peer=$1
   SERVER_PORT=$(pick_port)
-  SERVER_CMD=(taskset -c "$SERVER_CORE" "$SERVER_BIN" serve --enable-bench --host 127.0.0.1 --port "$SERVER_PORT"
-              --threads 1 --max-connections 20000 --heartbeat-ms 10000)
-  "${SERVER_CMD[@]}" >"$SERVER_LOG" 2>&1 &
-  SERVER_PID=$!  # taskset execs the server, so this is the server's pid
+  local pin=(taskset -c "$SERVER_CORE")
+  case $peer in
+    sluice)
+      # shellcheck disable=SC2206
+      SERVER_CMD=("$BUILD/sluice" serve --enable-bench true --host 127.0.0.1 --port "$SERVER_PORT"
+                  --threads 1 --max-connections 20000 --heartbeat-ms 10000 $SLUICE_ARGS) ;;
+    floor) SERVER_CMD=("$BUILD/sluice_floor" --host 127.0.0.1 --port "$SERVER_PORT") ;;
+    node) SERVER_CMD=(node "$ROOT/bench/peers/node_server.js" "$SERVER_PORT") ;;
+    fastapi) SERVER_CMD=("$PYTHON" "$ROOT/bench/peers/fastapi_server.py" "$SERVER_PORT") ;;
+    nchan)
+      mkdir -p "$WORK/nginx/tmp" "$WORK/nginx/logs"
+      sed -e "s|@PREFIX@|$WORK/nginx|g" -e "s|@PORT@|$SERVER_PORT|g" \
+        "$ROOT/bench/peers/nchan.conf.in" >"$WORK/nginx/nchan.conf"
+      SERVER_CMD=(nginx -p "$WORK/nginx" -c "$WORK/nginx/nchan.conf") ;;
+    *) die "unknown peer $peer" ;;
+  esac
+  "${pin[@]}" "${SERVER_CMD[@]}" >"$SERVER_LOG" 2>&1 &
+  MAIN_PID=$!  # taskset execs the server
   local code
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+  for _ in $(seq 1 150); do
+    if ! kill -0 "$MAIN_PID" 2>/dev/null; then
       tail -n 20 "$SERVER_LOG" >&2
-      die "server exited during start-up"
+      die "$peer exited during start-up"
     fi
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
       "http://127.0.0.1:$SERVER_PORT/healthz" || true)
-    [[ $code == 200 ]] && return 0
+    if [[ $code == 200 ]]; then
+      SERVER_PID=$MAIN_PID
+      if [[ $peer == nchan ]]; then
+        SERVER_PID=$(pgrep -P "$MAIN_PID" | head -n 1)
+        [[ -n $SERVER_PID ]] || die "nginx has no worker process"
+      fi
+      return 0
+    fi
     sleep 0.1
   done
   tail -n 20 "$SERVER_LOG" >&2
-  die "server did not answer /healthz with 200 in 10 s"
+  die "$peer did not answer /healthz with 200 in 15 s"
 }
 
 CLK_TCK=$(getconf CLK_TCK)
-# utime+stime of the server in clock ticks (/proc/PID/stat fields 14 and 15;
-# the command name in field 2 may contain spaces, so cut after its ')').
-server_cpu_ticks() {
+server_cpu_ticks() {  # utime+stime of SERVER_PID (all its threads)
   local stat
   stat=$(<"/proc/$SERVER_PID/stat")
   stat=${stat##*) }
@@ -125,10 +176,6 @@ server_cpu_ticks() {
   set -- $stat
   echo $(( ${12} + ${13} ))
 }
-
-# Busy ticks (user+nice+system+irq+softirq+steal) of the server's core, from
-# /proc/stat; minus the server's own ticks this is what other processes (or the
-# hypervisor) took from the server's core during a workload on a shared machine.
 core_busy_ticks() {
   local line
   line=$(grep "^cpu$SERVER_CORE " /proc/stat)
@@ -136,115 +183,165 @@ core_busy_ticks() {
   set -- $line
   echo $(( $2 + $3 + $4 + $7 + $8 + $9 ))
 }
-
-# field JSON KEY: a value from the loadgen's flat one-line JSON.
 field() { sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$1"; }
 
-# run_loadgen NAME ARGS...: runs one workload against a fresh server; sets
-# LAST_JSON, LAST_RC, LAST_SERVER_CPU_S, LAST_OTHER_CPU_S. "@PORT@" and "@PID@" in ARGS are
-# replaced with the server's port and pid.
-run_loadgen() {
-  local name=$1; shift
-  start_server
-  local args=("${@//@PORT@/$SERVER_PORT}")
-  args=("${args[@]//@PID@/$SERVER_PID}")
-  local before after core_before core_after
-  before=$(server_cpu_ticks)
-  core_before=$(core_busy_ticks)
-  echo "== $name: ${SERVER_CMD[*]}" >&2
-  echo "== $name: ${LOADGEN_CMD_PREFIX[*]} ${args[*]} --json" >&2
-  LAST_RC=0
-  LAST_JSON=$("${LOADGEN_CMD_PREFIX[@]}" "${args[@]}" --json) || LAST_RC=$?
-  kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$SERVER_LOG" >&2; die "server died during $name"; }
-  after=$(server_cpu_ticks)
-  core_after=$(core_busy_ticks)
-  LAST_SERVER_CPU_S=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
-  LAST_OTHER_CPU_S=$(awk -v t=$((core_after - core_before - (after - before))) -v hz="$CLK_TCK" \
-    'BEGIN { if (t < 0) t = 0; printf "%.2f", t / hz }')
-  stop_server
-  [[ -n $LAST_JSON ]] || die "loadgen produced no JSON for $name (exit $LAST_RC)"
+LOADGEN=(taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN")
+COMMON=(--host 127.0.0.1 --port @PORT@ --timeout-seconds "$TIMEOUT_SECONDS" --json)
+workload_args() {  # workload_args WORKLOAD -> LOADGEN_ARGS
+  case $1 in
+    tokens) LOADGEN_ARGS=(tokens "${COMMON[@]}" --connections "$TOKENS_CONNECTIONS"
+                          --tokens "$TOKENS" --bytes 8 --rate 0) ;;
+    paced) LOADGEN_ARGS=(tokens "${COMMON[@]}" --connections "$TOKENS_CONNECTIONS"
+                         --tokens "$PACED_TOKENS" --bytes 8 --rate "$PACED_RATE") ;;
+    fanout10) LOADGEN_ARGS=(fanout "${COMMON[@]}" --connections "$FANOUT_CONNECTIONS"
+                            --sub-path /v1/streams/fanout/events --tokens 50 --bytes 8 --rate 10) ;;
+    fanout1000) LOADGEN_ARGS=(fanout "${COMMON[@]}" --connections "$FANOUT_CONNECTIONS"
+                              --sub-path /v1/streams/fanout/events --tokens 1000 --bytes 8
+                              --rate 1000) ;;
+    idle) LOADGEN_ARGS=(idle "${COMMON[@]}" --connections "$IDLE_CONNECTIONS"
+                        --server-pid @PID@ --hold-seconds 2) ;;
+  esac
 }
 
-LOADGEN_CMD_PREFIX=(taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN")
-COMMON=(--host 127.0.0.1 --port @PORT@ --timeout-seconds "$TIMEOUT_SECONDS")
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+RESULTS_DIR=$ROOT/bench/results
+mkdir -p "$RESULTS_DIR"
+DATA=$WORK/data.tsv  # one line per (workload, peer, run)
+RAW=$WORK/raw.txt
+COMMANDS=$WORK/commands.txt
+: >"$RAW"
+: >"$COMMANDS"
+printf 'workload\tpeer\trun\tevents\texpected\tevents_per_s\tserver_cpu_s\tcpu_us_per_event\tp50_us\tp90_us\tp99_us\tp999_us\tmax_us\tttfe_p50_ms\tttfe_p99_ms\tstream_p50_s\tstream_max_s\trss_per_conn_b\tpublish_rate\tsubscribers_complete\terrors\ttimed_out\tother_cpu_s\tloadgen_cpu_pct\n' >"$DATA"
+FAILED=0
+T_START=$(date +%s)
 
-TOKENS_ARGS=(tokens "${COMMON[@]}" --connections "$TOKENS_CONNECTIONS" --tokens "$TOKENS"
-             --bytes "$TOKEN_BYTES" --rate "$TOKEN_RATE")
-run_loadgen tokens "${TOKENS_ARGS[@]}"
-TOKENS_JSON=$LAST_JSON TOKENS_RC=$LAST_RC TOKENS_SERVER_CPU=$LAST_SERVER_CPU_S
-TOKENS_OTHER_CPU=$LAST_OTHER_CPU_S
+run_one() {  # run_one WORKLOAD PEER RUN
+  local workload=$1 peer=$2 run=$3
+  if [[ $workload == wsidle ]]; then
+    local out
+    echo "== wsidle/$peer run $run: $BUILD/sluice_ws_idle --sluice $BUILD/sluice --connections $WS_IDLE_CONNECTIONS --deflate off" >&2
+    out=$("$BUILD/sluice_ws_idle" --sluice "$BUILD/sluice" --connections "$WS_IDLE_CONNECTIONS" \
+      --deflate off --port "$(pick_port)" 2>&1) || { echo "$out" >&2; FAILED=1; return; }
+    echo "### wsidle $peer run $run" >>"$RAW"
+    echo "$out" >>"$RAW"
+    local kib
+    kib=$(sed -n 's/.*idle: .*+\([0-9.]*\) KiB per connection.*/\1/p' <<<"$out")
+    printf 'wsidle\t%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t%s\t\t\t0\tfalse\t\t\n' "$peer" "$run" \
+      "$(awk -v k="$kib" 'BEGIN { printf "%.0f", k * 1024 }')" >>"$DATA"
+    return
+  fi
+  start_server "$peer"
+  workload_args "$workload"
+  local args=("${LOADGEN_ARGS[@]//@PORT@/$SERVER_PORT}")
+  args=("${args[@]//@PID@/$SERVER_PID}")
+  [[ $workload == paced || $workload == fanout* ]] &&
+    args+=(--percentiles-file "$WORK/pct-$workload-$peer-$run.txt")
+  if [[ $run == 1 ]]; then
+    echo "- $workload / $peer: \`taskset -c $SERVER_CORE ${SERVER_CMD[*]}\` then \`${LOADGEN[*]} ${LOADGEN_ARGS[*]}\`" \
+      | sed -e "s|$ROOT/||g" -e "s|$WORK|\$WORK|g" >>"$COMMANDS"
+  fi
+  echo "== $workload/$peer run $run" >&2
+  local before after core_before core_after json rc=0
+  before=$(server_cpu_ticks)
+  core_before=$(core_busy_ticks)
+  json=$("${LOADGEN[@]}" "${args[@]}" 2>"$WORK/loadgen.err") || rc=$?
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    tail -n 20 "$SERVER_LOG" >&2
+    echo "bench/run.sh: $peer died during $workload" >&2
+    FAILED=1
+    stop_server
+    return
+  fi
+  after=$(server_cpu_ticks)
+  core_after=$(core_busy_ticks)
+  stop_server
+  grep SUMMARY "$WORK/loadgen.err" >&2 || true
+  [[ -n $json ]] || { echo "bench/run.sh: no JSON from loadgen ($workload/$peer, exit $rc)" >&2; FAILED=1; return; }
+  echo "### $workload $peer run $run (loadgen exit $rc)" >>"$RAW"
+  echo "$json" >>"$RAW"
+  local cpu other events
+  cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+  other=$(awk -v t=$((core_after - core_before - (after - before))) -v hz="$CLK_TCK" \
+    'BEGIN { if (t < 0) t = 0; printf "%.2f", t / hz }')
+  events=$(field "$json" events)
+  local per_event=
+  [[ -n $events && $events != 0 ]] &&
+    per_event=$(awk -v c="$cpu" -v e="$events" 'BEGIN { printf "%.2f", c * 1e6 / e }')
+  local errs
+  errs=$(field "$json" errors)
+  [[ $(field "$json" publish_errors) =~ ^[1-9] ]] && errs=$((errs + $(field "$json" publish_errors)))
+  if [[ $rc != 0 && ($peer == sluice || $peer == floor) ]]; then FAILED=1; fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$workload" "$peer" "$run" "$events" "$(field "$json" expected_events)" \
+    "$(field "$json" events_per_s)" "$cpu" "$per_event" \
+    "$(field "$json" latency_us_p50)" "$(field "$json" latency_us_p90)" \
+    "$(field "$json" latency_us_p99)" "$(field "$json" latency_us_p999)" \
+    "$(field "$json" latency_us_max)" "$(field "$json" ttfe_ms_p50)" "$(field "$json" ttfe_ms_p99)" \
+    "$(field "$json" stream_s_p50)" "$(field "$json" stream_s_max)" \
+    "$(field "$json" rss_per_conn_bytes)" "$(field "$json" publish_rate)" \
+    "$(field "$json" subscribers_complete)" "$errs" "$(field "$json" timed_out)" "$other" \
+    "$(field "$json" loadgen_cpu_pct)" >>"$DATA"
+}
 
-IDLE_ARGS=(idle "${COMMON[@]}" --connections "$IDLE_CONNECTIONS" --server-pid @PID@
-           --hold-seconds "$IDLE_HOLD_SECONDS")
-run_loadgen idle "${IDLE_ARGS[@]}"
-IDLE_JSON=$LAST_JSON IDLE_RC=$LAST_RC IDLE_SERVER_CPU=$LAST_SERVER_CPU_S
-IDLE_OTHER_CPU=$LAST_OTHER_CPU_S
+for run in $(seq 1 "$RUNS"); do
+  for workload in $WORKLOADS; do
+    for peer in $PEERS; do
+      supports "$peer" "$workload" || continue
+      if ! available "$peer"; then
+        [[ $run == 1 ]] && echo "bench/run.sh: $peer not installed (bash bench/setup.sh); skipped" >&2
+        continue
+      fi
+      run_one "$workload" "$peer" "$run"
+    done
+  done
+done
+T_END=$(date +%s)
 
-ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
-
-t_events=$(field "$TOKENS_JSON" events)
-t_events_per_cpu=$(awk -v e="$t_events" -v c="$TOKENS_SERVER_CPU" \
-  'BEGIN { if (c > 0) printf "%.0f", e / c; else print "n/a" }')
-tokens_row="| tokens ${TOKENS}x${TOKEN_BYTES} B, rate ${TOKEN_RATE} | $TOKENS_CONNECTIONS \
-| $(field "$TOKENS_JSON" events_per_s) | $t_events_per_cpu | $TOKENS_SERVER_CPU \
-| $(ms "$(field "$TOKENS_JSON" latency_us_p50)") | $(ms "$(field "$TOKENS_JSON" latency_us_p99)") \
-| $(awk -v v="$(field "$TOKENS_JSON" ttfe_ms_p50)" 'BEGIN { printf "%.2f ms", v }') | - \
-| $(awk -v v="$(field "$TOKENS_JSON" loadgen_cpu_pct)" 'BEGIN { printf "%.0f%%", v }') \
-| $(field "$TOKENS_JSON" errors) | $TOKENS_OTHER_CPU |"
-
-i_rss=$(field "$IDLE_JSON" rss_per_conn_bytes)
-[[ $i_rss == -1 || -z $i_rss ]] && i_rss="n/a" || i_rss="$i_rss B"
-idle_row="| idle, heartbeat 10 s, hold ${IDLE_HOLD_SECONDS} s \
-| $(field "$IDLE_JSON" connections_with_headers)/$IDLE_CONNECTIONS | - | - | $IDLE_SERVER_CPU | - | - | - \
-| $i_rss | $(awk -v v="$(field "$IDLE_JSON" loadgen_cpu_pct)" 'BEGIN { printf "%.0f%%", v }') \
-| $(field "$IDLE_JSON" errors) | $IDLE_OTHER_CPU |"
-
-TABLE="| workload | connections | events/s | events per server CPU-s | server CPU s | p50 latency | p99 latency | TTFE p50 | server RSS/conn | loadgen CPU% | errors | other CPU on server core s |
-|---|---|---|---|---|---|---|---|---|---|---|---|
-$tokens_row
-$idle_row"
-
-echo
-echo "$TABLE"
-
-if [[ -n $RESULTS_FILE ]]; then
-  mkdir -p "$(dirname "$RESULTS_FILE")"
-  overrides=$(env | grep -E '^(TOKENS_CONNECTIONS|TOKENS|TOKEN_BYTES|TOKEN_RATE|IDLE_CONNECTIONS|IDLE_HOLD_SECONDS|TIMEOUT_SECONDS|PORT|SERVER_CORE|LOADGEN_CORE)=' \
-    | sort | tr '\n' ' ' || true)
-  cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-  revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] && revision="$revision (working tree has changes)"
-  {
-    echo "# Sluice benchmark results"
-    echo
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "- command: \`${overrides}bash bench/run.sh ${1:-build}\`"
-    echo "- repository HEAD at run time: $revision (BUILD_DIR may hold binaries of another revision)"
-    echo "- machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r)"
-    echo "- server (a fresh one per workload, port chosen per run): \`taskset -c $SERVER_CORE \$BUILD/sluice serve --enable-bench --host 127.0.0.1 --port @PORT@ --threads 1 --max-connections 20000 --heartbeat-ms 10000\`"
-    echo "- tokens: \`taskset -c $LOADGEN_CORE \$BUILD/sluice_loadgen ${TOKENS_ARGS[*]} --json\`"
-    echo "- idle: \`taskset -c $LOADGEN_CORE \$BUILD/sluice_loadgen ${IDLE_ARGS[*]} --json\`"
-    echo
-    echo "$TABLE"
-    echo
-    echo "Latency is loadgen receive time minus the event's \`ts\` (both CLOCK_REALTIME, same host)."
-    echo "events/s is over first response byte .. last event; server CPU is utime+stime from"
-    echo "/proc/PID/stat during the workload; RSS/conn is the server's VmRSS growth once all"
-    echo "idle connections had their response headers, divided by the connection count."
-    echo "\"other CPU on server core\" is core $SERVER_CORE's busy time (incl. steal) minus the server's own:"
-    echo "softirq work for the loopback traffic (a few hundredths of a second) plus any other process"
-    echo "on that core. Tenths of a second or more mean the server shared its core and the tokens"
-    echo "throughput and latency are understated; rerun on a quiet machine."
-    echo
-    echo "Raw loadgen output:"
-    echo
-    echo '```json'
-    echo "$TOKENS_JSON"
-    echo "$IDLE_JSON"
-    echo '```'
-  } >"$RESULTS_FILE"
+RESULTS_FILE=$RESULTS_DIR/$STAMP.md
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n $(git -C "$ROOT" status --porcelain -- src bench 2>/dev/null) ]] && revision="$revision (src/ or bench/ had uncommitted changes)"
+{
+  echo "# Sluice benchmark results, $STAMP"
   echo
-  echo "written to ${RESULTS_FILE#"$ROOT"/}"
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); the suite took $((T_END - T_START)) s"
+  echo "- command: \`RUNS=$RUNS PEERS=\"$PEERS\" WORKLOADS=\"$WORKLOADS\" bash bench/run.sh\`"
+  echo "- repository HEAD: $revision"
+  echo "- machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- versions: node $(node --version 2>/dev/null || echo -), $(nginx -v 2>&1 | sed 's/.*: //'), fastapi $("$PYTHON" -c 'import fastapi; print(fastapi.__version__)' 2>/dev/null || echo -), uvicorn $("$PYTHON" -c 'import uvicorn; print(uvicorn.__version__)' 2>/dev/null || echo -)"
+  echo
+  "$PYTHON" "$ROOT/bench/summarize.py" "$DATA"
+  echo
+  echo "## Commands (run 1; @PORT@/@PID@ are filled in per run)"
+  echo
+  cat "$COMMANDS"
+  echo
+  echo "## Every run"
+  echo
+  echo '```'
+  column -t -s $'\t' "$DATA" 2>/dev/null || cat "$DATA"
+  echo '```'
+  echo
+  echo "## Latency percentiles (µs) of paced and fan-out runs"
+  echo
+  echo '```'
+  for f in "$WORK"/pct-*.txt; do
+    [[ -f $f ]] || continue
+    echo "$(basename "$f" .txt): $(grep -v '^#' "$f" | tr '\n' ' ')"
+  done
+  echo '```'
+  echo
+  echo "## Raw loadgen output"
+  echo
+  echo '```'
+  cat "$RAW"
+  echo '```'
+} >"$RESULTS_FILE"
+cp "$RESULTS_FILE" "$RESULTS_DIR/latest.md"
+echo "written to ${RESULTS_FILE#"$ROOT"/} (and bench/results/latest.md); $((T_END - T_START)) s" >&2
+
+if [[ -n $CHARTS_DIR ]] && command -v gnuplot >/dev/null; then
+  bash "$ROOT/bench/charts.sh" "$DATA" "$WORK" "$CHARTS_DIR" && echo "charts in ${CHARTS_DIR#"$ROOT"/}/bench-*.png" >&2
 fi
 
-[[ $TOKENS_RC == 0 && $IDLE_RC == 0 ]]
+[[ $FAILED == 0 ]]

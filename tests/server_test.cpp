@@ -372,6 +372,49 @@ TEST_F(ServerTest, BenchTokensStreamsTheWorkload) {
   EXPECT_EQ(request(port(), "POST", "/v1/bench/tokens", R"({"tokens":-1})").status(), 400);
 }
 
+TEST_F(ServerTest, BenchTokensRejectsOutOfRangeNumbersWithoutCreatingAStream) {
+  start();
+  // Casting any of these to an integer or a duration would be undefined
+  // behaviour; each is refused before any stream exists.
+  for (const char* body :
+       {R"({"tokens":10,"rate":1e308})", R"({"tokens":10,"rate":1e-300})",
+        R"({"tokens":10,"rate":-1})", R"({"tokens":1e308})", R"({"tokens":2.5})", R"({"tokens":0})",
+        R"({"tokens":10000001})", R"({"tokens":10,"bytes":-1})", R"({"tokens":10,"bytes":1e300})",
+        R"({"tokens":10,"bytes":65537})", R"({"tokens":"10"})", R"({"tokens":10,"rate":null})"}) {
+    auto r =
+        request(port(), "POST", "/v1/bench/tokens", body, {{"Content-Type", "application/json"}});
+    EXPECT_EQ(r.status(), 400) << body;
+    EXPECT_EQ(error_code(r), "invalid_argument") << body;
+  }
+  const auto counts = server_->registry().counts();
+  EXPECT_EQ(counts.open + counts.finished + counts.cancelled, 0u);
+  // The limits themselves are accepted.
+  auto ok = request(port(), "POST", "/v1/bench/tokens", R"({"tokens":2,"bytes":0,"rate":1000000})",
+                    {{"Content-Type", "application/json"}});
+  EXPECT_EQ(ok.status(), 200);
+}
+
+TEST_F(ServerTest, BenchTokensStopsWhenTheReaderLeaves) {
+  start();
+  {
+    http_connection c(port());
+    c.send_request("POST", "/v1/bench/tokens", R"({"tokens":10000000,"bytes":8,"rate":0})",
+                   {{"Content-Type", "application/json"}});
+    sse_reader r(c);
+    ASSERT_TRUE(r.read_until([&] { return r.events.size() >= 1000; }));
+  }  // the client disconnects after 1,000 of 10M events
+  // The producer sees its reader gone and cancels the stream (bounded wait).
+  core::registry_counts counts;
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       std::chrono::steady_clock::now() < until;) {
+    counts = server_->registry().counts();
+    if (counts.cancelled == 1) break;
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(counts.cancelled, 1u);
+  EXPECT_EQ(counts.open, 0u);
+}
+
 TEST_F(ServerTest, KeepAliveConnectionIsReusedAfterStreamEnds) {
   start();
   ASSERT_EQ(publish("ka", R"({"x":1})", "?final=true").status(), 200);

@@ -1,10 +1,13 @@
 #include "app/bench_producer.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/parse.hpp>
 #include <charconv>
+#include <chrono>
+#include <cmath>
 
 namespace sluice::app {
 namespace {
@@ -13,12 +16,76 @@ namespace net = boost::asio;
 namespace json = boost::json;
 
 constexpr std::size_t chunk_events = 256;
+constexpr double max_tokens = 10'000'000;
+constexpr double max_bytes = 65'536;
+constexpr double min_rate = 0.01;  // one event per 100 s
+constexpr double max_rate = 1'000'000;
+// A stream nobody reads is cancelled by the registry's sweep after this long
+// (covers a client that never attached); a reader that leaves stops the
+// producer at its next step.
+constexpr std::int64_t unread_grace_us = 1'000'000;
+
+class bench_producer;
+using steady_clock = std::chrono::steady_clock;
+
+// One pacing timer per worker thread for every paced producer on it: a heap of
+// due times and one steady_timer armed at the earliest, instead of an Asio
+// timer wait (a handler allocation, a timer-queue insertion and a dispatch)
+// per stream per event. Producers due together run in one handler.
+// Thread-safety: used only on the thread whose io_context it waits on.
+class pacer : public std::enable_shared_from_this<pacer> {
+ public:
+  explicit pacer(net::any_io_executor ex) : timer_(std::move(ex)) {}
+
+  // The pacer of the calling thread (each worker thread runs one io_context;
+  // `ex` is that context's executor). Producers keep it alive.
+  static std::shared_ptr<pacer> for_this_thread(const net::any_io_executor& ex) {
+    thread_local std::weak_ptr<pacer> current;
+    auto p = current.lock();
+    if (!p) {
+      p = std::make_shared<pacer>(ex);
+      current = p;
+    }
+    return p;
+  }
+
+  void schedule(steady_clock::time_point due, std::shared_ptr<bench_producer> p) {
+    heap_.push_back({due, std::move(p)});
+    std::push_heap(heap_.begin(), heap_.end(), later);
+    if (!armed_ || due < armed_at_) arm(due);
+  }
+
+ private:
+  struct entry {
+    steady_clock::time_point due;
+    std::shared_ptr<bench_producer> producer;
+  };
+  static bool later(const entry& a, const entry& b) { return a.due > b.due; }
+
+  void arm(steady_clock::time_point due) {
+    armed_ = true;
+    armed_at_ = due;
+    timer_.expires_at(due);  // a wait armed for later ends with operation_aborted
+    timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      if (ec) return;
+      if (auto self = weak.lock()) self->fire();
+    });
+  }
+
+  void fire();
+
+  net::steady_timer timer_;
+  std::vector<entry> heap_;
+  bool armed_ = false;
+  steady_clock::time_point armed_at_;
+};
 
 class bench_producer : public std::enable_shared_from_this<bench_producer> {
  public:
   bench_producer(net::any_io_executor ex, std::shared_ptr<core::stream_log> log,
                  std::uint64_t tokens, std::size_t bytes, double rate)
-      : ex_(std::move(ex)), timer_(ex_), log_(std::move(log)), tokens_(tokens), rate_(rate) {
+      : ex_(std::move(ex)), log_(std::move(log)), tokens_(tokens), rate_(rate) {
+    if (rate_ > 0) pacer_ = pacer::for_this_thread(ex_);
     for (std::size_t i = 0; i < bytes; ++i) text_.push_back(static_cast<char>('a' + i % 26));
   }
 
@@ -26,10 +93,8 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
     auto weak = weak_from_this();
     cancel_id_ = log_->on_cancel([weak, ex = ex_] {
       net::post(ex, [weak] {
-        if (auto self = weak.lock()) {
-          self->stopped_ = true;
-          self->timer_.cancel();
-        }
+        // A paced producer's pending step finds it stopped and does nothing.
+        if (auto self = weak.lock()) self->stopped_ = true;
       });
     });
     started_ = std::chrono::steady_clock::now();
@@ -37,6 +102,33 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
   }
 
   ~bench_producer() { log_->remove_cancel_handler(cancel_id_); }
+
+  void step() {
+    if (stopped_ || next_ > tokens_) return;
+    if (rate_ <= 0) {
+      // Paced streams rely on the registry's unread sweep (one event per step
+      // is cheap); an unpaced one would run flat out until then.
+      if (reader_gone()) return;
+      publish_up_to(next_ + chunk_events - 1);
+      if (stopped_ || next_ > tokens_) return;
+      auto self = shared_from_this();
+      // Continue once the reader is within a chunk of the head; yield to the
+      // event loop either way so the writer runs.
+      if (log_->wait_for_drain(chunk_events,
+                               [self] { net::post(self->ex_, [self] { self->step(); }); }))
+        net::post(ex_, [self] { self->step(); });
+      return;
+    }
+    const auto elapsed = std::chrono::duration<double>(steady_clock::now() - started_);
+    // Both factors are bounded (elapsed by the stream's life, rate_ by
+    // max_rate), and the result is clamped before the cast.
+    const double due_count = std::min(elapsed.count() * rate_ + 1, static_cast<double>(tokens_));
+    publish_up_to(static_cast<std::uint64_t>(due_count));
+    if (stopped_ || next_ > tokens_) return;
+    const auto due = started_ + std::chrono::duration_cast<steady_clock::duration>(
+                                    std::chrono::duration<double>((next_ - 1) / rate_));
+    pacer_->schedule(due, shared_from_this());
+  }
 
  private:
   // Publishes events up to `until` (exclusive of nothing: 1-based count).
@@ -61,7 +153,8 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
       offsets_.push_back(buffer_.size());
       items_.resize(end - next_ + 1);
       for (std::size_t i = 0; i < items_.size(); ++i) {
-        items_[i].data = std::string_view(buffer_).substr(offsets_[i], offsets_[i + 1] - offsets_[i]);
+        items_[i].data =
+            std::string_view(buffer_).substr(offsets_[i], offsets_[i + 1] - offsets_[i]);
         items_[i].final = next_ + i == tokens_;
       }
       if (log_->publish_all(items_).status != core::publish_status::ok) {
@@ -72,33 +165,23 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
     }
   }
 
-  void step() {
-    if (stopped_ || next_ > tokens_) return;
-    if (rate_ <= 0) {
-      publish_up_to(next_ + chunk_events - 1);
-      if (stopped_ || next_ > tokens_) return;
-      auto self = shared_from_this();
-      // Continue once the reader is within a chunk of the head; yield to the
-      // event loop either way so the writer runs.
-      if (log_->wait_for_drain(chunk_events, [self] {
-            net::post(self->ex_, [self] { self->step(); });
-          }))
-        net::post(ex_, [self] { self->step(); });
-      return;
+  // True (and the stream cancelled) once the reader that attached has left:
+  // a client that asked for 10M events and disconnected must not leave the
+  // producer running flat out.
+  bool reader_gone() {
+    const std::size_t readers = log_->status().subscribers;
+    if (readers > 0) {
+      had_reader_ = true;
+      return false;
     }
-    const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_);
-    publish_up_to(static_cast<std::uint64_t>(elapsed.count() * rate_) + 1);
-    if (stopped_ || next_ > tokens_) return;
-    const auto due = started_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                    std::chrono::duration<double>((next_ - 1) / rate_));
-    timer_.expires_at(due);
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (!ec) self->step();
-    });
+    if (!had_reader_) return false;  // not attached yet; the unread grace covers it
+    stopped_ = true;
+    log_->cancel("no reader");
+    return true;
   }
 
   net::any_io_executor ex_;
-  net::steady_timer timer_;
+  std::shared_ptr<pacer> pacer_;  // paced producers only
   std::shared_ptr<core::stream_log> log_;
   const std::uint64_t tokens_;
   const double rate_;
@@ -106,11 +189,24 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
   std::uint64_t next_ = 1;
   std::uint64_t cancel_id_ = 0;
   bool stopped_ = false;
+  bool had_reader_ = false;
   std::chrono::steady_clock::time_point started_;
   std::string buffer_;
   std::vector<std::size_t> offsets_;
   std::vector<core::publish_item> items_;
 };
+
+void pacer::fire() {
+  armed_ = false;
+  const auto now = steady_clock::now();
+  while (!heap_.empty() && heap_.front().due <= now) {
+    std::pop_heap(heap_.begin(), heap_.end(), later);
+    auto p = std::move(heap_.back().producer);
+    heap_.pop_back();
+    p->step();  // may schedule it again
+  }
+  if (!heap_.empty() && (!armed_ || heap_.front().due < armed_at_)) arm(heap_.front().due);
+}
 
 std::atomic<std::uint64_t> g_bench_counter{0};
 
@@ -118,38 +214,50 @@ std::atomic<std::uint64_t> g_bench_counter{0};
 
 void add_bench_routes(transport::http_server& server) {
   transport::router& routes = server.routes();
-  routes.add("POST", "/v1/bench/tokens", [&routes](transport::request_context& req) -> transport::handler_result {
-    boost::system::error_code ec;
-    json::value v = json::parse(req.body, ec);
-    if (ec || !v.is_object())
-      return transport::json_error(400, "malformed_json", "body must be {\"tokens\":T,\"bytes\":B,\"rate\":R}");
-    const auto& o = v.as_object();
-    auto num = [&](const char* key, double dflt) -> std::optional<double> {
-      const json::value* f = o.if_contains(key);
-      if (!f) return dflt;
-      if (f->is_int64()) return static_cast<double>(f->as_int64());
-      if (f->is_uint64()) return static_cast<double>(f->as_uint64());
-      if (f->is_double()) return f->as_double();
-      return std::nullopt;
-    };
-    auto tokens = num("tokens", 100), bytes = num("bytes", 8), rate = num("rate", 0);
-    if (!tokens || !bytes || !rate || *tokens < 1 || *tokens > 10'000'000 || *bytes < 0 ||
-        *bytes > 65'536 || *rate < 0)
-      return transport::json_error(400, "invalid_argument",
-                                   "tokens 1..10000000, bytes 0..65536, rate >= 0 (0 = unpaced)");
-    const std::string id = "bench-" + std::to_string(g_bench_counter.fetch_add(1) + 1) + "-" +
-                           std::to_string(core::realtime_us());
-    auto log = routes.registry().create(id);
-    if (!log) return transport::json_error(503, "too_many_streams", "the stream limit is reached");
-    // A benchmark's streams need not stay replayable for long (a full run is
-    // hundreds of MB that later measurements would otherwise inherit).
-    (*log)->keep_finished_for(10'000'000);
-    auto producer = std::make_shared<bench_producer>(req.executor, *log,
-                                                     static_cast<std::uint64_t>(*tokens),
-                                                     static_cast<std::size_t>(*bytes), *rate);
-    producer->start();
-    return routes.subscribe(req, *log);
-  });
+  routes.add(
+      "POST", "/v1/bench/tokens",
+      [&routes](transport::request_context& req) -> transport::handler_result {
+        boost::system::error_code ec;
+        json::value v = json::parse(req.body, ec);
+        if (ec || !v.is_object())
+          return transport::json_error(400, "malformed_json",
+                                       "body must be {\"tokens\":T,\"bytes\":B,\"rate\":R}");
+        const auto& o = v.as_object();
+        auto num = [&](const char* key, double dflt) -> std::optional<double> {
+          const json::value* f = o.if_contains(key);
+          if (!f) return dflt;
+          if (f->is_int64()) return static_cast<double>(f->as_int64());
+          if (f->is_uint64()) return static_cast<double>(f->as_uint64());
+          if (f->is_double()) return f->as_double();
+          return std::nullopt;
+        };
+        auto tokens = num("tokens", 100), bytes = num("bytes", 8), rate = num("rate", 0);
+        // Every bound is checked on the double before any cast (a cast of an
+        // out-of-range double is undefined behaviour); NaN fails every comparison.
+        auto whole_in = [](std::optional<double> v, double lo, double hi) {
+          return v && *v >= lo && *v <= hi && *v == std::floor(*v);
+        };
+        const bool rate_ok = rate && (*rate == 0 || (*rate >= min_rate && *rate <= max_rate));
+        if (!whole_in(tokens, 1, max_tokens) || !whole_in(bytes, 0, max_bytes) || !rate_ok)
+          return transport::json_error(
+              400, "invalid_argument",
+              "tokens: a whole number 1..10000000; bytes: a whole number 0..65536; rate: 0 "
+              "(unpaced) or 0.01..1000000 events/s");
+        const std::string id = "bench-" + std::to_string(g_bench_counter.fetch_add(1) + 1) + "-" +
+                               std::to_string(core::realtime_us());
+        auto log = routes.registry().create(id);
+        if (!log)
+          return transport::json_error(503, "too_many_streams", "the stream limit is reached");
+        // A benchmark's streams need not stay replayable for long (a full run is
+        // hundreds of MB that later measurements would otherwise inherit).
+        (*log)->keep_finished_for(10'000'000);
+        (*log)->cancel_when_unread(unread_grace_us);
+        auto producer = std::make_shared<bench_producer>(req.executor, *log,
+                                                         static_cast<std::uint64_t>(*tokens),
+                                                         static_cast<std::size_t>(*bytes), *rate);
+        producer->start();
+        return routes.subscribe(req, *log);
+      });
 }
 
 }  // namespace sluice::app

@@ -1,12 +1,13 @@
 #include "transport/http_server.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 #include <future>
 #include <thread>
 
@@ -20,6 +21,7 @@ namespace {
 using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 constexpr std::int64_t max_rejecting = 1024;
+constexpr int max_accepts_per_turn = 64;
 
 std::chrono::milliseconds sweep_period(const server_config& c) {
   auto p = std::min<std::chrono::milliseconds>(c.heartbeat_interval / 4, std::chrono::seconds(1));
@@ -44,13 +46,21 @@ http_server::~http_server() {
   if (running_) shutdown();
 }
 
-router& http_server::routes() { return ctx_->routes; }
+router& http_server::routes() {
+  return ctx_->routes;
+}
 void http_server::set_ws_start_handler(ws_start_handler handler) {
   ctx_->ws_start = std::move(handler);
 }
-core::stream_registry& http_server::registry() { return ctx_->registry; }
-metrics& http_server::stats() { return ctx_->metrics; }
-const server_config& http_server::config() const { return ctx_->config; }
+core::stream_registry& http_server::registry() {
+  return ctx_->registry;
+}
+metrics& http_server::stats() {
+  return ctx_->metrics;
+}
+const server_config& http_server::config() const {
+  return ctx_->config;
+}
 
 void http_server::start() {
   unsigned n = ctx_->config.threads ? ctx_->config.threads : std::thread::hardware_concurrency();
@@ -66,6 +76,7 @@ void http_server::start() {
     w->acceptor->set_option(reuse_port(true));
     w->acceptor->bind(ep);  // throws system_error (e.g. address in use)
     w->acceptor->listen(4096);
+    w->acceptor->non_blocking(true);              // see accept_loop
     port = w->acceptor->local_endpoint().port();  // port 0: the others share the chosen one
     workers_.push_back(std::move(w));
   }
@@ -88,9 +99,20 @@ void http_server::accept_loop(worker& w) {
   net::co_spawn(
       w.ioc,
       [this, &w]() -> net::awaitable<void> {
+        int burst = 0;
         for (;;) {
-          auto [ec, socket] =
-              co_await w.acceptor->async_accept(net::as_tuple(net::use_awaitable));
+          // Take the connections already queued without a turn of the event
+          // loop (up to max_accepts_per_turn): under load one turn comes per
+          // round of a thousand busy writers, and one accept per turn would
+          // make new clients wait behind them for their first event.
+          boost::system::error_code ec = net::error::would_block;
+          tcp::socket socket(w.ioc);
+          if (burst++ < max_accepts_per_turn) w.acceptor->accept(socket, ec);
+          if (ec == net::error::would_block || ec == net::error::try_again) {
+            burst = 0;
+            std::tie(ec, socket) =
+                co_await w.acceptor->async_accept(net::as_tuple(net::use_awaitable));
+          }
           if (ec == net::error::operation_aborted || !w.acceptor->is_open()) co_return;
           if (ec) {
             // EMFILE and friends: back off briefly instead of spinning.
@@ -190,9 +212,8 @@ void http_server::shutdown() {
 void http_server::run_until_signal() {
   net::io_context signals_ioc(1);
   net::signal_set signals(signals_ioc, SIGINT, SIGTERM);
-  signals.async_wait([](boost::system::error_code, int sig) {
-    spdlog::info("received signal {}", sig);
-  });
+  signals.async_wait(
+      [](boost::system::error_code, int sig) { spdlog::info("received signal {}", sig); });
   signals_ioc.run();
   shutdown();
 }

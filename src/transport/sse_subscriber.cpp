@@ -1,9 +1,10 @@
 #include "transport/sse_subscriber.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <cstdio>
-#include <spdlog/spdlog.h>
 
 namespace sluice::transport {
 namespace {
@@ -13,6 +14,9 @@ constexpr std::string_view last_chunk = "0\r\n\r\n";
 constexpr std::string_view heartbeat_comment = ": heartbeat\n\n";
 constexpr std::string_view heartbeat_data = "data: heartbeat\n\n";
 constexpr std::size_t max_discarded_bytes = 64 * 1024;
+// Writes one subscriber may complete in one turn before it yields to the
+// event loop (so a fast reader of a fast stream does not starve the others).
+constexpr int max_inline_writes = 8;
 
 std::string make_head(bool gzip, bool keep_alive, const std::string& extra) {
   std::string h =
@@ -62,44 +66,66 @@ void sse_subscriber::start() {
 }
 
 void sse_subscriber::on_stream_ready() noexcept {
-  // Called under the stream's lock, possibly from another thread: only post.
+  // Called under the stream's lock: never pump here (the read takes the lock).
+  if (worker_.ioc.get_executor().running_in_this_thread()) {
+    if (ready_hook::is_linked()) return;  // already queued
+    const bool first = worker_.ready.empty();
+    worker_.ready.push_back(*this);
+    if (first) net::post(worker_.ioc, [&w = worker_] { drain_ready(w); });
+    return;
+  }
   if (auto self = weak_from_this().lock())
     net::post(worker_.ioc, [self = std::move(self)] { self->pump(); });
 }
 
-void sse_subscriber::pump() {
-  if (writing_ || closed_ || terminator_sent_) return;
-  metrics_shard& m = worker_.ctx.metrics.local();
-  switch (sub_.read(batch_, worker_.ctx.config.write_batch_bytes)) {
-    case core::read_status::data:
-      batch_counts_ = true;
-      write_body(batch_.spans, batch_.final || stop_requested_);
-      return;
-    case core::read_status::waiting:
-      // The waiter is armed; write the head now if nothing has been sent yet.
-      if (stop_requested_ || !head_.empty()) write_body({}, stop_requested_);
-      return;
-    case core::read_status::ended:
-      write_body({}, true);
-      return;
-    case core::read_status::window_exceeded: {
-      m.add(m.retention_errors, 1);
-      const std::uint64_t first = sub_.first_available();
-      scratch_ += core::encode_sse_event(
-          0, "error",
-          "{\"code\":\"resume_window_exceeded\",\"message\":\"events before " +
-              std::to_string(first) + " are no longer retained\",\"first_available\":" +
-              std::to_string(first) + "}");
-      write_body({}, true);
-      return;
-    }
+void sse_subscriber::drain_ready(worker& w) {
+  while (!w.ready.empty()) {
+    sse_subscriber& s = w.ready.front();
+    w.ready.pop_front();
+    if (auto self = s.weak_from_this().lock()) self->pump();
   }
+}
+
+void sse_subscriber::pump() {
+  for (int round = 0; round < max_inline_writes; ++round) {
+    if (writing_ || closed_ || terminator_sent_) return;
+    metrics_shard& m = worker_.ctx.metrics.local();
+    bool done_inline = false;
+    switch (sub_.read(batch_, worker_.ctx.config.write_batch_bytes)) {
+      case core::read_status::data:
+        batch_counts_ = true;
+        done_inline = write_body(batch_.spans, batch_.final || stop_requested_);
+        break;
+      case core::read_status::waiting:
+        // The waiter is armed; write the head now if nothing has been sent yet.
+        if (!stop_requested_ && head_.empty()) return;
+        done_inline = write_body({}, stop_requested_);
+        break;
+      case core::read_status::ended:
+        done_inline = write_body({}, true);
+        break;
+      case core::read_status::window_exceeded: {
+        m.add(m.retention_errors, 1);
+        const std::uint64_t first = sub_.first_available();
+        scratch_ += core::encode_sse_event(
+            0, "error",
+            "{\"code\":\"resume_window_exceeded\",\"message\":\"events before " +
+                std::to_string(first) +
+                " are no longer retained\",\"first_available\":" + std::to_string(first) + "}");
+        done_inline = write_body({}, true);
+        break;
+      }
+    }
+    if (!done_inline || !finish_write({})) return;
+  }
+  // Still more to write: let the other connections on this thread go first.
+  net::post(worker_.ioc, [self = shared_from_this()] { self->pump(); });
 }
 
 // Writes `spans` (after the pending intro bytes in scratch_, if any) as one
 // chunk, preceded by the HTTP head on the first write and followed by the
 // last chunk when `terminate`.
-void sse_subscriber::write_body(std::span<const core::read_span> spans, bool terminate) {
+bool sse_subscriber::write_body(std::span<const core::read_span> spans, bool terminate) {
   buffers_.clear();
   if (!head_.empty()) buffers_.emplace_back(head_.data(), head_.size());
   std::size_t body = 0;
@@ -138,15 +164,37 @@ void sse_subscriber::write_body(std::span<const core::read_span> spans, bool ter
   }
   writing_ = true;
   write_started_us_ = steady_us();
+  // The socket is non-blocking: try the whole gathered write now.
+  boost::system::error_code ec;
+  std::size_t total = 0;
+  for (const auto& b : buffers_) total += b.size();
+  const std::size_t n = socket_.write_some(buffers_, ec);
+  metrics_shard& m = worker_.ctx.metrics.local();
+  if (!ec && n == total) {
+    m.add(m.wire_bytes, n);
+    return true;
+  }
+  if (ec && ec != net::error::would_block && ec != net::error::try_again) {
+    if (finish_write(ec)) pump();  // closes
+    return false;
+  }
+  // The socket took part of it: the rest goes out asynchronously.
+  std::size_t skip = ec ? 0 : n;
+  m.add(m.wire_bytes, skip);
+  auto first = buffers_.begin();
+  while (skip > 0 && skip >= first->size()) skip -= (first++)->size();
+  buffers_.erase(buffers_.begin(), first);
+  if (skip > 0) buffers_.front() += skip;
   net::async_write(socket_, buffers_,
                    [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                     self->worker_.ctx.metrics.local().add(
-                         self->worker_.ctx.metrics.local().wire_bytes, n);
-                     self->on_written(ec);
+                     metrics_shard& m = self->worker_.ctx.metrics.local();
+                     m.add(m.wire_bytes, n);
+                     if (self->finish_write(ec)) self->pump();
                    });
+  return false;
 }
 
-void sse_subscriber::on_written(boost::system::error_code ec) {
+bool sse_subscriber::finish_write(boost::system::error_code ec) {
   writing_ = false;
   if (!head_.empty()) std::string().swap(head_);
   if (gzip_)
@@ -155,7 +203,7 @@ void sse_subscriber::on_written(boost::system::error_code ec) {
     std::string().swap(scratch_);  // the intro, sent once
   if (ec) {
     close();
-    return;
+    return false;
   }
   last_write_us_ = steady_us();
   if (batch_counts_) {
@@ -170,9 +218,9 @@ void sse_subscriber::on_written(boost::system::error_code ec) {
   batch_.clear();  // releases the segments this write pinned
   if (terminator_sent_) {
     after_terminator();
-    return;
+    return false;
   }
-  pump();
+  return true;
 }
 
 void sse_subscriber::after_terminator() {
@@ -185,7 +233,7 @@ void sse_subscriber::after_terminator() {
 
 void sse_subscriber::hand_back() {
   handing_back_ = true;
-  unlink();
+  auto_unlink_hook::unlink();
   if (peer_watch_pending_) {
     socket_.cancel();  // the wait's handler finishes the hand-back
     return;
@@ -196,7 +244,8 @@ void sse_subscriber::hand_back() {
 
 void sse_subscriber::watch_peer() {
   peer_watch_pending_ = true;
-  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](
+                                                 boost::system::error_code ec) {
     self->peer_watch_pending_ = false;
     if (self->closed_) return;
     if (self->handing_back_) {
@@ -251,7 +300,7 @@ void sse_subscriber::sweep(std::int64_t now_us) {
     m.add(m.heartbeats, 1);
     std::string_view hb = c.heartbeat == heartbeat_style::data ? heartbeat_data : heartbeat_comment;
     const core::read_span beat{hb.data(), hb.size()};
-    write_body({&beat, 1}, false);
+    if (write_body({&beat, 1}, false) && finish_write({})) pump();
   }
 }
 
@@ -263,7 +312,7 @@ void sse_subscriber::begin_shutdown() {
 void sse_subscriber::close() {
   if (closed_) return;
   closed_ = true;
-  unlink();
+  auto_unlink_hook::unlink();
   boost::system::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);

@@ -2,7 +2,11 @@
 //
 // - At most one write in flight; each write is everything from the cursor to
 //   the head (up to write_batch_bytes) as one gathered, chunk-encoded write
-//   straight from the log's shared segments.
+//   straight from the log's shared segments. The write is first tried at once
+//   on the non-blocking socket; only what the socket does not take goes to an
+//   asynchronous write (so a paced event costs one writev and no handler).
+// - A wake-up from a publish on this worker's own thread joins the worker's
+//   ready list (one post drains it); from another thread it is one post.
 // - A wait for readability stays pending so a disconnect is seen at once.
 // - No timer per connection: the worker's sweep calls sweep() for heartbeats,
 //   write stalls and the maximum stream duration.
@@ -11,12 +15,11 @@
 // on_stream_ready(), which any thread may call (it only posts).
 #pragma once
 
+#include <boost/asio/buffer.hpp>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <boost/asio/buffer.hpp>
 
 #include "core/stream_log.hpp"
 #include "transport/gzip_stream.hpp"
@@ -27,7 +30,8 @@ namespace sluice::transport {
 
 class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>,
                              public core::stream_waiter,
-                             public auto_unlink_hook {
+                             public auto_unlink_hook,
+                             public ready_hook {
  public:
   struct options {
     bool gzip = false;
@@ -40,6 +44,8 @@ class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>
 
   void start();
   void on_stream_ready() noexcept override;
+  // Pumps every subscriber on `w`'s ready list (on w's thread).
+  static void drain_ready(worker& w);
   void sweep(std::int64_t now_us);
   // Server shutdown: flush one batch, end the response, close.
   void begin_shutdown();
@@ -48,8 +54,12 @@ class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>
   enum class ending { none, normal, close_after };
 
   void pump();
-  void write_body(std::span<const core::read_span> spans, bool terminate);
-  void on_written(boost::system::error_code ec);
+  // Starts one write; true when the socket took all of it at once (the caller
+  // then runs finish_write), false when an asynchronous write is in flight or
+  // the connection closed.
+  bool write_body(std::span<const core::read_span> spans, bool terminate);
+  // After a write: bookkeeping; true when the subscriber should pump again.
+  bool finish_write(boost::system::error_code ec);
   void watch_peer();
   void after_terminator();
   void hand_back();

@@ -6,15 +6,14 @@
 #pragma once
 
 #include <atomic>
-#include <cstdint>
-#include <memory>
-#include <optional>
-#include <thread>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/list.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <thread>
 
 #include "core/stream_registry.hpp"
 #include "transport/metrics.hpp"
@@ -28,6 +27,11 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using auto_unlink_hook =
     boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+// Links an SSE subscriber into its worker's ready list (see worker::ready).
+struct ready_tag;
+using ready_hook =
+    boost::intrusive::list_base_hook<boost::intrusive::tag<ready_tag>,
+                                     boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 // Shared by all workers; immutable after start except the atomics and the
 // thread-safe registry, router (dispatch) and metrics.
@@ -99,6 +103,12 @@ struct worker {
   boost::intrusive::list<sse_subscriber, boost::intrusive::base_hook<auto_unlink_hook>,
                          boost::intrusive::constant_time_size<false>>
       subscribers;
+  // Subscribers woken on this thread, waiting for one posted drain to pump
+  // them: a publish that wakes a thousand subscribers here costs one post,
+  // not a thousand. Unlinks itself when a subscriber is destroyed.
+  boost::intrusive::list<sse_subscriber, boost::intrusive::base_hook<ready_hook>,
+                         boost::intrusive::constant_time_size<false>>
+      ready;
   boost::intrusive::list<swept_connection, boost::intrusive::base_hook<auto_unlink_hook>,
                          boost::intrusive::constant_time_size<false>>
       swept;
