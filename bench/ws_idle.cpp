@@ -112,7 +112,7 @@ void http_post(int port, const std::string& target, const std::string& body) {
   int fd = connect_to(port);
   if (fd < 0) throw std::runtime_error("cannot connect to publish");
   send_all(fd, "POST " + target +
-                   " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                    "Connection: close\r\nContent-Length: " +
                    std::to_string(body.size()) + "\r\n\r\n" + body);
   read_until(fd, "\r\n\r\n");
