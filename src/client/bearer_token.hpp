@@ -19,4 +19,9 @@ std::string bearer_token_from(std::string_view flag);
 // "Bearer " + token.
 std::string authorization_value(std::string_view token);
 
+// `url` with the value of every `access_token` query parameter replaced by
+// "REDACTED", for status lines and errors (a URL may carry a token for clients
+// that cannot set headers).
+std::string redact_access_token(std::string_view url);
+
 }  // namespace sluice::client

@@ -40,6 +40,7 @@
 #include <exception>
 #include <random>
 
+#include "client/bearer_token.hpp"
 #include "client/delivery_filter.hpp"
 #include "client/gzip_inflater.hpp"
 #include "client/reconnect_backoff.hpp"
@@ -440,7 +441,7 @@ net::awaitable<attempt_outcome> attempt(sse_client::impl& c, const target_url& t
 }
 
 std::string describe_attempt(const sse_client_options& opt, const stream_state& st) {
-  std::string d = opt.method + " " + opt.url;
+  std::string d = opt.method + " " + redact_access_token(opt.url);
   if (!st.last_event_id().empty()) d += " (Last-Event-ID: " + st.last_event_id() + ")";
   return d;
 }
@@ -456,7 +457,9 @@ net::awaitable<void> run_attempts(sse_client::impl& c) {
     c.status(sse_status::failed, e.code + ": " + e.message);
   };
   auto url = outbound::parse_http_url(opt.url);
-  if (!url) co_return fail({"invalid_url", "not an absolute http(s) URL: " + opt.url, 0, 0});
+  if (!url)
+    co_return fail(
+        {"invalid_url", "not an absolute http(s) URL: " + redact_access_token(opt.url), 0, 0});
   const target_url u{*url, url->request_target()};
   if (opt.method != "GET" && opt.method != "POST")
     co_return fail({"invalid_url", "method must be GET or POST, not " + opt.method, 0, 0});

@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "client/bearer_token.hpp"
 #include "client/delivery_filter.hpp"
 #include "client/reconnect_backoff.hpp"
 #include "net/http_url.hpp"
@@ -430,7 +431,7 @@ net::awaitable<void> ws_client::impl::run() {
       finish();
       co_return;
     }
-    status(ws_status::connecting, opts.url);
+    status(ws_status::connecting, redact_access_token(opts.url));
     attempt_result r = co_await connection();
     if (cancelled) {
       status(ws_status::closed, "cancelled");

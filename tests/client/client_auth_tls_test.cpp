@@ -81,6 +81,21 @@ TEST(SseClientAuth, SendsTheBearerTokenOnEveryRequest) {
   for (const auto& d : r.details) EXPECT_EQ(d.find(kToken), std::string::npos) << d;
 }
 
+TEST(SseClientAuth, QueryTokenIsRedactedInStatusDetails) {
+  recording_server server(
+      [](const seen_request&, std::size_t) { return answer(test::no_content_response); });
+  client::sse_client_options o;
+  o.url = "http://127.0.0.1:" + std::to_string(server.port()) +
+          "/v1/streams/s/events?access_token=" + std::string(kToken);
+  sse_run r(o);
+  EXPECT_EQ(r.end, client::sse_status::closed);
+  ASSERT_FALSE(r.details.empty());
+  EXPECT_NE(r.details[0].find("access_token=REDACTED"), std::string::npos) << r.details[0];
+  for (const auto& d : r.details) EXPECT_EQ(d.find(kToken), std::string::npos) << d;
+  ASSERT_EQ(server.requests().size(), 1u);
+  EXPECT_NE(server.requests()[0].line.find(kToken), std::string::npos);
+}
+
 TEST(SseClientAuth, PostCarriesJsonContentTypeAndTheToken) {
   recording_server server(
       [](const seen_request&, std::size_t) { return answer(test::no_content_response); });
