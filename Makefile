@@ -9,13 +9,33 @@ SERVE_ARGS ?=
 
 .PHONY: setup configure build web run test bench fuzz clean format
 
+# What scripts/setup.sh installs follows the goals: `make build` needs only the
+# compiler and libraries (no Node.js, npm or GoogleTest); run needs the page's
+# Node.js; test needs GoogleTest and Chromium too; fuzz needs clang; bench curl.
+# `make setup` alone installs everything.
+SETUP_PROFILES := build \
+  $(if $(filter run web,$(MAKECMDGOALS)),web) \
+  $(if $(filter test,$(MAKECMDGOALS)),test) \
+  $(if $(filter fuzz,$(MAKECMDGOALS)),fuzz) \
+  $(if $(filter bench,$(MAKECMDGOALS)),bench) \
+  $(if $(filter setup,$(MAKECMDGOALS)),all)
+
 setup:
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh $(strip $(SETUP_PROFILES))
 
-$(BUILD_DIR)/CMakeCache.txt:
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release >/dev/null
+# Configuring writes a stamp only when CMake succeeded, so a failed configure
+# is run again by the next make (CMakeCache.txt exists after a failure too).
+# The tests' stamp is separate: a build first configured without GoogleTest
+# (make build) is configured again once, by make test, after setup installed it.
+CONFIGURE_STAMP := $(BUILD_DIR)/.sluice-configured$(if $(filter test,$(MAKECMDGOALS)),-with-tests)
 
-configure: setup $(BUILD_DIR)/CMakeCache.txt
+$(CONFIGURE_STAMP): | setup
+	@rm -f $(BUILD_DIR)/.sluice-configured $(BUILD_DIR)/.sluice-configured-with-tests
+	@out=$$(cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release 2>&1) || \
+	  { printf '%s\n' "$$out"; echo "configure failed; the next make runs it again" >&2; exit 1; }
+	@touch $(BUILD_DIR)/.sluice-configured $@
+
+configure: setup $(CONFIGURE_STAMP)
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)

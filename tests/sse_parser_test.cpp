@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include "client/sse_fixtures.hpp"
+
 // Counts heap allocations so a test can check that the steady state of the
 // parser allocates nothing. Replacing the global operator new is allowed by
 // the standard and affects only this test binary.
@@ -616,6 +618,54 @@ TEST(SseParserHasId, TellsWhetherTheEventsOwnBlockCarriedAnId) {
     const std::vector<std::pair<std::string, bool>> want{
         {"1", true}, {"1", false}, {"2", false}, {"2", false}, {"", true}};
     EXPECT_EQ(r.seen, want) << "split at " << split;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The shared byte-exact fixtures (tests/client/sse_fixtures.hpp), in every
+// chunking: whole, byte by byte, fixed pieces, and split in two at every
+// position (fixtures shorter than 4 KiB).
+
+struct fixture_recorder : sse_listener {
+  std::vector<sluice::test::fixture_event> events;
+  std::vector<std::uint64_t> retries;
+  void on_event(const sse_event& e) override {
+    events.push_back({std::string(e.type), std::string(e.data), std::string(e.last_event_id),
+                      e.has_id ? std::optional<std::string>(std::string(e.last_event_id))
+                               : std::nullopt});
+  }
+  void on_retry(std::uint64_t ms) override { retries.push_back(ms); }
+};
+
+void expect_fixture(const sluice::test::sse_fixture& f, const std::vector<std::string>& pieces) {
+  fixture_recorder r;
+  sse_parser p(r);
+  for (const auto& piece : pieces) p.feed(piece);
+  ASSERT_EQ(r.events.size(), f.events.size());
+  for (std::size_t i = 0; i < f.events.size(); ++i) {
+    SCOPED_TRACE("event " + std::to_string(i));
+    EXPECT_EQ(r.events[i].type, f.events[i].type);
+    EXPECT_EQ(r.events[i].data, f.events[i].data);
+    EXPECT_EQ(r.events[i].last_event_id, f.events[i].last_event_id);
+    EXPECT_EQ(r.events[i].own_id, f.events[i].own_id);
+  }
+  EXPECT_EQ(r.retries, f.retries);
+  EXPECT_EQ(p.last_event_id(), f.final_last_event_id);
+}
+
+TEST(SseParserFixtures, EveryFixtureInEveryChunking) {
+  for (const auto& f : sluice::test::sse_fixtures()) {
+    SCOPED_TRACE("fixture " + f.name);
+    for (std::size_t piece : {0, 1, 2, 3, 7, 64, 4096}) {
+      SCOPED_TRACE("pieces of " + std::to_string(piece));
+      expect_fixture(f, sluice::test::chunked(f.bytes, piece));
+    }
+    if (f.bytes.size() < 4096) {
+      for (std::size_t split = 0; split <= f.bytes.size(); ++split) {
+        SCOPED_TRACE("split at " + std::to_string(split));
+        expect_fixture(f, {f.bytes.substr(0, split), f.bytes.substr(split)});
+      }
+    }
   }
 }
 

@@ -1,11 +1,12 @@
 #include "app/ask_command.hpp"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
@@ -14,12 +15,12 @@
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 #include <memory>
-#include <spdlog/spdlog.h>
 
 #include "agents/run_service.hpp"
 #include "app/agent_setup.hpp"
 #include "app/config.hpp"
 #include "app/run_renderer.hpp"
+#include "client/bearer_token.hpp"
 #include "client/sse_client.hpp"
 #include "core/sse_parser.hpp"
 
@@ -33,6 +34,7 @@ namespace {
 struct ask_options {
   std::string question;
   std::string server;
+  std::string token;  // --token, else SLUICE_TOKEN; never printed
   std::string agent = "plan_solve";
   bool json = false;
   agent_options agents;
@@ -42,7 +44,10 @@ struct ask_options {
 class log_reader : public core::stream_waiter, public core::sse_listener {
  public:
   log_reader(net::io_context& ioc, std::shared_ptr<core::stream_log> log, run_renderer& r)
-      : ioc_(ioc), sub_(std::move(log), 1, *this, /*coalesce=*/false), parser_(*this), renderer_(r) {}
+      : ioc_(ioc),
+        sub_(std::move(log), 1, *this, /*coalesce=*/false),
+        parser_(*this),
+        renderer_(r) {}
 
   void on_stream_ready() noexcept override {
     net::post(ioc_, [this] { pump(); });
@@ -80,7 +85,8 @@ class log_reader : public core::stream_waiter, public core::sse_listener {
 int ask_in_process(ask_options& o) {
   auto kind = agents::parse_agent_kind(o.agent);
   if (!kind) {
-    std::fprintf(stderr, "unknown agent type %s (plan_solve, react, deepsearch)\n", o.agent.c_str());
+    std::fprintf(stderr, "unknown agent type %s (plan_solve, react, deepsearch)\n",
+                 o.agent.c_str());
     return 2;
   }
   spdlog::set_level(spdlog::level::warn);
@@ -119,7 +125,7 @@ int ask_in_process(ask_options& o) {
 // POST {base}/v1/streams/{id}/cancel, synchronously (Ctrl-C in a CLI). Plain
 // http only; for an https server the connection is closed instead and the
 // server's detach grace cancels the run.
-bool post_cancel(const std::string& base, const std::string& id) {
+bool post_cancel(const std::string& base, const std::string& id, const std::string& token) {
   auto url = boost::urls::parse_uri(base);
   if (!url || url->scheme() != "http") return false;
   try {
@@ -132,6 +138,10 @@ bool post_cancel(const std::string& base, const std::string& id) {
     beast::http::request<beast::http::string_body> req{
         beast::http::verb::post, std::string(url->path()) + "/v1/streams/" + id + "/cancel", 11};
     req.set(beast::http::field::host, url->host());
+    req.set(beast::http::field::content_type, "application/json");
+    if (!token.empty())
+      req.set(beast::http::field::authorization, client::authorization_value(token));
+    req.body() = "{}";
     req.prepare_payload();
     beast::http::write(stream, req);
     beast::flat_buffer buf;
@@ -147,7 +157,16 @@ bool post_cancel(const std::string& base, const std::string& id) {
 // connection resumes the same run); Ctrl-C cancels the run on the server.
 int ask_remote(const ask_options& o) {
   if (!agents::parse_agent_kind(o.agent)) {
-    std::fprintf(stderr, "unknown agent type %s (plan_solve, react, deepsearch)\n", o.agent.c_str());
+    std::fprintf(stderr, "unknown agent type %s (plan_solve, react, deepsearch)\n",
+                 o.agent.c_str());
+    return 2;
+  }
+  const std::string token = client::bearer_token_from(o.token);
+  if (!token.empty() && !client::is_valid_bearer_token(token)) {
+    // Never the token itself: it is a secret.
+    std::fprintf(stderr,
+                 "sluice ask: the token (--token or SLUICE_TOKEN) holds characters a bearer token "
+                 "cannot have\n");
     return 2;
   }
   std::string base = o.server;
@@ -161,13 +180,15 @@ int ask_remote(const ask_options& o) {
   opts.url = base + "/AutoAgent";
   opts.method = "POST";
   opts.body = boost::json::serialize(body);
+  opts.content_type = "application/json";
+  if (!token.empty())
+    opts.headers.emplace_back("Authorization", client::authorization_value(token));
   net::io_context ioc(1);
   client::sse_client sse(ioc.get_executor(), opts);
   run_renderer renderer(stdout, o.json, ::isatty(STDOUT_FILENO) != 0);
   int failure = 0;
-  sse.on_event([&](std::string_view id, std::string_view type, std::string_view data, std::uint64_t,
-                   std::uint64_t) {
-    renderer.on_event(id, type, data);
+  sse.on_event([&](const client::sse_client_event& e) {
+    renderer.on_event(e.last_event_id, e.type, e.data);
     if (renderer.finished()) sse.cancel();  // the run is over: no resume needed
   });
   sse.on_status([&](client::sse_status s, std::string_view detail) {
@@ -184,7 +205,7 @@ int ask_remote(const ask_options& o) {
     if (ec) return;
     // Stop the run on the server, not just this connection; the stream then
     // ends with its `cancelled` event, which the client still receives.
-    if (!post_cancel(base, request_id)) {
+    if (!post_cancel(base, request_id, token)) {
       renderer.on_note("could not reach the server to cancel; closing");
       sse.cancel();
     }
@@ -205,6 +226,9 @@ CLI::App* add_ask_command(CLI::App& app, int& exit_code) {
                   "Run on this Sluice server (e.g. http://127.0.0.1:8080) instead of in-process");
   cmd->add_option("--agent", o->agent, "plan_solve, react or deepsearch")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the raw events, one JSON object per line");
+  cmd->add_option("--token", o->token,
+                  "With --server: bearer token sent as Authorization (default: $SLUICE_TOKEN; "
+                  "never printed)");
   add_agent_options(*cmd, o->agents);
   cmd->callback([o, &exit_code] {
     if (!o->server.empty()) {

@@ -14,11 +14,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <charconv>
-#include <cstdio>
-#include <exception>
-#include <random>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -40,7 +35,12 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
+#include <charconv>
+#include <cstdio>
+#include <exception>
+#include <random>
 
+#include "client/bearer_token.hpp"
 #include "client/delivery_filter.hpp"
 #include "client/gzip_inflater.hpp"
 #include "client/reconnect_backoff.hpp"
@@ -97,9 +97,8 @@ struct sse_client::impl {
   void error(const sse_client_error& e) {
     if (!detached && error_handler) error_handler(e);
   }
-  void event(std::string_view id, std::string_view type, std::string_view data,
-             std::uint64_t first, std::uint64_t last) {
-    if (!detached && event_handler) event_handler(id, type, data, first, last);
+  void event(const sse_client_event& e) {
+    if (!detached && event_handler) event_handler(e);
   }
   bool cancelled() const { return cancel_requested.load(std::memory_order_relaxed); }
 };
@@ -109,6 +108,7 @@ namespace {
 constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
 constexpr std::size_t max_error_body = 64 * 1024;
 constexpr std::size_t max_header_bytes = 64 * 1024;
+constexpr std::size_t max_header_value = 16 * 1024;  // Last-Event-ID and extra headers
 
 using outbound::is_timeout;
 using outbound::ms_text;
@@ -154,7 +154,8 @@ sse_client_error http_error(unsigned status, std::string_view reason, std::strin
   }
   if (e.code.empty()) {
     e.code = "http_error";
-    e.message = "HTTP " + std::to_string(status) + (reason.empty() ? "" : " " + std::string(reason));
+    e.message =
+        "HTTP " + std::to_string(status) + (reason.empty() ? "" : " " + std::string(reason));
     if (!body.empty()) e.message += ": " + std::string(body.substr(0, 200));
   }
   return e;
@@ -211,10 +212,9 @@ class stream_state final : public core::sse_listener {
     bytes_since_event_ += bytes.size();
     parser_.feed(bytes);
     if (!stop_ && bytes_since_event_ > client_.opt.max_event_bytes) {
-      stop_ = sse_client_error{"event_too_large",
-                               "an event exceeded " + std::to_string(client_.opt.max_event_bytes) +
-                                   " bytes",
-                               0, 0};
+      stop_ = sse_client_error{
+          "event_too_large",
+          "an event exceeded " + std::to_string(client_.opt.max_event_bytes) + " bytes", 0, 0};
     }
   }
 
@@ -225,26 +225,25 @@ class stream_state final : public core::sse_listener {
   void on_event(const core::sse_event& e) override {
     if (stop_ || client_.cancelled()) return;
     bytes_since_event_ = 0;
-    // The parser hands every event the current "last event ID string"; an
-    // event that had no id field of its own leaves it unchanged. (A server
-    // repeating the previous event's id would be taken for "no id"; the
-    // Sluice server never does: ids strictly increase within a response and
-    // a response starts after Last-Event-ID.)
+    // The parser hands every event the current "last event ID string" and
+    // whether the event's own block set it; only an own numeric id is a
+    // sequence number for de-duplication (an inherited one is not).
     const bool has_id = e.has_id;
     const delivery d = filter_.classify(e.last_event_id, has_id, e.type, e.data);
     switch (d.what) {
       case delivery::action::deliver:
-        client_.event(has_id ? e.last_event_id : std::string_view(), e.type, e.data, d.first_seq,
-                      d.last_seq);
+        client_.event(sse_client_event{e.last_event_id,
+                                       has_id ? e.last_event_id : std::string_view(), has_id,
+                                       e.type, e.data, d.first_seq, d.last_seq});
         return;
       case delivery::action::drop_duplicate:
         return;
       case delivery::action::resume_window_exceeded:
-        stop_ = sse_client_error{
-            "resume_window_exceeded",
-            d.message.empty() ? "the events after the resume point are no longer retained"
-                              : d.message,
-            0, d.first_available};
+        stop_ = sse_client_error{"resume_window_exceeded",
+                                 d.message.empty()
+                                     ? "the events after the resume point are no longer retained"
+                                     : d.message,
+                                 0, d.first_available};
         return;
     }
   }
@@ -272,7 +271,18 @@ net::awaitable<attempt_outcome> exchange(sse_client::impl& c, const target_url& 
   req.set(http::field::accept, "text/event-stream");
   req.set(http::field::cache_control, "no-cache");
   if (opt.gzip) req.set(http::field::accept_encoding, "gzip");
-  if (!st.last_event_id().empty()) req.set("Last-Event-ID", st.last_event_id());
+  if (!st.last_event_id().empty()) {
+    // A server's id can be of any length; HTTP header fields cannot (Beast
+    // refuses 64 KiB, servers far less): stop and say why, not retry.
+    if (st.last_event_id().size() > max_header_value)
+      co_return failed(sse_client_error{"last_event_id_too_long",
+                                        "the stream's last event id (" +
+                                            std::to_string(st.last_event_id().size()) +
+                                            " bytes) is too long to resume with (at most " +
+                                            std::to_string(max_header_value) + " bytes)",
+                                        0, 0});
+    req.set("Last-Event-ID", st.last_event_id());
+  }
   for (const auto& [name, value] : opt.headers) req.set(name, value);
   if (!opt.body.empty() || req.method() == http::verb::post) {
     req.set(http::field::content_type, opt.content_type);
@@ -310,8 +320,8 @@ net::awaitable<attempt_outcome> exchange(sse_client::impl& c, const target_url& 
   if (status < 200 || status >= 300) {
     if (status == 429 || status == 503) {
       if (auto it = head.find(http::field::retry_after); it != head.end()) {
-        attempt_outcome o = retry("HTTP " + std::to_string(status) + ", Retry-After " +
-                                  std::string(it->value()));
+        attempt_outcome o =
+            retry("HTTP " + std::to_string(status) + ", Retry-After " + std::string(it->value()));
         o.retry_after = parse_retry_after(it->value());
         co_return o;
       }
@@ -328,18 +338,16 @@ net::awaitable<attempt_outcome> exchange(sse_client::impl& c, const target_url& 
 
   const std::string content_type = lower(head[http::field::content_type]);
   if (content_type.rfind("text/event-stream", 0) != 0) {
-    co_return failed(sse_client_error{
-        "not_event_stream",
-        "HTTP " + std::to_string(status) + " with Content-Type '" + content_type +
-            "', not text/event-stream",
-        status, 0});
+    co_return failed(sse_client_error{"not_event_stream",
+                                      "HTTP " + std::to_string(status) + " with Content-Type '" +
+                                          content_type + "', not text/event-stream",
+                                      status, 0});
   }
   const std::string encoding = lower(head[http::field::content_encoding]);
   const bool gzip = encoding == "gzip" || encoding == "x-gzip";
   if (!encoding.empty() && !gzip && encoding != "identity") {
-    co_return failed(sse_client_error{"http_error",
-                                      "unsupported Content-Encoding '" + encoding + "'", status,
-                                      0});
+    co_return failed(sse_client_error{
+        "http_error", "unsupported Content-Encoding '" + encoding + "'", status, 0});
   }
   std::optional<gzip_inflater> inflater;
   if (gzip) inflater.emplace();
@@ -433,7 +441,7 @@ net::awaitable<attempt_outcome> attempt(sse_client::impl& c, const target_url& t
 }
 
 std::string describe_attempt(const sse_client_options& opt, const stream_state& st) {
-  std::string d = opt.method + " " + opt.url;
+  std::string d = opt.method + " " + redact_access_token(opt.url);
   if (!st.last_event_id().empty()) d += " (Last-Event-ID: " + st.last_event_id() + ")";
   return d;
 }
@@ -449,12 +457,25 @@ net::awaitable<void> run_attempts(sse_client::impl& c) {
     c.status(sse_status::failed, e.code + ": " + e.message);
   };
   auto url = outbound::parse_http_url(opt.url);
-  if (!url) co_return fail({"invalid_url", "not an absolute http(s) URL: " + opt.url, 0, 0});
+  if (!url)
+    co_return fail(
+        {"invalid_url", "not an absolute http(s) URL: " + redact_access_token(opt.url), 0, 0});
   const target_url u{*url, url->request_target()};
   if (opt.method != "GET" && opt.method != "POST")
     co_return fail({"invalid_url", "method must be GET or POST, not " + opt.method, 0, 0});
   if (!valid_header_value(opt.last_event_id))
     co_return fail({"invalid_last_event_id", "Last-Event-ID must not hold CR, LF or NUL", 0, 0});
+  for (const auto& [name, value] : opt.headers) {
+    // The value is not quoted: it may be a secret (Authorization).
+    if (name.empty() || !valid_header_value(name) ||
+        name.find_first_of(": ") != std::string::npos || !valid_header_value(value) ||
+        name.size() + value.size() > max_header_value)
+      co_return fail({"invalid_header",
+                      "the value of header '" +
+                          (valid_header_value(name) ? name : std::string("?")) +
+                          "' holds CR, LF or NUL or is too long, or its name is invalid",
+                      0, 0});
+  }
 
   std::optional<ssl::context> tls;
   if (u.url.https) {
@@ -477,8 +498,8 @@ net::awaitable<void> run_attempts(sse_client::impl& c) {
     c.status(sse_status::connecting, describe_attempt(opt, st));
     attempt_outcome out = co_await attempt(c, u, tls, st);
     if (auto hint = st.take_retry_hint())
-      backoff.set_base_from_server(std::chrono::milliseconds(
-          std::min<std::uint64_t>(*hint, std::uint64_t{1} << 40)));
+      backoff.set_base_from_server(
+          std::chrono::milliseconds(std::min<std::uint64_t>(*hint, std::uint64_t{1} << 40)));
     if (c.cancelled() || out.what == attempt_outcome::kind::cancelled) break;
     if (out.what == attempt_outcome::kind::ended) {
       c.status(sse_status::closed, "stream ended (HTTP 204)");
@@ -488,10 +509,9 @@ net::awaitable<void> run_attempts(sse_client::impl& c) {
 
     failures = out.opened ? 0 : failures + 1;
     if (opt.max_attempts != 0 && failures >= opt.max_attempts) {
-      co_return fail({"attempts_exhausted",
-                      std::to_string(failures) + " attempts without a response; last: " +
-                          out.reason,
-                      0, 0});
+      co_return fail(
+          {"attempts_exhausted",
+           std::to_string(failures) + " attempts without a response; last: " + out.reason, 0, 0});
     }
     const std::chrono::milliseconds delay =
         out.retry_after ? std::min(*out.retry_after, backoff.cap()) : backoff.delay(failures);
@@ -534,9 +554,15 @@ sse_client::~sse_client() {
   cancel();
 }
 
-void sse_client::on_event(sse_event_handler h) { impl_->event_handler = std::move(h); }
-void sse_client::on_status(sse_status_handler h) { impl_->status_handler = std::move(h); }
-void sse_client::on_error(sse_error_handler h) { impl_->error_handler = std::move(h); }
+void sse_client::on_event(sse_event_handler h) {
+  impl_->event_handler = std::move(h);
+}
+void sse_client::on_status(sse_status_handler h) {
+  impl_->status_handler = std::move(h);
+}
+void sse_client::on_error(sse_error_handler h) {
+  impl_->error_handler = std::move(h);
+}
 
 void sse_client::start() {
   net::post(impl_->ex, [self = impl_] {
@@ -560,7 +586,8 @@ void sse_client::start() {
 void sse_client::cancel() {
   impl_->cancel_requested = true;
   net::post(impl_->ex, [self = impl_] {
-    if (self->started && !self->finished) self->cancel_signal.emit(net::cancellation_type::terminal);
+    if (self->started && !self->finished)
+      self->cancel_signal.emit(net::cancellation_type::terminal);
   });
 }
 

@@ -7,8 +7,8 @@
 //     `Accept-Encoding: gzip` (decoded incrementally); chunked, sized and
 //     close-delimited bodies.
 //   - Reconnects whenever a response ends for any reason other than the
-//     stream's end, resuming with `Last-Event-ID` = the id of the last
-//     dispatched event (the WHATWG "last event ID string"). A retried POST
+//     stream's end, resuming with `Last-Event-ID` = the WHATWG "last event ID
+//     string" (the last id committed by a blank line, as an EventSource does). A retried POST
 //     sends the same body plus Last-Event-ID (the server attaches to the same
 //     run by its requestId).
 //       * 204 No Content                      -> closed (the stream is over)
@@ -17,8 +17,9 @@
 //       * 429/503 with Retry-After            -> retried after Retry-After
 //       * any other status                    -> failed, with the server's
 //         JSON error {"error":{"code","message"}} given to on_error
-//     Delays: exponential backoff with full jitter (base 1 s, cap 30 s); the
-//     server's `retry:` field replaces the base. `max_attempts` consecutive
+//     Delays: exponential backoff with jitter above a floor (base 1 s, cap
+//     30 s, see reconnect_backoff.hpp); the server's `retry:` replaces the
+//     base, so no reconnection comes sooner than it. `max_attempts` consecutive
 //     attempts that never reach "open" -> failed (attempts_exhausted).
 //   - Stall detection: when nothing at all arrives (not even a heartbeat
 //     comment) for `stall_timeout`, the connection is dropped and resumed.
@@ -44,6 +45,7 @@
 // the destructor cancels, and no callback runs after it returns.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -53,8 +55,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/any_io_executor.hpp>
 
 namespace sluice::client {
 
@@ -68,11 +68,14 @@ enum class sse_status {
 const char* to_string(sse_status s);
 
 struct sse_client_options {
-  std::string url;                 // http://host[:port]/path[?query] or https://...
-  std::string method = "GET";      // "GET" or "POST"
-  std::string body;                // sent with every attempt when not empty
+  std::string url;                                // http://host[:port]/path[?query] or https://...
+  std::string method = "GET";                     // "GET" or "POST"
+  std::string body;                               // sent with every attempt when not empty
   std::string content_type = "application/json";  // of the body
-  std::vector<std::pair<std::string, std::string>> headers;  // extra request headers
+  // Extra request headers (e.g. Authorization). Their values are never put in
+  // a status detail or an error; a value with CR, LF or NUL, or over 16 KiB,
+  // fails the client (invalid_header) before anything is sent.
+  std::vector<std::pair<std::string, std::string>> headers;
   // Resume after this id from the first attempt on (e.g. `--last-event-id`);
   // events up to it (when it is a sequence number) count as delivered.
   std::string last_event_id;
@@ -88,9 +91,11 @@ struct sse_client_options {
   // the connection and resume. Also bounds sending the request.
   std::chrono::milliseconds stall_timeout{30'000};
 
-  // Reconnection delay: uniform(0, min(cap, base * 2^k)), k = attempts since
-  // the last open response. base == 0: reconnect at once, and the server's
-  // `retry:` is ignored (tests). cap also bounds a server's Retry-After.
+  // Reconnection delay (reconnect_backoff.hpp): at least the base (the
+  // server's `retry:` when it sent one), growing x2 per failed attempt since
+  // the last open response, jitter above that floor, at most cap. base == 0:
+  // reconnect at once, and the server's `retry:` is ignored (tests). cap also
+  // bounds a server's Retry-After.
   std::chrono::milliseconds backoff_base{1'000};
   std::chrono::milliseconds backoff_cap{30'000};
   std::optional<std::uint64_t> jitter_seed;  // fixed: reproducible delays
@@ -106,7 +111,8 @@ struct sse_client_options {
 struct sse_client_error {
   // The server's code (e.g. "stream_not_found", "unknown_last_event_id",
   // "resume_window_exceeded") or the client's own: "invalid_url",
-  // "http_error" (a non-2xx without a JSON error), "not_event_stream",
+  // "invalid_header", "last_event_id_too_long" (over 16 KiB: it cannot be sent
+  // back as a header), "http_error" (a non-2xx without a JSON error), "not_event_stream",
   // "tls_verification_failed", "attempts_exhausted", "event_too_large",
   // "invalid_gzip", "callback_threw".
   std::string code;
@@ -115,13 +121,26 @@ struct sse_client_error {
   std::uint64_t first_available = 0;  // resume_window_exceeded: oldest event still retained
 };
 
-// id: the SSE id as sent ("" for an event without one). first_seq..last_seq:
-// the sequence numbers the event covers (equal for a plain event, a..b for a
-// merged delta event, 0..0 for an event without a numeric id). The views are
-// valid only during the call.
-using sse_event_handler =
-    std::function<void(std::string_view id, std::string_view type, std::string_view data,
-                       std::uint64_t first_seq, std::uint64_t last_seq)>;
+// One dispatched event. The views are valid only during the call.
+struct sse_client_event {
+  // The event's lastEventId as an EventSource gives it (the WHATWG "last event
+  // ID string"): the last id the stream set, which persists across events
+  // until an `id:` changes it (also one in a block without data) and is ""
+  // after an empty `id:`. This is the resume point (Last-Event-ID).
+  std::string_view last_event_id;
+  // The id field of this event's own block: has_own_id says whether the block
+  // had one (then own_id == last_event_id); "" and false otherwise.
+  std::string_view own_id;
+  bool has_own_id = false;
+  std::string_view type;  // "message" when the block had no event field
+  std::string_view data;
+  // The sequence numbers the event covers: equal for a plain event with a
+  // numeric own id, a..b for a merged delta event, 0..0 without one.
+  std::uint64_t first_seq = 0;
+  std::uint64_t last_seq = 0;
+};
+
+using sse_event_handler = std::function<void(const sse_client_event& event)>;
 using sse_status_handler = std::function<void(sse_status status, std::string_view detail)>;
 using sse_error_handler = std::function<void(const sse_client_error& error)>;
 

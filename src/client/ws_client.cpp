@@ -1,29 +1,39 @@
 #include "client/ws_client.hpp"
 
+#include <openssl/rand.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <boost/url/parse.hpp>
-#include <random>
+#include <optional>
+#include <stdexcept>
 #include <vector>
 
+#include "client/bearer_token.hpp"
 #include "client/delivery_filter.hpp"
 #include "client/reconnect_backoff.hpp"
+#include "net/http_url.hpp"
+#include "net/outbound_connection.hpp"
 
 namespace sluice::client {
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
+namespace ssl = net::ssl;
 namespace json = boost::json;
 using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
@@ -59,12 +69,41 @@ std::string_view str(const json::object& o, std::string_view key) {
   return v && v->is_string() ? std::string_view(v->as_string()) : std::string_view();
 }
 
+// 128 bits from OpenSSL's CSPRNG: a run id is not guessable.
 std::string random_request_id() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "ws-%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("RAND_bytes failed");
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string id = "ws-";
+  for (unsigned char b : bytes) {
+    id.push_back(hex[b >> 4]);
+    id.push_back(hex[b & 15]);
+  }
+  return id;
 }
+
+bool valid_header_text(std::string_view v) {
+  return v.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+// {"error":{"code","message"}} in a refused upgrade's body, or nothing.
+std::optional<std::pair<std::string, std::string>> json_error(std::string_view body) {
+  error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const json::value* e = v.as_object().if_contains("error");
+  if (e == nullptr || !e->is_object()) return std::nullopt;
+  const std::string_view code = str(e->as_object(), "code");
+  if (code.empty()) return std::nullopt;
+  return std::pair<std::string, std::string>(code, str(e->as_object(), "message"));
+}
+
+// What one connection attempt came to.
+struct attempt_result {
+  bool opened = false;
+  std::string why;                       // why it ended (for reconnecting)
+  std::optional<ws_client_error> fatal;  // retrying cannot help: stop (failed)
+};
 
 }  // namespace
 
@@ -98,9 +137,11 @@ struct ws_client::impl : std::enable_shared_from_this<impl> {
   ws_status_handler status_h;
   ws_error_handler error_h;
   ws_started_handler started_h;
-  websocket::stream<beast::tcp_stream>* current = nullptr;
+  beast::tcp_stream* current = nullptr;  // the attempt's TCP layer, for cancel()
   std::uint64_t duplicates = 0;
-  std::string host, port, target;
+  outbound::http_url url;  // ws -> http, wss -> https
+  std::string target;
+  std::optional<ssl::context> tls;  // wss only
   bool cancelled = false;
   bool finished = false;  // closed or failed was reported
   bool any_failed = false;
@@ -131,16 +172,25 @@ struct ws_client::impl : std::enable_shared_from_this<impl> {
   }
 
   bool parse_url() {
-    auto u = boost::urls::parse_uri(opts.url);
-    if (!u || u->scheme() != "ws" || u->host().empty()) return false;
-    host = u->host();
-    port = u->has_port() ? std::string(u->port()) : "80";
-    target = u->encoded_target().empty() ? "/" : std::string(u->encoded_target());
+    std::string_view u = opts.url;
+    std::string as_http;
+    if (u.starts_with("ws://"))
+      as_http = "http://" + std::string(u.substr(5));
+    else if (u.starts_with("wss://"))
+      as_http = "https://" + std::string(u.substr(6));
+    else
+      return false;
+    auto parsed = outbound::parse_http_url(as_http);
+    if (!parsed) return false;
+    url = *parsed;
+    target = url.request_target();
     return true;
   }
 
   net::awaitable<void> run();
-  net::awaitable<void> connection(bool& opened, std::string& why);
+  net::awaitable<attempt_result> connection();
+  template <class WsStream>
+  net::awaitable<void> session(WsStream& ws, attempt_result& r);
   void handle(std::string_view text);
 };
 
@@ -198,39 +248,93 @@ void ws_client::impl::handle(std::string_view text) {
   }
 }
 
-net::awaitable<void> ws_client::impl::connection(bool& opened, std::string& why) {
-  tcp::resolver resolver(executor);
-  auto [rec, results] = co_await resolver.async_resolve(host, port, tuple_awaitable);
-  if (rec) {
-    why = "resolve: " + rec.message();
-    co_return;
+net::awaitable<attempt_result> ws_client::impl::connection() {
+  attempt_result r;
+  auto endpoints = co_await outbound::resolve(url);
+  if (cancelled) co_return r;
+  if (!endpoints) {
+    r.why = "cannot resolve " + url.host + ": " + endpoints.error().message();
+    co_return r;
   }
-  websocket::stream<beast::tcp_stream> ws(executor);
-  current = &ws;
+  beast::tcp_stream tcp_stream(executor);
+  current = &tcp_stream;
   struct reset_current {
     impl* self;
     ~reset_current() { self->current = nullptr; }
   } guard{this};
-  if (cancelled) co_return;
-  auto& tcp_layer = beast::get_lowest_layer(ws);
-  tcp_layer.expires_after(opts.connect_timeout);
-  auto [cec, ep] = co_await tcp_layer.async_connect(results, tuple_awaitable);
+  const error_code cec = co_await outbound::connect(
+      tcp_stream, *endpoints, std::chrono::steady_clock::now() + opts.connect_timeout);
+  if (cancelled) co_return r;
   if (cec) {
-    why = "connect: " + cec.message();
-    co_return;
+    r.why = outbound::is_timeout(cec) ? "connect timed out" : "connect: " + cec.message();
+    co_return r;
   }
-  error_code oec;
-  tcp_layer.socket().set_option(tcp::no_delay(true), oec);
+  if (!tls) {
+    websocket::stream<beast::tcp_stream> ws(std::move(tcp_stream));
+    current = &beast::get_lowest_layer(ws);
+    co_await session(ws, r);
+    co_return r;
+  }
+  websocket::stream<ssl::stream<beast::tcp_stream>> ws(std::move(tcp_stream), *tls);
+  current = &beast::get_lowest_layer(ws);
+  const outbound::tls_handshake_result hs =
+      co_await outbound::tls_handshake(ws.next_layer(), url, opts.verify_tls,
+                                       std::chrono::steady_clock::now() + opts.connect_timeout);
+  if (cancelled) co_return r;
+  if (hs.ec) {
+    outbound::close(beast::get_lowest_layer(ws));
+    if (!hs.verify_error.empty()) {
+      // Not transient: retrying cannot make a certificate valid.
+      r.fatal = ws_client_error{"tls_verification_failed",
+                                "TLS handshake with " + url.host_header + " failed: " +
+                                    (hs.host_mismatch ? hs.verify_error : hs.untrusted_reason),
+                                "", 0};
+      co_return r;
+    }
+    r.why = outbound::is_timeout(hs.ec) ? "TLS handshake timed out"
+                                        : "TLS handshake failed: " + hs.ec.message();
+    co_return r;
+  }
+  co_await session(ws, r);
+  co_return r;
+}
+
+template <class WsStream>
+net::awaitable<void> ws_client::impl::session(WsStream& ws, attempt_result& r) {
+  auto& tcp_layer = beast::get_lowest_layer(ws);
   if (opts.deflate) {
     websocket::permessage_deflate pmd;
     pmd.client_enable = true;
     ws.set_option(pmd);
   }
+  ws.set_option(websocket::stream_base::decorator([this](websocket::request_type& req) {
+    req.set(beast::http::field::user_agent, "sluice");
+    for (const auto& [name, value] : opts.headers) req.set(name, value);
+  }));
   ws.read_message_max(opts.max_message_bytes);
+  tcp_layer.expires_after(opts.connect_timeout);
   websocket::response_type res;
-  auto [hec] = co_await ws.async_handshake(res, host + ":" + port, target, tuple_awaitable);
+  auto [hec] = co_await ws.async_handshake(res, url.host_header, target, tuple_awaitable);
+  if (cancelled) co_return;
   if (hec) {
-    why = "handshake: " + hec.message();
+    const unsigned status = res.result_int();
+    if (hec == websocket::error::upgrade_declined && status >= 400 && status < 500 &&
+        status != 408 && status != 429) {
+      // Refused (401 unauthorized, 403 forbidden, 404, ...): asking again
+      // gets the same answer.
+      ws_client_error e{"http_error",
+                        "the WebSocket upgrade was refused with HTTP " + std::to_string(status), "",
+                        0};
+      if (auto je = json_error(res.body())) {
+        e.code = je->first;
+        e.message = je->second + " (HTTP " + std::to_string(status) + ")";
+      }
+      r.fatal = std::move(e);
+    } else if (hec == websocket::error::upgrade_declined) {
+      r.why = "handshake refused with HTTP " + std::to_string(status);
+    } else {
+      r.why = "handshake: " + hec.message();
+    }
     co_return;
   }
   tcp_layer.expires_never();
@@ -239,7 +343,7 @@ net::awaitable<void> ws_client::impl::connection(bool& opened, std::string& why)
   t.idle_timeout = opts.stall_timeout;
   t.keep_alive_pings = true;
   ws.set_option(t);
-  opened = true;
+  r.opened = true;
   const bool deflate = res[beast::http::field::sec_websocket_extensions].find(
                            "permessage-deflate") != std::string_view::npos;
   status(ws_status::open, deflate ? "permessage-deflate" : "");
@@ -265,7 +369,7 @@ net::awaitable<void> ws_client::impl::connection(bool& opened, std::string& why)
   for (const auto& msg : out) {
     auto [wec, wn] = co_await ws.async_write(net::buffer(msg), tuple_awaitable);
     if (wec) {
-      why = "write: " + wec.message();
+      r.why = "write: " + wec.message();
       co_return;
     }
   }
@@ -273,10 +377,10 @@ net::awaitable<void> ws_client::impl::connection(bool& opened, std::string& why)
   for (;;) {
     auto [ec, n] = co_await ws.async_read(buf, tuple_awaitable);
     if (ec) {
-      why = ec.message();
+      r.why = ec.message();
       if (ec == websocket::error::closed)
-        why = "closed by the server (" + std::to_string(ws.reason().code) + " " +
-              std::string(ws.reason().reason.data(), ws.reason().reason.size()) + ")";
+        r.why = "closed by the server (" + std::to_string(ws.reason().code) + " " +
+                std::string(ws.reason().reason.data(), ws.reason().reason.size()) + ")";
       co_return;
     }
     const auto d = buf.cdata();
@@ -291,11 +395,34 @@ net::awaitable<void> ws_client::impl::connection(bool& opened, std::string& why)
 }
 
 net::awaitable<void> ws_client::impl::run() {
-  if (!parse_url()) {
+  auto fail = [this](ws_client_error e) {
     any_failed = true;
-    error({"invalid_url", "the URL must be ws://host[:port]/path", "", 0});
-    status(ws_status::failed, "invalid_url");
+    const std::string detail = e.code;
+    error(std::move(e));
+    status(ws_status::failed, detail);
+  };
+  if (!parse_url()) {
+    fail({"invalid_url", "the URL must be ws://host[:port]/path or wss://host[:port]/path", "", 0});
     co_return;
+  }
+  for (const auto& [name, value] : opts.headers) {
+    // The value is not quoted: it may be a secret (Authorization).
+    if (name.empty() || !valid_header_text(name) || name.find_first_of(": ") != std::string::npos ||
+        !valid_header_text(value)) {
+      fail({"invalid_header",
+            "the value of header '" + (valid_header_text(name) ? name : std::string("?")) +
+                "' holds CR, LF or NUL, or its name is invalid",
+            "", 0});
+      co_return;
+    }
+  }
+  if (url.https) {
+    try {
+      tls.emplace(outbound::make_tls_client_context(opts.verify_tls, opts.ca_file));
+    } catch (const std::exception& e) {
+      fail({"tls_verification_failed", std::string("TLS set-up: ") + e.what(), "", 0});
+      co_return;
+    }
   }
   unsigned failures = 0;  // consecutive attempts that never opened
   unsigned attempt = 0;   // backoff exponent
@@ -304,30 +431,31 @@ net::awaitable<void> ws_client::impl::run() {
       finish();
       co_return;
     }
-    status(ws_status::connecting, opts.url);
-    bool opened = false;
-    std::string why;
-    co_await connection(opened, why);
+    status(ws_status::connecting, redact_access_token(opts.url));
+    attempt_result r = co_await connection();
     if (cancelled) {
       status(ws_status::closed, "cancelled");
+      co_return;
+    }
+    if (r.fatal) {
+      fail(std::move(*r.fatal));
       co_return;
     }
     if (!active()) {
       finish();
       co_return;
     }
-    if (opened) {
+    if (r.opened) {
       failures = 0;
       attempt = 0;
     } else if (opts.max_attempts != 0 && ++failures >= opts.max_attempts) {
-      any_failed = true;
-      error({"attempts_exhausted",
-             "no connection after " + std::to_string(failures) + " attempts: " + why, "", 0});
-      status(ws_status::failed, "attempts_exhausted");
+      fail({"attempts_exhausted",
+            "no connection after " + std::to_string(failures) + " attempts: " + r.why, "", 0});
       co_return;
     }
     auto delay = backoff.delay(attempt++);
-    status(ws_status::reconnecting, why + "; retrying in " + std::to_string(delay.count()) + " ms");
+    status(ws_status::reconnecting,
+           r.why + "; retrying in " + std::to_string(delay.count()) + " ms");
     timer.expires_after(delay);
     co_await timer.async_wait(tuple_awaitable);
     if (cancelled) {
@@ -405,7 +533,7 @@ void ws_client::cancel() {
   net::post(impl_->executor, [self = impl_] {
     self->cancelled = true;
     self->timer.cancel();
-    if (self->current) beast::get_lowest_layer(*self->current).cancel();
+    if (self->current) self->current->cancel();
   });
 }
 

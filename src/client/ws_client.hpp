@@ -2,8 +2,13 @@
 // /v1/ws, see docs/websocket.md), never losing an event and never repeating one.
 //
 // What it does
-//   - Connects to ws://host[:port]/v1/ws (plain TCP; wss is not supported),
-//     offering permessage-deflate unless told not to.
+//   - Connects to ws://host[:port]/v1/ws, or wss:// (TLS 1.2+, SNI, the peer's
+//     chain and host name verified against the system CAs plus `ca_file`, as
+//     the SSE client does; a verification failure is final:
+//     tls_verification_failed), offering permessage-deflate unless told not
+//     to, with the extra `headers` (e.g. Authorization) on the handshake.
+//   - A refused upgrade with a 4xx status (401 unauthorized, 403 forbidden,
+//     ...; not 408 or 429) is final: failed, with the server's JSON error code.
 //   - On every connection, subscribes to each stream that has not ended with
 //     {"op":"subscribe","stream":ID,"lastEventId":N}, N = the highest sequence
 //     delivered for that stream (omitted while nothing was delivered and no
@@ -43,6 +48,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace sluice::client {
 
@@ -56,8 +63,16 @@ enum class ws_status {
 const char* to_string(ws_status s);
 
 struct ws_client_options {
-  std::string url;  // ws://host[:port]/v1/ws
+  std::string url;  // ws://host[:port]/v1/ws or wss://...
   bool deflate = true;
+  // wss only: verify the certificate chain (system CAs plus ca_file) and the
+  // host name.
+  bool verify_tls = true;
+  std::string ca_file;
+  // Extra handshake request headers (e.g. Authorization: Bearer ...). Their
+  // values are never put in a status detail or an error; one with CR, LF or
+  // NUL fails the client (invalid_header) before connecting.
+  std::vector<std::pair<std::string, std::string>> headers;
   std::chrono::milliseconds connect_timeout{10'000};  // TCP connect + handshake
   std::chrono::milliseconds stall_timeout{30'000};
   std::chrono::milliseconds backoff_base{1'000};  // 0: reconnect at once (tests)
@@ -69,7 +84,9 @@ struct ws_client_options {
 
 struct ws_client_error {
   // The server's code ("resume_window_exceeded", "stream_not_found", ...) or
-  // the client's own: "invalid_url", "attempts_exhausted", "callback_threw".
+  // the client's own: "invalid_url", "invalid_header", "tls_verification_failed",
+  // "http_error" (a refused upgrade without a JSON error), "attempts_exhausted",
+  // "callback_threw".
   std::string code;
   std::string message;
   std::string stream;                 // "" when not about one stream

@@ -74,14 +74,16 @@ TEST(ClientDeliveryFilter, ParseSequence) {
   EXPECT_FALSE(parse_sequence("1 "));
 }
 
-TEST(ClientBackoff, FullJitterWithinExponentialWindowAndCap) {
+// More on the delay sequence, with an injected random source, in
+// reconnect_backoff_test.cpp.
+TEST(ClientBackoff, JitterAboveTheFloorWithinExponentialWindowAndCap) {
   reconnect_backoff b(milliseconds(100), milliseconds(1000), 7);
   for (unsigned attempt = 0; attempt < 12; ++attempt) {
-    const auto window = std::min<std::int64_t>(1000, 100LL << std::min(attempt, 20u));
+    const auto ceiling = std::min<std::int64_t>(1000, 100LL << std::min(attempt + 1, 20u));
     for (int i = 0; i < 50; ++i) {
       auto d = b.delay(attempt);
-      EXPECT_GE(d.count(), 0);
-      EXPECT_LE(d.count(), window);
+      EXPECT_GE(d.count(), std::max<std::int64_t>(100, ceiling / 2));
+      EXPECT_LE(d.count(), ceiling);
     }
   }
   // The same seed gives the same delays.
@@ -93,7 +95,10 @@ TEST(ClientBackoff, ServerRetryReplacesBaseUnlessBaseIsZero) {
   reconnect_backoff b(milliseconds(1000), milliseconds(30'000), 1);
   b.set_base_from_server(milliseconds(10));
   EXPECT_EQ(b.base(), milliseconds(10));
-  for (int i = 0; i < 50; ++i) EXPECT_LE(b.delay(0).count(), 10);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_GE(b.delay(0).count(), 10);
+    EXPECT_LE(b.delay(0).count(), 20);
+  }
   reconnect_backoff zero(milliseconds(0), milliseconds(30'000), 1);
   zero.set_base_from_server(milliseconds(1000));
   for (unsigned a = 0; a < 20; ++a) EXPECT_EQ(zero.delay(a), milliseconds(0));

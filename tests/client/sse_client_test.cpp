@@ -28,8 +28,9 @@ using client::sse_status;
 using namespace std::chrono_literals;
 
 struct received_event {
-  std::string id, type, data;
+  std::string id, type, data;  // id: the event's own id ("" when its block had none)
   std::uint64_t first = 0, last = 0;
+  std::string last_event_id;  // lastEventId
 };
 
 // One sse_client on its own io_context thread, recording every callback.
@@ -37,10 +38,10 @@ class client_run {
  public:
   explicit client_run(client::sse_client_options options)
       : client_(io_.get_executor(), std::move(options)) {
-    client_.on_event([this](std::string_view id, std::string_view type, std::string_view data,
-                            std::uint64_t first, std::uint64_t last) {
+    client_.on_event([this](const client::sse_client_event& e) {
       std::lock_guard lock(mutex_);
-      events_.push_back({std::string(id), std::string(type), std::string(data), first, last});
+      events_.push_back({std::string(e.own_id), std::string(e.type), std::string(e.data),
+                         e.first_seq, e.last_seq, std::string(e.last_event_id)});
       cv_.notify_all();
     });
     client_.on_status([this](sse_status s, std::string_view detail) {
