@@ -99,6 +99,31 @@ std::optional<request_error> parse_request(const json::value& v, bool tool,
   return std::nullopt;
 }
 
+// Why a run could not start, as a refusal with Retry-After (see docs/budgets.md).
+request_error run_refusal(const boost::system::error_code& ec) {
+  if (ec == agents::make_error_code(agents::run_error::too_many_runs))
+    return {503, "too_many_runs", "the limit of agent runs at once is reached (--max-runs)"};
+  if (ec == agents::make_error_code(agents::run_error::too_many_runs_for_subject))
+    return {429, "too_many_runs_for_subject",
+            "this subject runs as many agents at once as it may (--max-runs-per-subject)"};
+  auto r = transport::registry_refusal(ec);
+  json::value v = json::parse(r.body);
+  return {r.status, std::string(v.at("error").at("code").as_string()),
+          std::string(v.at("error").at("message").as_string())};
+}
+
+// A new run would fail its first search at once: refuse it before it starts.
+std::optional<request_error> search_refusal(const agents::run_service& runs,
+                                            const agents::agent_request& ar) {
+  if (runs.env().search == nullptr || !runs.env().search->busy()) return std::nullopt;
+  (void)ar;
+  return request_error{503, "search_busy", "the search pool's queue is full; retry later"};
+}
+
+transport::http_reply refusal_reply(const request_error& e) {
+  return transport::json_refusal(e.status, e.code, e.message, e.status == 429 ? 5 : 1);
+}
+
 transport::route_handler make_handler(transport::router& routes, agents::run_service& runs,
                                       bool tool) {
   return [&routes, &runs, tool](transport::request_context& req) -> transport::handler_result {
@@ -109,9 +134,11 @@ transport::route_handler make_handler(transport::router& routes, agents::run_ser
     if (ec) return json_error(400, "malformed_json", "body is not valid JSON: " + ec.message());
     if (auto err = parse_request(body, tool, runs.env(), ar, stream))
       return json_error(err->status, err->code, err->message);
+    if (!runs.registry().find(ar.request_id))  // a new run, not a retry attaching to one
+      if (auto busy = search_refusal(runs, ar)) return refusal_reply(*busy);
     auto run = runs.start(ar, tool ? agents::run_endpoint::deepsearch_tool : agents::run_endpoint::agent,
-                          req.executor);
-    if (!run) return json_error(503, "too_many_streams", "the stream limit is reached");
+                          req.executor, req.subject);
+    if (!run) return refusal_reply(run_refusal(run.error()));
     if (!stream) return transport::final_event_reply{run->log};
     // A retried POST (same requestId) resumes after its Last-Event-ID.
     return routes.subscribe(req, run->log);
@@ -129,14 +156,20 @@ void add_agent_routes(transport::http_server& server, agents::run_service& runs)
 
 void add_agent_ws_start(transport::http_server& server, agents::run_service& runs) {
   server.set_ws_start_handler(
-      [&runs](const json::value& request,
-              const boost::asio::any_io_executor& ex) -> transport::ws_start_result {
+      [&runs](const json::value& request, const boost::asio::any_io_executor& ex,
+              std::string_view subject) -> transport::ws_start_result {
         agents::agent_request ar;
         bool stream = true;  // a WebSocket start always streams
         if (auto err = parse_request(request, false, runs.env(), ar, stream))
           return transport::ws_start_error{err->code, err->message};
-        auto run = runs.start(ar, agents::run_endpoint::agent, ex);
-        if (!run) return transport::ws_start_error{"too_many_streams", "the stream limit is reached"};
+        if (!runs.registry().find(ar.request_id))
+          if (auto busy = search_refusal(runs, ar))
+            return transport::ws_start_error{busy->code, busy->message};
+        auto run = runs.start(ar, agents::run_endpoint::agent, ex, subject);
+        if (!run) {
+          auto e = run_refusal(run.error());
+          return transport::ws_start_error{e.code, e.message};
+        }
         return transport::ws_start_ok{run->log, run->created};
       });
 }

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "core/stream_log.hpp"
@@ -27,9 +28,11 @@ struct ws_start_error {
 
 using ws_start_result = std::variant<ws_start_ok, ws_start_error>;
 
-// Called on the connection's worker thread with the op's "request" member and
-// that thread's executor (a producer started here runs there). Must not block.
-using ws_start_handler = std::function<ws_start_result(
-    const boost::json::value& request, const boost::asio::any_io_executor& executor)>;
+// Called on the connection's worker thread with the op's "request" member,
+// that thread's executor (a producer started here runs there) and the
+// socket's subject (who is charged for the run). Must not block.
+using ws_start_handler = std::function<ws_start_result(const boost::json::value& request,
+                                                       const boost::asio::any_io_executor& executor,
+                                                       std::string_view subject)>;
 
 }  // namespace sluice::transport

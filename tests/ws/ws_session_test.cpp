@@ -355,7 +355,7 @@ TEST_F(WsTest, DeflateCanBeTurnedOff) {
 
 TEST_F(WsTest, StartUsesTheRegisteredHandler) {
   start_handler_ = [this](const json::value& req,
-                          const ws_net::any_io_executor&) -> transport::ws_start_result {
+                          const ws_net::any_io_executor&, std::string_view) -> transport::ws_start_result {
     const auto* q = req.as_object().if_contains("query");
     if (q == nullptr || !q->is_string())
       return transport::ws_start_error{"invalid_request", "\"query\" must be a string"};
