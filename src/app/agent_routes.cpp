@@ -106,22 +106,30 @@ request_error run_refusal(const boost::system::error_code& ec) {
   if (ec == agents::make_error_code(agents::run_error::too_many_runs_for_subject))
     return {429, "too_many_runs_for_subject",
             "this subject runs as many agents at once as it may (--max-runs-per-subject)"};
+  // The stream budgets answer as the stream routes do (one place decides).
   auto r = transport::registry_refusal(ec);
-  json::value v = json::parse(r.body);
-  return {r.status, std::string(v.at("error").at("code").as_string()),
-          std::string(v.at("error").at("message").as_string())};
+  boost::system::error_code pec;
+  json::value v = json::parse(r.body, pec);
+  const json::value* e = !pec && v.is_object() ? v.as_object().if_contains("error") : nullptr;
+  const json::value* code = e && e->is_object() ? e->as_object().if_contains("code") : nullptr;
+  const json::value* msg = e && e->is_object() ? e->as_object().if_contains("message") : nullptr;
+  if (code == nullptr || !code->is_string() || msg == nullptr || !msg->is_string())
+    return {503, "too_many_streams", ec.message()};
+  return {r.status, std::string(code->as_string()), std::string(msg->as_string())};
 }
 
 // A new run would fail its first search at once: refuse it before it starts.
-std::optional<request_error> search_refusal(const agents::run_service& runs,
-                                            const agents::agent_request& ar) {
+std::optional<request_error> search_refusal(const agents::run_service& runs) {
   if (runs.env().search == nullptr || !runs.env().search->busy()) return std::nullopt;
-  (void)ar;
   return request_error{503, "search_busy", "the search pool's queue is full; retry later"};
 }
 
 transport::http_reply refusal_reply(const request_error& e) {
-  return transport::json_refusal(e.status, e.code, e.message, e.status == 429 ? 5 : 1);
+  // Stream and memory budgets free slowly (streams age out); runs and
+  // searches end sooner.
+  const bool slow = e.status == 429 || e.code == "memory_budget_exceeded" ||
+                    e.code == "too_many_streams";
+  return transport::json_refusal(e.status, e.code, e.message, slow ? 5 : 1);
 }
 
 transport::route_handler make_handler(transport::router& routes, agents::run_service& runs,
@@ -135,7 +143,7 @@ transport::route_handler make_handler(transport::router& routes, agents::run_ser
     if (auto err = parse_request(body, tool, runs.env(), ar, stream))
       return json_error(err->status, err->code, err->message);
     if (!runs.registry().find(ar.request_id))  // a new run, not a retry attaching to one
-      if (auto busy = search_refusal(runs, ar)) return refusal_reply(*busy);
+      if (auto busy = search_refusal(runs)) return refusal_reply(*busy);
     auto run = runs.start(ar, tool ? agents::run_endpoint::deepsearch_tool : agents::run_endpoint::agent,
                           req.executor, req.subject);
     if (!run) return refusal_reply(run_refusal(run.error()));
@@ -163,7 +171,7 @@ void add_agent_ws_start(transport::http_server& server, agents::run_service& run
         if (auto err = parse_request(request, false, runs.env(), ar, stream))
           return transport::ws_start_error{err->code, err->message};
         if (!runs.registry().find(ar.request_id))
-          if (auto busy = search_refusal(runs, ar))
+          if (auto busy = search_refusal(runs))
             return transport::ws_start_error{busy->code, busy->message};
         auto run = runs.start(ar, agents::run_endpoint::agent, ex, subject);
         if (!run) {

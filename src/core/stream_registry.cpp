@@ -84,8 +84,7 @@ boost::system::result<std::shared_ptr<stream_log>> stream_registry::insert(std::
   }
   // A new stream retains bytes: refuse it at the memory budget (after trying
   // to evict finished streams). Outside the shard lock: eviction takes them.
-  if (!memory_available(realtime_us()))
-    return make_error_code(registry_error::memory_budget_exceeded);
+  if (!memory_available()) return make_error_code(registry_error::memory_budget_exceeded);
   shard& sh = shard_for(id);
   std::lock_guard lock(sh.mutex);
   if (auto it = sh.streams.find(id); it != sh.streams.end()) {  // created meanwhile
@@ -135,6 +134,7 @@ bool stream_registry::memory_available(std::int64_t now_us) {
   // At the budget. One scan at a time; a scan that freed nothing is not
   // repeated for a while (nothing may have finished since).
   constexpr std::int64_t rescan_after_us = 100'000;
+  if (now_us == 0) now_us = realtime_us();
   std::unique_lock lock(evict_mutex_, std::try_to_lock);
   if (lock.owns_lock() &&
       (fruitless_scan_us_ == 0 || now_us - fruitless_scan_us_ >= rescan_after_us)) {

@@ -85,8 +85,9 @@ class stream_registry {
   // retained event bytes are under the budget. At the budget, first frees
   // finished streams nobody reads (oldest finished first) down to 90% of it;
   // false when that was not enough. One relaxed load while under the budget.
-  // `now_us` (realtime_us() in production) throttles fruitless eviction scans.
-  bool memory_available(std::int64_t now_us);
+  // `now_us` (0: realtime_us(), read only when at the budget) throttles
+  // fruitless eviction scans.
+  bool memory_available(std::int64_t now_us = 0);
   // Retained event bytes of all streams (including ones already dropped from
   // the registry whose last reader has not let go yet).
   std::int64_t memory_used() const { return memory_->load(std::memory_order_relaxed); }

@@ -217,7 +217,7 @@ handler_result router::publish(request_context& req, std::string_view id) {
   if (!log) return registry_refusal(log.error());
   // The memory budget: one relaxed load while under it (finished streams are
   // evicted first when at it).
-  if (!registry_.memory_available(core::realtime_us()))
+  if (!registry_.memory_available())
     return registry_refusal(core::make_error_code(core::registry_error::memory_budget_exceeded));
   std::vector<core::publish_item> items(texts.size());
   for (std::size_t i = 0; i < texts.size(); ++i) {
