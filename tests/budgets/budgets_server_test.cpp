@@ -172,6 +172,39 @@ TEST_F(BudgetsTest, PendingSubscriptionExpiresWithStreamNotStartedAndIsFreed) {
   expect_healthy();
 }
 
+TEST_F(BudgetsTest, WebSocketSubscribersOfAPendingStreamAreToldTheSame) {
+  start([](auto& c) { c.registry.pending_limit_us = 300'000; });
+  test::ws_connection ws(port());
+  ws.send(R"({"op":"subscribe","stream":"ghost"})");
+  json::object frame;
+  do frame = ws.read();
+  while (!frame.contains("event"));
+  EXPECT_EQ(frame.at("stream"), "ghost");
+  EXPECT_EQ(frame.at("id"), 1);
+  EXPECT_EQ(frame.at("event"), "error");
+  EXPECT_EQ(frame.at("data").at("code"), "stream_not_started");
+  expect_healthy();
+}
+
+TEST_F(BudgetsTest, WebSocketPublishOverTheMemoryBudgetIsAnErrorFrame) {
+  start([](auto& c) { c.registry.memory_budget_bytes = 32u << 10; });
+  test::ws_connection ws(port());
+  const std::string pad(16 << 10, 'w');
+  json::object refused;
+  for (int i = 0; i < 6 && refused.empty(); ++i) {
+    ws.send(R"({"op":"publish","stream":"w-)" + std::to_string(i) + R"(","data":{"pad":")" + pad +
+            "\"}}");
+    auto m = ws.read();
+    if (m.at("op") == "error") refused = m;
+  }
+  ASSERT_FALSE(refused.empty());
+  EXPECT_EQ(refused.at("code"), "memory_budget_exceeded");
+  // The socket stays usable.
+  ws.send(R"({"op":"ping"})");
+  EXPECT_EQ(ws.read().at("op"), "pong");
+  expect_healthy();
+}
+
 // ---- --max-streams-per-subject ----
 
 TEST_F(BudgetsTest, SubscribingToRandomIdsStopsAtTheSubjectsStreamLimit) {
