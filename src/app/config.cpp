@@ -165,10 +165,11 @@ void finish_serve_options(serve_options& o) {
     throw CLI::ValidationError("--ws-deflate-window-bits must be 9..15");
   if (s.ws_deflate_mem_level < 1 || s.ws_deflate_mem_level > 9)
     throw CLI::ValidationError("--ws-deflate-mem-level must be 1..9");
-  if (d.pending_stream_s <= 0) throw CLI::ValidationError("--pending-stream-s must be > 0");
+  if (d.pending_stream_s <= 0 || d.pending_stream_s > 604'800)
+    throw CLI::ValidationError("--pending-stream-s must be 1..604800");
   s.registry.pending_limit_us = d.pending_stream_s * 1'000'000;
-  if (d.final_reply_timeout_s <= 0)
-    throw CLI::ValidationError("--final-reply-timeout-s must be > 0");
+  if (d.final_reply_timeout_s <= 0 || d.final_reply_timeout_s > 604'800)
+    throw CLI::ValidationError("--final-reply-timeout-s must be 1..604800");
   s.budgets.final_reply_timeout = seconds(d.final_reply_timeout_s);
   if (!(s.budgets.ws_ops_per_s >= 0) || s.budgets.ws_ops_per_s > 1e6)
     throw CLI::ValidationError("--ws-ops-per-s must be 0..1000000");

@@ -1,13 +1,12 @@
 #include "transport/http_server.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
 #include <future>
 #include <thread>
 
@@ -45,21 +44,13 @@ http_server::~http_server() {
   if (running_) shutdown();
 }
 
-router& http_server::routes() {
-  return ctx_->routes;
-}
+router& http_server::routes() { return ctx_->routes; }
 void http_server::set_ws_start_handler(ws_start_handler handler) {
   ctx_->ws_start = std::move(handler);
 }
-core::stream_registry& http_server::registry() {
-  return ctx_->registry;
-}
-metrics& http_server::stats() {
-  return ctx_->metrics;
-}
-const server_config& http_server::config() const {
-  return ctx_->config;
-}
+core::stream_registry& http_server::registry() { return ctx_->registry; }
+metrics& http_server::stats() { return ctx_->metrics; }
+const server_config& http_server::config() const { return ctx_->config; }
 
 void http_server::start() {
   unsigned n = ctx_->config.threads ? ctx_->config.threads : std::thread::hardware_concurrency();
@@ -98,7 +89,8 @@ void http_server::accept_loop(worker& w) {
       w.ioc,
       [this, &w]() -> net::awaitable<void> {
         for (;;) {
-          auto [ec, socket] = co_await w.acceptor->async_accept(net::as_tuple(net::use_awaitable));
+          auto [ec, socket] =
+              co_await w.acceptor->async_accept(net::as_tuple(net::use_awaitable));
           if (ec == net::error::operation_aborted || !w.acceptor->is_open()) co_return;
           if (ec) {
             // EMFILE and friends: back off briefly instead of spinning.
@@ -215,8 +207,9 @@ void http_server::shutdown() {
 void http_server::run_until_signal() {
   net::io_context signals_ioc(1);
   net::signal_set signals(signals_ioc, SIGINT, SIGTERM);
-  signals.async_wait(
-      [](boost::system::error_code, int sig) { spdlog::info("received signal {}", sig); });
+  signals.async_wait([](boost::system::error_code, int sig) {
+    spdlog::info("received signal {}", sig);
+  });
   signals_ioc.run();
   shutdown();
 }
