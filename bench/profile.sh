@@ -19,7 +19,7 @@ mkdir -p "$OUT"
 ulimit -n 20000
 PORT=$((20000 + RANDOM % 10000))
 case $KIND in
-  sluice) CMD=("$BUILD/sluice" serve --enable-bench true --host 127.0.0.1 --port "$PORT" --threads 1
+  sluice) CMD=("$BUILD/sluice" serve --enable-bench --max-connections-per-ip 0 --max-streams-per-subject 0 --host 127.0.0.1 --port "$PORT" --threads 1
                --max-connections 20000 --heartbeat-ms 10000) ;;
   floor) CMD=("$BUILD/sluice_floor" --host 127.0.0.1 --port "$PORT") ;;
   *) echo "usage: bench/profile.sh sluice|floor [BUILD_DIR] [OUT_DIR]" >&2; exit 64 ;;

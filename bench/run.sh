@@ -131,7 +131,7 @@ start_server() {
   case $peer in
     sluice)
       # shellcheck disable=SC2206
-      SERVER_CMD=("$BUILD/sluice" serve --enable-bench true --host 127.0.0.1 --port "$SERVER_PORT"
+      SERVER_CMD=("$BUILD/sluice" serve --enable-bench --max-connections-per-ip 0 --max-streams-per-subject 0 --host 127.0.0.1 --port "$SERVER_PORT"
                   --threads 1 --max-connections 20000 --heartbeat-ms 10000 $SLUICE_ARGS) ;;
     floor) SERVER_CMD=("$BUILD/sluice_floor" --host 127.0.0.1 --port "$SERVER_PORT") ;;
     node) SERVER_CMD=(node "$ROOT/bench/peers/node_server.js" "$SERVER_PORT") ;;

@@ -80,23 +80,33 @@ std::vector<std::string> parse_string_array(std::string_view reply) {
   return out;
 }
 
-net::awaitable<std::vector<std::string>> model_decompose(const agent_env& env,
-                                                         const std::string& query,
-                                                         const std::vector<search::search_hit>* docs) {
+// A proposed search query longer than this is dropped.
+constexpr std::size_t max_sub_query_bytes = 512;
+
+net::awaitable<std::vector<std::string>> model_decompose(
+    const agent_env& env, const std::string& query, const std::vector<search::search_hit>* docs) {
   llm::chat_request req;
   std::string ask =
       "Break the user's question into at most " + std::to_string(env.max_sub_queries - 1) +
       " short web-search queries that together answer it. Reply with a JSON array of strings "
-      "only.\nQuestion: " + query;
+      "only.\nQuestion: " +
+      query;
   if (docs != nullptr)
     ask = "These documents were found for the question:\n" + numbered_sources(*docs) +
           "If they fully answer the question, reply with []. Otherwise reply with a JSON array "
-          "of at most " + std::to_string(env.max_sub_queries - 1) +
+          "of at most " +
+          std::to_string(env.max_sub_queries - 1) +
           " new search queries for what is missing.\nQuestion: " + query;
   req.messages = {{"system", "You plan searches. You reply with JSON only."}, {"user", ask}};
   auto out = co_await env.model->stream_chat(req, [](std::string_view) {});
   if (out.ec) co_return std::vector<std::string>{};
-  co_return parse_string_array(out.text);
+  // The model's proposal is untrusted: the first decomposition and every
+  // follow-up get the same cap (max_sub_queries - 1 queries of bounded size).
+  auto queries = parse_string_array(out.text);
+  std::erase_if(queries, [](const std::string& q) { return q.size() > max_sub_query_bytes; });
+  if (queries.size() + 1 > env.max_sub_queries)
+    queries.resize(env.max_sub_queries > 0 ? env.max_sub_queries - 1 : 0);
+  co_return queries;
 }
 
 }  // namespace
@@ -162,7 +172,10 @@ net::awaitable<deepsearch_outcome> run_deepsearch(const agent_env& env, std::str
   listener.on_status("generating", cjk ? "正在生成答案..." : "Generating the answer...");
   if (env.model == nullptr) {
     std::vector<llm::source_document> sources;
-    for (const auto& d : out.docs) sources.push_back({d.heading.empty() || d.heading == d.title ? d.title : d.title + " — " + d.heading, d.source_id, d.text});
+    for (const auto& d : out.docs)
+      sources.push_back(
+          {d.heading.empty() || d.heading == d.title ? d.title : d.title + " — " + d.heading,
+           d.source_id, d.text});
     auto answer = llm::answer_extractively(query, out.sub_queries, sources);
     bool done = co_await stream_text_as_deltas(
         env, answer.text, [&](std::string_view d) { listener.on_answer_delta(d); });
@@ -171,7 +184,7 @@ net::awaitable<deepsearch_outcome> run_deepsearch(const agent_env& env, std::str
     co_return out;
   }
   auto reply = co_await model_answer(env, query, out.docs,
-                                    [&](std::string_view d) { listener.on_answer_delta(d); });
+                                     [&](std::string_view d) { listener.on_answer_delta(d); });
   if (reply.ec == net::error::operation_aborted || co_await cancelled()) co_return aborted();
   if (reply.ec) {
     out.ec = reply.ec;

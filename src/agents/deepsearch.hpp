@@ -10,14 +10,13 @@
 // nothing after it.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/array.hpp>
+#include <boost/system/error_code.hpp>
 #include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/json/array.hpp>
-#include <boost/system/error_code.hpp>
 
 #include "agents/search_service.hpp"
 #include "llm/chat_provider.hpp"
@@ -60,8 +59,9 @@ boost::asio::awaitable<deepsearch_outcome> run_deepsearch(const agent_env& env, 
 
 // Streams `text` (already complete) as small deltas with the builtin pause.
 // Returns false when cancelled midway.
-boost::asio::awaitable<bool> stream_text_as_deltas(const agent_env& env, std::string_view text,
-                                                   const std::function<void(std::string_view)>& on_delta);
+boost::asio::awaitable<bool> stream_text_as_deltas(
+    const agent_env& env, std::string_view text,
+    const std::function<void(std::string_view)>& on_delta);
 
 // Asks the model to answer `query` from the numbered `docs`, citing them as
 // [n], streaming its text to `on_delta`.

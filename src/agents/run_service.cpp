@@ -1,5 +1,7 @@
 #include "agents/run_service.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <atomic>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -13,9 +15,66 @@ namespace sluice::agents {
 
 namespace net = boost::asio;
 
+namespace {
+class run_category_impl : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "sluice.runs"; }
+  std::string message(int ev) const override {
+    switch (static_cast<run_error>(ev)) {
+      case run_error::too_many_runs:
+        return "the limit of agent runs at once is reached";
+      case run_error::too_many_runs_for_subject:
+        return "the limit of agent runs at once for this subject is reached";
+    }
+    return "unknown run error";
+  }
+};
+}  // namespace
+
+const boost::system::error_category& run_category() {
+  static const run_category_impl instance;
+  return instance;
+}
+
+bool run_service::run_counts::reserve(std::string_view subject, const run_limits& limits,
+                                      boost::system::error_code& ec) {
+  std::lock_guard lock(mutex);
+  if (limits.max_runs != 0 && total >= limits.max_runs) {
+    ec = make_error_code(run_error::too_many_runs);
+    return false;
+  }
+  auto it = by_subject.find(std::string(subject));
+  const std::size_t mine = it == by_subject.end() ? 0 : it->second;
+  if (limits.max_runs_per_subject != 0 && mine >= limits.max_runs_per_subject) {
+    ec = make_error_code(run_error::too_many_runs_for_subject);
+    return false;
+  }
+  ++total;
+  ++by_subject[std::string(subject)];
+  return true;
+}
+
+void run_service::run_counts::release(const std::string& subject) {
+  std::lock_guard lock(mutex);
+  --total;
+  if (auto it = by_subject.find(subject); it != by_subject.end() && --it->second == 0)
+    by_subject.erase(it);
+}
+
 run_service::run_service(core::stream_registry& registry, agent_env env,
-                         std::chrono::milliseconds detach_grace)
-    : registry_(registry), env_(env), detach_grace_(detach_grace) {}
+                         std::chrono::milliseconds detach_grace, run_limits limits)
+    : registry_(registry), env_(env), detach_grace_(detach_grace), limits_(limits) {}
+
+std::size_t run_service::running() const {
+  std::lock_guard lock(counts_->mutex);
+  return counts_->total;
+}
+
+std::size_t run_service::running_for(std::string_view subject) const {
+  std::lock_guard lock(counts_->mutex);
+  auto it = counts_->by_subject.find(std::string(subject));
+  return it == counts_->by_subject.end() ? 0 : it->second;
+}
 
 std::string run_service::new_request_id() {
   // 128 bits from OpenSSL's CSPRNG: a run id is unguessable (ownership, not
@@ -31,9 +90,25 @@ std::string run_service::new_request_id() {
   return id;
 }
 
-boost::system::result<started_run> run_service::start(agent_request request,
-                                                      run_endpoint endpoint,
-                                                      const net::any_io_executor& ex) {
+boost::system::result<started_run> run_service::start(agent_request request, run_endpoint endpoint,
+                                                      const net::any_io_executor& ex,
+                                                      std::string_view subject) {
+  // A retried start attaches to its run: no budget is charged for that.
+  if (auto existing = registry_.find(request.request_id)) return started_run{existing, false};
+  boost::system::error_code budget_ec;
+  if (!counts_->reserve(subject, limits_, budget_ec)) return budget_ec;
+  // Released when the run's coroutine has ended, whatever the outcome.
+  struct run_slot {
+    std::shared_ptr<run_counts> counts;
+    std::string subject;
+    run_slot(std::shared_ptr<run_counts> c, std::string s)
+        : counts(std::move(c)), subject(std::move(s)) {}
+    run_slot(run_slot&&) = default;
+    ~run_slot() {
+      if (counts) counts->release(subject);
+    }
+  };
+  auto slot = std::make_shared<run_slot>(counts_, std::string(subject));
   auto created = registry_.create(request.request_id, request.owner);
   if (!created) {
     if (created.error() != core::make_error_code(core::registry_error::already_exists))
@@ -43,7 +118,8 @@ boost::system::result<started_run> run_service::start(agent_request request,
   }
   auto log = *created;
   if (detach_grace_.count() > 0)
-    log->cancel_when_unread(std::chrono::duration_cast<std::chrono::microseconds>(detach_grace_).count());
+    log->cancel_when_unread(
+        std::chrono::duration_cast<std::chrono::microseconds>(detach_grace_).count());
 
   const bool tool = endpoint == run_endpoint::deepsearch_tool;
   auto out = std::make_shared<stream_printer>(log, request.request_id, tool ? "data" : "message",
@@ -62,26 +138,27 @@ boost::system::result<started_run> run_service::start(agent_request request,
         else
           co_await run_agent(env, request, *out);
       },
-      net::bind_cancellation_slot(
-          signal->slot(), [out, log, signal, cancel_id](std::exception_ptr e) {
-            log->remove_cancel_handler(cancel_id);
-            if (out->ended()) return;  // result, error or cancelled: already final
-            std::string message = "the agent ended without a result";
-            if (e) {
-              try {
-                std::rethrow_exception(e);
-              } catch (const std::exception& ex) {
-                message = std::string("the agent failed: ") + ex.what();
-              } catch (...) {
-                message = "the agent failed";
-              }
-              spdlog::error("run {}: {}", out->request_id(), message);
-            }
-            boost::json::object f;
-            f["error"] = message;
-            f["message"] = message;
-            out->send("error", "error", std::move(f), true);
-          }));
+      net::bind_cancellation_slot(signal->slot(),
+                                  [out, log, signal, cancel_id, slot](std::exception_ptr e) {
+                                    log->remove_cancel_handler(cancel_id);
+                                    if (out->ended())
+                                      return;  // result, error or cancelled: already final
+                                    std::string message = "the agent ended without a result";
+                                    if (e) {
+                                      try {
+                                        std::rethrow_exception(e);
+                                      } catch (const std::exception& ex) {
+                                        message = std::string("the agent failed: ") + ex.what();
+                                      } catch (...) {
+                                        message = "the agent failed";
+                                      }
+                                      spdlog::error("run {}: {}", out->request_id(), message);
+                                    }
+                                    boost::json::object f;
+                                    f["error"] = message;
+                                    f["message"] = message;
+                                    out->send("error", "error", std::move(f), true);
+                                  }));
   return started_run{log, true};
 }
 

@@ -68,11 +68,44 @@ std::vector<search_hit> dedup_preferring_local(std::vector<search_hit> fused,
   return fused;
 }
 
+class search_service_category_impl : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "sluice.search_service"; }
+  std::string message(int) const override {
+    return "the search pool's queue is full (search_busy); retry later";
+  }
+};
+
+// Releases a queue slot when a pool task ends, whatever happens in it.
+struct queue_slot {
+  std::shared_ptr<std::atomic<std::size_t>> queued;
+  queue_slot(std::shared_ptr<std::atomic<std::size_t>> q) : queued(std::move(q)) {}
+  queue_slot(queue_slot&& o) noexcept = default;
+  queue_slot(const queue_slot&) = delete;
+  ~queue_slot() {
+    if (queued) queued->fetch_sub(1, std::memory_order_relaxed);
+  }
+};
+
 }  // namespace
 
+const boost::system::error_category& search_service_category() noexcept {
+  static const search_service_category_impl instance;
+  return instance;
+}
+
 search_service::search_service(std::filesystem::path index_path, unsigned threads,
-                               std::unique_ptr<const search::searxng_client> web)
-    : index_path_(std::move(index_path)), web_(std::move(web)), pool_(threads ? threads : 1) {}
+                               std::unique_ptr<const search::searxng_client> web,
+                               std::size_t max_queued)
+    : index_path_(std::move(index_path)),
+      web_(std::move(web)),
+      max_queued_(max_queued),
+      pool_(threads ? threads : 1) {}
+
+bool search_service::busy() const {
+  const std::size_t per_query = web_ ? 2 : 1;
+  return max_queued_ != 0 && queued() + per_query > max_queued_;
+}
 
 search_service::~search_service() {
   pool_.join();
@@ -82,11 +115,18 @@ net::awaitable<boost::system::result<search_report>> search_service::search_many
     std::vector<std::string> queries, std::size_t per_query, std::size_t limit) {
   auto ex = co_await net::this_coro::executor;
   if (queries.empty()) co_return search_report{};
+  // Reserve every task's queue slot up front: all of this search or none.
+  const std::size_t tasks = queries.size() * (web_ ? 2 : 1);
+  if (queued_->fetch_add(tasks, std::memory_order_relaxed) + tasks > max_queued_ &&
+      max_queued_ != 0) {
+    queued_->fetch_sub(tasks, std::memory_order_relaxed);
+    co_return make_error_code(search_service_errc::busy);
+  }
   auto g = std::make_shared<gather>(ex, queries.size(), web_ != nullptr);
   // Web requests first: they are the slow ones, so they start while the
   // local searches fill the remaining threads.
   for (std::size_t i = 0; web_ && i < queries.size(); ++i) {
-    net::post(pool_, [g, i, q = queries[i], per_query, web = web_] {
+    net::post(pool_, [g, i, q = queries[i], per_query, web = web_, slot = queue_slot(queued_)] {
       auto outcome = web->search(q, per_query);
       std::lock_guard lock(g->mutex);
       g->web[i] = std::move(outcome);
@@ -94,17 +134,18 @@ net::awaitable<boost::system::result<search_report>> search_service::search_many
     });
   }
   for (std::size_t i = 0; i < queries.size(); ++i) {
-    net::post(pool_, [g, i, q = queries[i], per_query, path = index_path_] {
-      boost::system::result<std::vector<search_hit>> r = boost::system::error_code{};
-      auto idx = thread_index(path);
-      if (!idx)
-        r = idx.error();
-      else
-        r = (*idx)->search(q, per_query);
-      std::lock_guard lock(g->mutex);
-      g->local[i] = std::move(r);
-      one_done(g);
-    });
+    net::post(pool_,
+              [g, i, q = queries[i], per_query, path = index_path_, slot = queue_slot(queued_)] {
+                boost::system::result<std::vector<search_hit>> r = boost::system::error_code{};
+                auto idx = thread_index(path);
+                if (!idx)
+                  r = idx.error();
+                else
+                  r = (*idx)->search(q, per_query);
+                std::lock_guard lock(g->mutex);
+                g->local[i] = std::move(r);
+                one_done(g);
+              });
   }
   co_await g->wake.async_wait(net::as_tuple(net::use_awaitable));
   // Local lists first: on equal fused scores the corpus passage ranks first.

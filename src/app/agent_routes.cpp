@@ -117,6 +117,39 @@ std::optional<request_error> check_attach(core::stream_registry& registry,
   return std::nullopt;
 }
 
+// Why a run could not start, as a refusal with Retry-After (see docs/budgets.md).
+request_error run_refusal(const boost::system::error_code& ec) {
+  if (ec == agents::make_error_code(agents::run_error::too_many_runs))
+    return {503, "too_many_runs", "the limit of agent runs at once is reached (--max-runs)"};
+  if (ec == agents::make_error_code(agents::run_error::too_many_runs_for_subject))
+    return {429, "too_many_runs_for_subject",
+            "this subject runs as many agents at once as it may (--max-runs-per-subject)"};
+  // The stream budgets answer as the stream routes do (one place decides).
+  auto r = transport::registry_refusal(ec);
+  boost::system::error_code pec;
+  json::value v = json::parse(r.body, pec);
+  const json::value* e = !pec && v.is_object() ? v.as_object().if_contains("error") : nullptr;
+  const json::value* code = e && e->is_object() ? e->as_object().if_contains("code") : nullptr;
+  const json::value* msg = e && e->is_object() ? e->as_object().if_contains("message") : nullptr;
+  if (code == nullptr || !code->is_string() || msg == nullptr || !msg->is_string())
+    return {503, "too_many_streams", ec.message()};
+  return {r.status, std::string(code->as_string()), std::string(msg->as_string())};
+}
+
+// A new run would fail its first search at once: refuse it before it starts.
+std::optional<request_error> search_refusal(const agents::run_service& runs) {
+  if (runs.env().search == nullptr || !runs.env().search->busy()) return std::nullopt;
+  return request_error{503, "search_busy", "the search pool's queue is full; retry later"};
+}
+
+transport::http_reply refusal_reply(const request_error& e) {
+  // Stream and memory budgets free slowly (streams age out); runs and
+  // searches end sooner.
+  const bool slow = e.status == 429 || e.code == "memory_budget_exceeded" ||
+                    e.code == "too_many_streams";
+  return transport::json_refusal(e.status, e.code, e.message, slow ? 5 : 1);
+}
+
 transport::route_handler make_handler(transport::router& routes, agents::run_service& runs,
                                       bool tool) {
   return [&routes, &runs, tool](transport::request_context& req) -> transport::handler_result {
@@ -132,9 +165,11 @@ transport::route_handler make_handler(transport::router& routes, agents::run_ser
     if (auto err = check_attach(routes.registry(), *req.principal, ar, req.last_event_id.has_value()))
       return json_error(err->status, err->code, err->message);
     ar.owner = req.principal->subject;
+    if (!runs.registry().find(ar.request_id))  // a new run, not a retry attaching to one
+      if (auto busy = search_refusal(runs)) return refusal_reply(*busy);
     auto run = runs.start(ar, tool ? agents::run_endpoint::deepsearch_tool : agents::run_endpoint::agent,
-                          req.executor);
-    if (!run) return json_error(503, "too_many_streams", "the stream limit is reached");
+                          req.executor, ar.owner);
+    if (!run) return refusal_reply(run_refusal(run.error()));
     if (!run->created && !may_attach(*req.principal, *run->log))
       return json_error(404, "stream_not_found", "no such stream");
     if (!stream) return transport::final_event_reply{run->log};
@@ -165,8 +200,14 @@ void add_agent_ws_start(transport::http_server& server, agents::run_service& run
         if (auto err = check_attach(server.registry(), who, ar, false))
           return transport::ws_start_error{err->code, err->message};
         ar.owner = who.subject;
-        auto run = runs.start(ar, agents::run_endpoint::agent, ex);
-        if (!run) return transport::ws_start_error{"too_many_streams", "the stream limit is reached"};
+        if (!runs.registry().find(ar.request_id))
+          if (auto busy = search_refusal(runs))
+            return transport::ws_start_error{busy->code, busy->message};
+        auto run = runs.start(ar, agents::run_endpoint::agent, ex, ar.owner);
+        if (!run) {
+          auto e = run_refusal(run.error());
+          return transport::ws_start_error{e.code, e.message};
+        }
         if (!run->created && !may_attach(who, *run->log))
           return transport::ws_start_error{"stream_not_found", "no such stream"};
         return transport::ws_start_ok{run->log, run->created};

@@ -40,7 +40,8 @@ agent_runtime make_agent_runtime(const agent_options& opts) {
     }
     spdlog::info("web search: SearXNG at {}", opts.searxng_url);
   }
-  rt.search = std::make_unique<agents::search_service>(index, opts.search_threads, std::move(web));
+  rt.search = std::make_unique<agents::search_service>(index, opts.search_threads, std::move(web),
+                                                       opts.search_queue);
   rt.env.search = rt.search.get();
   rt.env.builtin_delta_pause = std::chrono::milliseconds(opts.builtin_delta_ms);
   if (opts.llm == "openai") {
@@ -50,6 +51,7 @@ agent_runtime make_agent_runtime(const agent_options& opts) {
     c.model = opts.llm_model;
     if (const char* key = std::getenv(opts.llm_api_key_env.c_str())) c.api_key = key;
     c.read_timeout = std::chrono::seconds(opts.llm_timeout_s);
+    c.max_tokens = opts.llm_max_tokens;
     rt.model = std::make_unique<llm::openai_provider>(c);
     rt.env.model = rt.model.get();
     spdlog::info("model: {} at {}", c.model, c.base_url);

@@ -1,5 +1,10 @@
 #include "app/config.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
 #include <map>
 
 namespace sluice::app {
@@ -14,12 +19,15 @@ struct duration_fields {
   long long shutdown_deadline_ms = 5'000;
   long long finished_ttl_s = 600;
   long long idle_stream_s = 3'600;
+  long long pending_stream_s = 60;
+  long long final_reply_timeout_s = 300;
 };
 duration_fields g_durations;  // one `serve` per process
 
 std::string env_name(const std::string& flag) {
   std::string e = "SLUICE_";
-  for (char c : flag) e += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char c : flag)
+    e += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return e;
 }
 
@@ -79,11 +87,35 @@ void add_serve_options(CLI::App& cmd, serve_options& o) {
   opt(cmd, "finished-ttl-s", d.finished_ttl_s, "How long a finished stream stays replayable");
   opt(cmd, "idle-stream-s", d.idle_stream_s,
       "Cancel an open stream with no subscriber and no publish for this long");
-  opt(cmd, "enable-bench", o.enable_bench,
-      "Serve POST /v1/bench/tokens, a benchmark workload (off: it lets anyone make the server "
-      "produce events)");
+  // Budgets (docs/budgets.md).
+  opt(cmd, "memory-budget", o.memory_budget,
+      "Retained event bytes of all streams (e.g. 512M, 2G, 25% of RAM; 0 = no limit); at it, "
+      "finished streams are evicted oldest first, then publishes get 503 memory_budget_exceeded");
+  opt(cmd, "pending-stream-s", d.pending_stream_s,
+      "A stream created by subscribing to an unknown id ends with an error event "
+      "(stream_not_started) when nothing is published to it for this long");
+  opt(cmd, "max-streams-per-subject", s.registry.max_streams_per_owner,
+      "Streams one subject (client address with --auth none) holds at once (429 above; 0 = no "
+      "limit)");
+  opt(cmd, "max-connections-per-ip", s.budgets.max_connections_per_ip,
+      "Open connections from one client address (503 too_many_connections_from_address above; 0 "
+      "= no limit)");
+  opt(cmd, "ws-ops-per-s", s.budgets.ws_ops_per_s,
+      "WebSocket ops per second per socket (bursts of twice that; an op over it gets an error "
+      "rate_limited, 64 in a row close the socket with 1008; 0 = no limit)");
+  opt(cmd, "final-reply-timeout-s", d.final_reply_timeout_s,
+      "isStream:false requests get 504 final_reply_timeout after this long (the run is then "
+      "cancelled by --detach-grace-s unless someone reads it)");
+  opt(cmd, "max-runs", o.agents.max_runs, "Agent runs at once in total (503 above; 0 = no limit)");
+  opt(cmd, "max-runs-per-subject", o.agents.max_runs_per_subject,
+      "Agent runs at once per subject (429 above; 0 = no limit)");
+  cmd.add_flag("--enable-bench", o.enable_bench,
+               "Serve POST /v1/bench/tokens, a benchmark workload (off: it lets anyone make the "
+               "server produce events)")
+      ->envname(env_name("enable-bench"));
   opt(cmd, "log-level", o.log_level, "trace, debug, info, warn, error or off");
-  opt(cmd, "web-root", o.web_root, "Folder of the built web page served at / (skipped when absent)");
+  opt(cmd, "web-root", o.web_root,
+      "Folder of the built web page served at / (skipped when absent)");
   add_agent_options(cmd, o.agents);
   opt(cmd, "detach-grace-s", o.agents.detach_grace_s,
       "Cancel an agent run nobody has read for this long (0 = never)");
@@ -93,7 +125,8 @@ void add_agent_options(CLI::App& cmd, agent_options& a) {
   opt(cmd, "corpus", a.corpus_dir, "Folder of .md/.txt/.html files that agents search");
   opt(cmd, "index", a.index_path,
       "SQLite FTS5 index of the corpus (built from --corpus at start when absent)");
-  opt(cmd, "llm", a.llm, "builtin (offline extractive answering) or openai (any OpenAI-compatible server)")
+  opt(cmd, "llm", a.llm,
+      "builtin (offline extractive answering) or openai (any OpenAI-compatible server)")
       ->check(CLI::IsMember({"builtin", "openai"}));
   opt(cmd, "llm-base-url", a.llm_base_url, "Base URL of the OpenAI-compatible API (…/v1)");
   opt(cmd, "llm-model", a.llm_model, "Model name sent to the API");
@@ -102,6 +135,11 @@ void add_agent_options(CLI::App& cmd, agent_options& a) {
   opt(cmd, "builtin-delta-ms", a.builtin_delta_ms,
       "Pause between the builtin answerer's text deltas (0 = none)");
   opt(cmd, "search-threads", a.search_threads, "Searches run at once (SQLite thread pool)");
+  opt(cmd, "search-queue", a.search_queue,
+      "Search tasks queued or running at once (a new run gets 503 search_busy above; 0 = no "
+      "limit)");
+  opt(cmd, "llm-max-tokens", a.llm_max_tokens,
+      "max_tokens sent with every model call (bounds what one call can spend)");
   opt(cmd, "searxng-url", a.searxng_url,
       "Also search the web through this SearXNG instance (http(s)://host[/prefix], json format "
       "enabled); empty = corpus only");
@@ -128,8 +166,75 @@ void finish_serve_options(serve_options& o) {
     throw CLI::ValidationError("--ws-deflate-window-bits must be 9..15");
   if (s.ws_deflate_mem_level < 1 || s.ws_deflate_mem_level > 9)
     throw CLI::ValidationError("--ws-deflate-mem-level must be 1..9");
+  if (d.pending_stream_s <= 0 || d.pending_stream_s > 604'800)
+    throw CLI::ValidationError("--pending-stream-s must be 1..604800");
+  s.registry.pending_limit_us = d.pending_stream_s * 1'000'000;
+  if (d.final_reply_timeout_s <= 0 || d.final_reply_timeout_s > 604'800)
+    throw CLI::ValidationError("--final-reply-timeout-s must be 1..604800");
+  s.budgets.final_reply_timeout = seconds(d.final_reply_timeout_s);
+  if (!(s.budgets.ws_ops_per_s >= 0) || s.budgets.ws_ops_per_s > 1e6)
+    throw CLI::ValidationError("--ws-ops-per-s must be 0..1000000");
+  s.budgets.ws_ops_burst = std::max(1.0, 2 * s.budgets.ws_ops_per_s);
+  if (o.agents.llm_max_tokens < 1 || o.agents.llm_max_tokens > 1'000'000)
+    throw CLI::ValidationError("--llm-max-tokens must be 1..1000000");
+  auto budget = parse_memory_size(o.memory_budget, physical_memory_bytes());
+  if (!budget)
+    throw CLI::ValidationError(
+        "--memory-budget must be bytes with an optional K/M/G/T suffix, "
+        "or a percentage of RAM such as 25%");
+  s.registry.memory_budget_bytes = *budget;
   if (s.ws_max_streams_per_socket == 0 || s.ws_max_message_bytes < 1024)
-    throw CLI::ValidationError("--ws-max-streams-per-socket must be > 0, --ws-max-message-bytes >= 1024");
+    throw CLI::ValidationError(
+        "--ws-max-streams-per-socket must be > 0, --ws-max-message-bytes >= 1024");
+}
+
+std::uint64_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return 0;
+  return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+}
+
+std::optional<std::size_t> parse_memory_size(std::string_view text, std::uint64_t physical_bytes) {
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end == text.data()) return std::nullopt;
+  std::string_view rest(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  if (rest == "%") {
+    if (n > 100) return std::nullopt;
+    if (physical_bytes == 0) return std::size_t{0};  // unknown RAM: no limit
+    return static_cast<std::size_t>(physical_bytes / 100 * n + physical_bytes % 100 * n / 100);
+  }
+  int shift = 0;
+  // "2G", "2GB", "2Gi", "2GiB": all binary units.
+  if (rest.size() > 1 && (rest.back() == 'B' || rest.back() == 'b')) rest.remove_suffix(1);
+  if (rest.size() > 1 && rest.back() == 'i') rest.remove_suffix(1);
+  if (rest.size() == 1) {
+    switch (rest[0]) {
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      case 'T':
+      case 't':
+        shift = 40;
+        break;
+      default:
+        return std::nullopt;
+    }
+  } else if (!rest.empty()) {
+    return std::nullopt;
+  }
+  if (shift != 0 && n > (std::numeric_limits<std::uint64_t>::max() >> shift)) return std::nullopt;
+  return static_cast<std::size_t>(n << shift);
 }
 
 }  // namespace sluice::app

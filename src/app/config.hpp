@@ -1,9 +1,11 @@
 // Command-line, config-file and SLUICE_* environment options of `sluice serve`.
 #pragma once
 
-#include <string>
-
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
 
 #include "transport/server_config.hpp"
 
@@ -20,7 +22,11 @@ struct agent_options {
   long long detach_grace_s = 30;
   long long builtin_delta_ms = 20;
   unsigned search_threads = 4;
-  std::string searxng_url;  // empty: no web search
+  std::size_t search_queue = 256;        // search tasks queued or running (503 search_busy above)
+  int llm_max_tokens = 2048;             // max_tokens sent with every model call
+  std::size_t max_runs = 64;             // agent runs at once (503 too_many_runs)
+  std::size_t max_runs_per_subject = 8;  // per subject (429 too_many_runs_for_subject)
+  std::string searxng_url;               // empty: no web search
 };
 
 struct serve_options {
@@ -29,6 +35,9 @@ struct serve_options {
   std::string web_root = SLUICE_DEFAULT_WEB_ROOT;  // the built page (web/app/dist)
   std::string log_level = "info";
   bool enable_bench = false;  // POST /v1/bench/tokens (benchmarks only)
+  // --memory-budget as given: bytes with an optional K/M/G/T suffix, or a
+  // percentage of physical RAM ("25%", the default); "0" = no limit.
+  std::string memory_budget = "25%";
 };
 
 // Adds the agent/search/model options (shared by `serve` and `ask`).
@@ -38,7 +47,14 @@ void add_agent_options(CLI::App& cmd, agent_options& opts);
 // from SLUICE_<NAME> (e.g. --max-connections from SLUICE_MAX_CONNECTIONS).
 void add_serve_options(CLI::App& cmd, serve_options& opts);
 
-// Applies what CLI11 parsed into the duration fields (kept as integers there).
+// Applies what CLI11 parsed into the duration fields (kept as integers there)
+// and resolves --memory-budget. Throws CLI::ValidationError on bad values.
 void finish_serve_options(serve_options& opts);
+
+// "512M", "2G", "1048576", "25%" (of `physical_bytes`) -> bytes; nullopt when
+// malformed or a percentage outside 0..100.
+std::optional<std::size_t> parse_memory_size(std::string_view text, std::uint64_t physical_bytes);
+// Physical RAM of this machine in bytes (0 when unknown).
+std::uint64_t physical_memory_bytes();
 
 }  // namespace sluice::app

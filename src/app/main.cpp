@@ -31,8 +31,11 @@ int serve(sluice::app::serve_options& opts) {
     spdlog::warn("access control: none, and --insecure-no-auth: anyone who reaches {} may do everything",
                  opts.server.host);
   auto runtime = sluice::app::make_agent_runtime(opts.agents);
-  sluice::agents::run_service runs(server.registry(), runtime.env,
-                                   std::chrono::seconds(opts.agents.detach_grace_s));
+  sluice::agents::run_service runs(
+      server.registry(), runtime.env, std::chrono::seconds(opts.agents.detach_grace_s),
+      {opts.agents.max_runs, opts.agents.max_runs_per_subject});
+  if (auto b = opts.server.registry.memory_budget_bytes; b != 0)
+    spdlog::info("memory budget for retained events: {} KiB", b >> 10);
   if (opts.enable_bench) sluice::app::add_bench_routes(server);
   sluice::app::add_agent_routes(server, runs);
   if (std::filesystem::is_directory(opts.web_root))

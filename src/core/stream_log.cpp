@@ -102,8 +102,13 @@ void read_batch::clear() {
   final = false;
 }
 
-stream_log::stream_log(std::string id, retention_limits limits, std::string owner)
-    : id_(std::move(id)), owner_(std::move(owner)), limits_(limits), created_us_(realtime_us()) {
+stream_log::stream_log(std::string id, retention_limits limits, std::string owner,
+                       std::shared_ptr<std::atomic<std::int64_t>> memory)
+    : id_(std::move(id)),
+      owner_(std::move(owner)),
+      limits_(limits),
+      created_us_(realtime_us()),
+      memory_(std::move(memory)) {
   last_activity_us_ = created_us_;
   unread_since_us_ = created_us_;
 }
@@ -118,7 +123,18 @@ void stream_log::keep_finished_for(std::int64_t ttl_us) {
   finished_ttl_us_ = ttl_us;
 }
 
-stream_log::~stream_log() { assert(subscribers_.empty()); }
+stream_log::~stream_log() {
+  assert(subscribers_.empty());
+  if (memory_)
+    memory_->fetch_sub(static_cast<std::int64_t>(retained_bytes_), std::memory_order_relaxed);
+}
+
+void stream_log::account_locked(std::size_t retained_before) {
+  if (memory_ && retained_bytes_ != retained_before)
+    memory_->fetch_add(
+        static_cast<std::int64_t>(retained_bytes_) - static_cast<std::int64_t>(retained_before),
+        std::memory_order_relaxed);
+}
 
 char* stream_log::reserve_locked(std::size_t size, std::uint32_t& segment_no,
                                  std::uint32_t& offset) {
@@ -248,6 +264,7 @@ publish_outcome stream_log::publish_all(std::span<const publish_item> items) {
   publish_outcome out{};
   // Nothing to append: trim_locked() below assumes at least one retained event.
   if (items.empty()) return out;
+  const std::size_t retained_before = retained_bytes_;
   for (const publish_item& item : items) {
     publish_outcome one = append_locked(item, now);
     if (out.first_sequence == 0) out.first_sequence = one.first_sequence;
@@ -259,6 +276,7 @@ publish_outcome stream_log::publish_all(std::span<const publish_item> items) {
   }
   last_activity_us_ = now;
   trim_locked();
+  account_locked(retained_before);
   notify_locked();
   return out;
 }
@@ -285,10 +303,32 @@ bool stream_log::cancel(std::string_view reason) {
     }
     data.append("\"}");
     publish_item item{"cancelled", data, true, nullptr};
+    const std::size_t retained_before = retained_bytes_;
     append_locked(item, now);
     end_locked(stream_state::cancelled, now);
     last_activity_us_ = now;
     trim_locked();
+    account_locked(retained_before);
+    notify_locked();
+    handlers.swap(cancel_handlers_);
+  }
+  for (auto& [id, fn] : handlers) fn();
+  return true;
+}
+
+bool stream_log::end_if_unpublished(std::string_view type, std::string_view data) {
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> handlers;
+  {
+    const std::int64_t now = realtime_us();
+    std::lock_guard lock(mutex_);
+    if (state_ != stream_state::open || next_seq_ != 1) return false;
+    publish_item item{type, data, true, nullptr};
+    const std::size_t retained_before = retained_bytes_;
+    append_locked(item, now);
+    end_locked(stream_state::cancelled, now);
+    last_activity_us_ = now;
+    trim_locked();
+    account_locked(retained_before);
     notify_locked();
     handlers.swap(cancel_handlers_);
   }

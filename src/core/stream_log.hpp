@@ -13,6 +13,7 @@
 // use them after the lock is released while it holds a reference (`pins`).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -132,8 +133,12 @@ class subscription;
 class stream_log : public std::enable_shared_from_this<stream_log> {
  public:
   // `owner`: the subject that created the stream (empty: nobody in
-  // particular); fixed for the stream's life.
-  stream_log(std::string id, retention_limits limits, std::string owner = {});
+  // particular); fixed for the stream's life. `memory`: when set, the
+  // stream's retained event bytes are added to it as they change (one relaxed
+  // atomic add per publish) and taken off when the stream is destroyed; the
+  // registry's memory budget reads it.
+  stream_log(std::string id, retention_limits limits, std::string owner = {},
+             std::shared_ptr<std::atomic<std::int64_t>> memory = nullptr);
   stream_log(const stream_log&) = delete;
   stream_log& operator=(const stream_log&) = delete;
   ~stream_log();
@@ -150,6 +155,10 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   // Ends an open stream with a final `cancelled` event whose data is
   // {"reason":...}, then calls the cancel handlers. False when already ended.
   bool cancel(std::string_view reason);
+  // Ends an open stream that has never had an event with one final event
+  // (`type`, `data`), as cancelled (the cancel handlers run). False when
+  // something was published or the stream has ended (a publish won the race).
+  bool end_if_unpublished(std::string_view type, std::string_view data);
 
   // Cancellation token for the producer: `handler` runs (on the cancelling
   // thread, without the lock) when the stream is cancelled. Returns an id for
@@ -198,6 +207,7 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   void notify_locked();
   void check_drain_locked();
   void end_locked(stream_state s, std::int64_t now_us);
+  void account_locked(std::size_t retained_before);
   const entry& entry_at_locked(std::uint64_t seq) const {
     return entries_[entries_head_ + static_cast<std::size_t>(seq - first_seq_)];
   }
@@ -209,6 +219,7 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   const std::string owner_;
   const retention_limits limits_;
   const std::int64_t created_us_;
+  const std::shared_ptr<std::atomic<std::int64_t>> memory_;  // may be null
 
   mutable std::mutex mutex_;
   stream_state state_ = stream_state::open;             // guarded by mutex_

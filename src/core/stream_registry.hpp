@@ -2,12 +2,20 @@
 // a TTL and is then freed; an open stream nobody has touched for the idle
 // limit is cancelled (so its subscribers are told), then ages out the same way.
 //
+// Budgets (see docs/budgets.md): streams in total (max_streams) and per owner
+// (max_streams_per_owner); retained event bytes of all streams together
+// (memory_budget_bytes: finished streams nobody reads are evicted, oldest
+// finished first, before anything is refused); and a stream created by a
+// subscriber (create_pending) that nobody publishes to within pending_limit
+// ends with a final `error` event {"code":"stream_not_started"} and is freed.
+//
 // Thread-safety: all members are thread-safe. The map is split into shards,
 // each with its own mutex; lock order is shard -> stream, never the reverse.
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <boost/system/result.hpp>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -15,24 +23,37 @@
 #include <string_view>
 #include <unordered_map>
 
-#include <boost/system/result.hpp>
-
 #include "core/stream_log.hpp"
 
 namespace sluice::core {
 
 struct registry_config {
   std::size_t max_streams = 100'000;
+  // Streams one owner (subject) holds at once; 0: no limit. Streams with an
+  // empty owner are not counted.
+  std::size_t max_streams_per_owner = 10'000;
+  // Retained event bytes of all streams together; 0: no limit.
+  std::size_t memory_budget_bytes = 0;
   retention_limits retention;
   std::int64_t finished_ttl_us = 10LL * 60 * 1'000'000;
   std::int64_t idle_open_limit_us = 60LL * 60 * 1'000'000;
+  // A pending stream (create_pending) with no publish for this long expires.
+  std::int64_t pending_limit_us = 60LL * 1'000'000;
 };
+
+// The final event of a pending stream that expired unpublished.
+inline constexpr std::string_view stream_not_started_code = "stream_not_started";
 
 struct registry_counts {
   std::size_t open = 0, finished = 0, cancelled = 0;
 };
 
-enum class registry_error { too_many_streams = 1, already_exists };
+enum class registry_error {
+  too_many_streams = 1,
+  already_exists,
+  too_many_streams_for_owner,
+  memory_budget_exceeded,
+};
 const boost::system::error_category& registry_category();
 inline boost::system::error_code make_error_code(registry_error e) {
   return {static_cast<int>(e), registry_category()};
@@ -43,20 +64,44 @@ class stream_registry {
   explicit stream_registry(registry_config config);
 
   // The stream with this id, created (open, empty) when absent.
-  // Fails with too_many_streams at the limit. `id` must be valid. `owner` is
-  // recorded only when the stream is created here (see stream_log::owner).
+  // Fails with too_many_streams, too_many_streams_for_owner or
+  // memory_budget_exceeded when it would create one past a budget. `id` must
+  // be valid. `owner` is recorded only when the stream is created here (see
+  // stream_log::owner).
   boost::system::result<std::shared_ptr<stream_log>> get_or_create(std::string_view id,
                                                                    std::string_view owner = {});
-  // A new stream; fails with already_exists or too_many_streams.
+  // A new stream; fails with already_exists or a budget error as above.
   boost::system::result<std::shared_ptr<stream_log>> create(std::string_view id,
                                                             std::string_view owner = {});
+  // As get_or_create, but a stream created here is pending: unless something
+  // is published to it within pending_limit, the sweep ends it with a final
+  // `error` event (code stream_not_started) and frees it. For subscribers of
+  // ids that do not exist yet.
+  boost::system::result<std::shared_ptr<stream_log>> get_or_create_pending(
+      std::string_view id, std::string_view owner = {});
   std::shared_ptr<stream_log> find(std::string_view id) const;
+
+  // The memory budget, checked before a publish adds bytes: true while the
+  // retained event bytes are under the budget. At the budget, first frees
+  // finished streams nobody reads (oldest finished first) down to 90% of it;
+  // false when that was not enough. One relaxed load while under the budget.
+  // `now_us` (0: realtime_us(), read only when at the budget) throttles
+  // fruitless eviction scans.
+  bool memory_available(std::int64_t now_us = 0);
+  // Retained event bytes of all streams (including ones already dropped from
+  // the registry whose last reader has not let go yet).
+  std::int64_t memory_used() const { return memory_->load(std::memory_order_relaxed); }
+  // Streams held by `owner` (0 for an empty owner).
+  std::size_t owned_by(std::string_view owner) const;
 
   // Frees finished streams past the TTL that have no subscribers; cancels
   // open streams idle past the limit with no subscribers ("idle"), and those
   // unread past their cancel_when_unread grace ("no reader"). Returns the
   // number freed. `now_us` is realtime_us() in production, explicit for tests.
   std::size_t sweep(std::int64_t now_us);
+  // Frees finished streams nobody reads, oldest finished first, until the
+  // retained bytes are at most `target_bytes`. Returns the number freed.
+  std::size_t evict_finished(std::size_t target_bytes);
 
   registry_counts counts() const;
   std::size_t size() const;
@@ -69,20 +114,36 @@ class stream_registry {
       return std::hash<std::string_view>{}(s);
     }
   };
+  struct slot {
+    std::shared_ptr<stream_log> log;
+    bool pending = false;  // created by a subscriber; nothing published yet
+  };
+  using stream_map = std::unordered_map<std::string, slot, string_hash, std::equal_to<>>;
   struct shard {
     mutable std::mutex mutex;
-    std::unordered_map<std::string, std::shared_ptr<stream_log>, string_hash, std::equal_to<>>
-        streams;  // guarded by mutex
+    stream_map streams;  // guarded by mutex
   };
   static constexpr std::size_t shard_count = 16;
 
   shard& shard_for(std::string_view id) const;
-  boost::system::result<std::shared_ptr<stream_log>> insert(std::string_view id, std::string_view owner,
-                                                            bool must_be_new);
+  enum class insert_mode { get_or_create, must_be_new, pending };
+  boost::system::result<std::shared_ptr<stream_log>> insert(std::string_view id,
+                                                            std::string_view owner,
+                                                            insert_mode mode);
+  // Called with the shard's lock held.
+  stream_map::iterator erase_locked(stream_map& streams, stream_map::iterator it);
+  bool reserve_owner(std::string_view owner);
+  void release_owner(std::string_view owner);
 
   const registry_config config_;
   mutable std::array<shard, shard_count> shards_;
   std::atomic<std::size_t> size_{0};
+  const std::shared_ptr<std::atomic<std::int64_t>> memory_;
+  std::mutex evict_mutex_;              // one eviction scan at a time
+  std::int64_t fruitless_scan_us_ = 0;  // guarded by evict_mutex_
+  mutable std::mutex owners_mutex_;     // after a shard's mutex, never before
+  std::unordered_map<std::string, std::size_t, string_hash, std::equal_to<>>
+      owners_;  // streams per non-empty owner; guarded by owners_mutex_
 };
 
 }  // namespace sluice::core

@@ -135,7 +135,24 @@ void http_server::accept_loop(worker& w) {
             start_http_session(w, std::move(socket), connection_token(), true);
             continue;
           }
-          start_http_session(w, std::move(socket), connection_token(ctx_.get()), false);
+          // --max-connections-per-ip: one address cannot take every slot.
+          std::string address;
+          {
+            boost::system::error_code rec;
+            auto ep = socket.remote_endpoint(rec);
+            if (!rec) address = ep.address().to_string();
+          }
+          if (!address.empty() &&
+              !ctx_->addresses.acquire(address, ctx_->config.budgets.max_connections_per_ip)) {
+            if (ctx_->rejecting.fetch_add(1) >= max_rejecting) {
+              ctx_->rejecting.fetch_sub(1);
+              m.local().add(m.local().rejected_connections, 1);
+              continue;
+            }
+            start_http_session(w, std::move(socket), connection_token(), true, true);
+            continue;
+          }
+          start_http_session(w, std::move(socket), connection_token(ctx_.get(), address), false);
         }
       },
       log_exception);

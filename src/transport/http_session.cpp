@@ -105,6 +105,11 @@ net::awaitable<void> reply_and_close(beast::tcp_stream& stream, const http_reply
 // Reads a stream from its first retained event to its end and keeps the data
 // of the last event (the final one). The waiter wakes the coroutine through a
 // timer on the connection's executor.
+//
+// Budgets: it gives up at `deadline` (504 final_reply_timeout) and when the
+// client goes away (a read stays pending on the socket while waiting). Either
+// way its subscription ends, so the run is unread and the detach grace
+// (--detach-grace-s) cancels it unless someone attaches by requestId.
 class final_event_collector : public core::stream_waiter,
                               public core::sse_listener,
                               public std::enable_shared_from_this<final_event_collector> {
@@ -121,8 +126,42 @@ class final_event_collector : public core::stream_waiter,
     last_data_ = e.data;
   }
 
-  // The final event's data, or an error reply.
-  net::awaitable<http_reply> run() {
+  // The final event's data, an error reply, or nullopt when the client left.
+  // Bytes the client sends meanwhile (a pipelined request) land in `buffer`.
+  net::awaitable<std::optional<http_reply>> run(beast::tcp_stream& stream,
+                                                beast::flat_buffer& buffer,
+                                                std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    watch_client(stream, buffer);
+    std::optional<http_reply> out = co_await collect(deadline);
+    // Stop watching, and wait for the read to finish before the buffer is used.
+    if (!read_done_) {
+      boost::system::error_code ec;
+      stream.socket().cancel(ec);
+    }
+    while (!read_done_) {
+      wake_.expires_at(net::steady_timer::time_point::max());
+      co_await wake_.async_wait(tuple_awaitable);
+    }
+    if (read_n_ > 0) buffer.commit(read_n_);
+    if (read_ec_ && read_ec_ != net::error::operation_aborted) co_return std::nullopt;
+    co_return out;
+  }
+
+ private:
+  void watch_client(beast::tcp_stream& stream, beast::flat_buffer& buffer) {
+    stream.socket().async_read_some(
+        buffer.prepare(4096),
+        [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+          self->read_done_ = true;
+          self->read_ec_ = ec;
+          self->read_n_ = n;
+          self->wake_.cancel();
+        });
+  }
+
+  net::awaitable<std::optional<http_reply>> collect(
+      std::chrono::steady_clock::time_point deadline) {
     core::read_batch batch;
     for (;;) {
       switch (sub_.read(batch, 1u << 20)) {
@@ -130,7 +169,12 @@ class final_event_collector : public core::stream_waiter,
           for (const auto& s : batch.spans) parser_.feed(std::string_view(s.data, s.size));
           continue;
         case core::read_status::waiting: {
-          wake_.expires_at(net::steady_timer::time_point::max());
+          if (read_done_ && read_ec_) co_return std::nullopt;  // the client left
+          if (std::chrono::steady_clock::now() >= deadline)
+            co_return json_error(504, "final_reply_timeout",
+                                 "the run did not finish in time; it goes on while someone "
+                                 "reads it (attach with its requestId)");
+          wake_.expires_at(deadline);
           co_await wake_.async_wait(tuple_awaitable);
           continue;
         }
@@ -146,11 +190,13 @@ class final_event_collector : public core::stream_waiter,
     }
   }
 
- private:
   net::steady_timer wake_;
   core::sse_parser parser_;
   core::subscription sub_;
   std::string last_type_, last_data_;
+  bool read_done_ = false;
+  boost::system::error_code read_ec_;
+  std::size_t read_n_ = 0;
 };
 
 request_context make_context(worker& w, const http::request<http::string_body>& req,
@@ -181,8 +227,8 @@ request_context make_context(worker& w, const http::request<http::string_body>& 
   return ctx;
 }
 
-net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token token,
-                                 bool reject) {
+net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token token, bool reject,
+                                 bool per_address) {
   server_context& sc = w.ctx;
   const server_config& cfg = sc.config;
   struct rejecting_slot {
@@ -235,8 +281,12 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     const unsigned version = parser.get().version();
     if (reject) {
       sc.metrics.local().add(sc.metrics.local().rejected_connections, 1);
-      http_reply r =
-          json_error(503, "too_many_connections", "the connection limit is reached; retry later");
+      http_reply r = per_address
+                         ? json_error(503, "too_many_connections_from_address",
+                                      "this address has as many connections open as it may; retry "
+                                      "later")
+                         : json_error(503, "too_many_connections",
+                                      "the connection limit is reached; retry later");
       r.headers.emplace_back("Retry-After", "1");
       co_await reply_and_close(stream, r, version);
       co_return;
@@ -290,7 +340,9 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     }
     if (auto* fin = std::get_if<final_event_reply>(&result)) {
       auto collector = std::make_shared<final_event_collector>(w.ioc.get_executor(), fin->stream);
-      result = co_await collector->run();
+      auto collected = co_await collector->run(stream, buffer, cfg.budgets.final_reply_timeout);
+      if (!collected) co_return;  // the client left: nothing to answer
+      result = std::move(*collected);
     }
     for (auto& h : sc.routes.cors_headers(ctx)) {
       if (auto* reply = std::get_if<http_reply>(&result))
@@ -321,8 +373,9 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
 
 }  // namespace
 
-void start_http_session(worker& w, tcp::socket socket, connection_token token, bool reject) {
-  net::co_spawn(w.ioc, run_session(w, std::move(socket), std::move(token), reject),
+void start_http_session(worker& w, tcp::socket socket, connection_token token, bool reject,
+                        bool per_address) {
+  net::co_spawn(w.ioc, run_session(w, std::move(socket), std::move(token), reject, per_address),
                 [](std::exception_ptr e) {
                   if (!e) return;
                   try {

@@ -33,6 +33,27 @@ http_reply json_error(unsigned status, std::string_view code, std::string_view m
   return r;
 }
 
+http_reply json_refusal(unsigned status, std::string_view code, std::string_view message,
+                        int retry_after_s) {
+  http_reply r = json_error(status, code, message);
+  r.headers.emplace_back("Retry-After", std::to_string(retry_after_s));
+  return r;
+}
+
+http_reply registry_refusal(const boost::system::error_code& ec) {
+  using core::registry_error;
+  if (ec == core::make_error_code(registry_error::too_many_streams_for_owner))
+    return json_refusal(429, "too_many_streams_for_subject",
+                        "this subject holds as many streams as it may (--max-streams-per-subject)",
+                        5);
+  if (ec == core::make_error_code(registry_error::memory_budget_exceeded))
+    return json_refusal(503, "memory_budget_exceeded",
+                        "the server's memory budget for retained events is reached", 5);
+  if (ec == core::make_error_code(registry_error::already_exists))
+    return json_error(409, "stream_exists", "the stream already exists");
+  return json_refusal(503, "too_many_streams", "the stream limit is reached", 5);
+}
+
 http_reply json_ok(std::string body, unsigned status) {
   http_reply r;
   r.status = status;
@@ -384,8 +405,12 @@ handler_result router::publish(request_context& req, std::string_view id) {
     if (auto err = add_value(trim_json_space(req.body), 1)) return *err;
   }
 
-  auto log = registry_.get_or_create(id, req.principal->subject);
-  if (!log) return json_error(503, "too_many_streams", "the stream limit is reached");
+  auto log = registry_.get_or_create(id, req.subject);
+  if (!log) return registry_refusal(log.error());
+  // The memory budget: one relaxed load while under it (finished streams are
+  // evicted first when at it).
+  if (!registry_.memory_available())
+    return registry_refusal(core::make_error_code(core::registry_error::memory_budget_exceeded));
   std::vector<core::publish_item> items(texts.size());
   for (std::size_t i = 0; i < texts.size(); ++i) {
     items[i].type = type;
@@ -450,8 +475,14 @@ handler_result router::subscribe_route(request_context& req, std::string_view id
     return json_error(409, "unknown_last_event_id",
                       "the stream has no event " + std::string(*req.last_event_id));
   if (existing) return subscribe(req, std::move(existing));
-  auto log = registry_.get_or_create(id);
-  if (!log) return json_error(503, "too_many_streams", "the stream limit is reached");
+  // Pending until its first publish: it expires after --pending-stream-s with
+  // a final error event (stream_not_started) and counts against the budgets.
+  // Subscribing confers no ownership (a reader must not gain cancel or link
+  // rights by arriving first), so the owner recorded is a key that no token's
+  // `sub` can equal (`sub` may not hold control characters); the reader's
+  // per-subject stream budget still counts it.
+  auto log = registry_.get_or_create_pending(id, std::string("\x1f" "reader:") + req.subject);
+  if (!log) return registry_refusal(log.error());
   return subscribe(req, std::move(*log));
 }
 

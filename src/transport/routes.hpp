@@ -90,6 +90,13 @@ bool is_loopback_host(std::string_view host);
 bool is_loopback_host_header(std::string_view host);
 // 401 unauthorized with WWW-Authenticate: Bearer.
 http_reply unauthorized(std::string_view message);
+// A budget's refusal (see docs/budgets.md): json_error with `status` (429 or
+// 503) and Retry-After: `retry_after_s`.
+http_reply json_refusal(unsigned status, std::string_view code, std::string_view message,
+                        int retry_after_s = 1);
+// The refusal for a stream registry error (too_many_streams: 503,
+// too_many_streams_for_subject: 429, memory_budget_exceeded: 503).
+http_reply registry_refusal(const boost::system::error_code& ec);
 
 // Parses a Last-Event-ID value: decimal digits only, fits in 63 bits.
 std::optional<std::uint64_t> parse_event_id(std::string_view s);

@@ -14,6 +14,25 @@ namespace sluice::transport {
 
 enum class heartbeat_style { comment, data };
 
+// Per-client budgets of the transport (see docs/budgets.md). 0 disables one.
+// Stream and memory budgets live in core::registry_config, run budgets in
+// the agents' run_service.
+struct budget_config {
+  // Open connections from one client address; more get 503
+  // too_many_connections_from_address with Retry-After.
+  std::size_t max_connections_per_ip = 1'000;
+  // WebSocket ops per second per socket (a token bucket holding up to
+  // ws_ops_burst); an op over it gets an error frame `rate_limited`, and
+  // ws_max_refused_in_a_row refused ops in a row close the socket (1008).
+  double ws_ops_per_s = 100;
+  double ws_ops_burst = 200;
+  int ws_max_refused_in_a_row = 64;
+  // isStream:false (final_event_reply): answered 504 final_reply_timeout when
+  // the run has not ended in this time; the run is then unread and the
+  // detach grace cancels it.
+  std::chrono::milliseconds final_reply_timeout{300'000};
+};
+
 struct server_config {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
@@ -44,6 +63,7 @@ struct server_config {
   core::registry_config registry;
   // Access control and browser-facing checks (docs/security.md).
   auth::auth_config auth;
+  budget_config budgets;
 };
 
 }  // namespace sluice::transport

@@ -6,14 +6,18 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/list.hpp>
-#include <cstdint>
-#include <memory>
-#include <optional>
-#include <thread>
 
 #include "core/stream_registry.hpp"
 #include "transport/metrics.hpp"
@@ -33,6 +37,33 @@ using ready_hook =
     boost::intrusive::list_base_hook<boost::intrusive::tag<ready_tag>,
                                      boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
+// Open connections per client address, for --max-connections-per-ip.
+// Thread-safe.
+class address_counts {
+ public:
+  // Counts one more connection from `address`; false (nothing counted) when
+  // it already has `limit` (0: no limit).
+  bool acquire(const std::string& address, std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    std::size_t& n = counts_[address];
+    if (limit != 0 && n >= limit) {
+      if (n == 0) counts_.erase(address);
+      return false;
+    }
+    ++n;
+    return true;
+  }
+  void release(const std::string& address) {
+    std::lock_guard lock(mutex_);
+    auto it = counts_.find(address);
+    if (it != counts_.end() && --it->second == 0) counts_.erase(it);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::size_t> counts_;  // guarded by mutex_
+};
+
 // Shared by all workers; immutable after start except the atomics and the
 // thread-safe registry, router (dispatch) and metrics.
 struct server_context {
@@ -43,6 +74,7 @@ struct server_context {
   ws_start_handler ws_start;  // set before start(); empty: "start" is refused
   std::atomic<bool> stopping{false};
   std::atomic<std::int64_t> rejecting{0};  // connections being answered 503
+  address_counts addresses;                // open connections per client address
 
   explicit server_context(server_config c)
       : config(std::move(c)), registry(config.registry), routes(registry, metrics, config) {}
@@ -52,14 +84,19 @@ struct server_context {
 class connection_token {
  public:
   connection_token() = default;
-  explicit connection_token(server_context* ctx) : ctx_(ctx) {
+  // `address`: when not empty, a slot already acquired in ctx->addresses,
+  // released with the token.
+  explicit connection_token(server_context* ctx, std::string address = {})
+      : ctx_(ctx), address_(std::move(address)) {
     ctx_->metrics.open_connections.fetch_add(1, std::memory_order_relaxed);
   }
-  connection_token(connection_token&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
+  connection_token(connection_token&& o) noexcept
+      : ctx_(std::exchange(o.ctx_, nullptr)), address_(std::move(o.address_)) {}
   connection_token& operator=(connection_token&& o) noexcept {
     if (this != &o) {
       release();
       ctx_ = std::exchange(o.ctx_, nullptr);
+      address_ = std::move(o.address_);
     }
     return *this;
   }
@@ -67,10 +104,15 @@ class connection_token {
 
  private:
   void release() {
-    if (ctx_) ctx_->metrics.open_connections.fetch_sub(1, std::memory_order_relaxed);
+    if (ctx_) {
+      ctx_->metrics.open_connections.fetch_sub(1, std::memory_order_relaxed);
+      if (!address_.empty()) ctx_->addresses.release(address_);
+    }
     ctx_ = nullptr;
+    address_.clear();
   }
   server_context* ctx_ = nullptr;
+  std::string address_;
 };
 
 class sse_subscriber;
@@ -122,6 +164,9 @@ struct worker {
 std::int64_t steady_us();
 
 // Runs the HTTP request loop on `socket` (a new or handed-back connection).
-void start_http_session(worker& w, tcp::socket socket, connection_token token, bool reject);
+// `reject`: answer the first request 503 and close: too_many_connections, or
+// too_many_connections_from_address when `per_address`.
+void start_http_session(worker& w, tcp::socket socket, connection_token token, bool reject,
+                        bool per_address = false);
 
 }  // namespace sluice::transport

@@ -28,6 +28,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/post.hpp>
 #include <boost/beast/websocket/stream.hpp>
@@ -212,6 +213,8 @@ class ws_session final : public swept_connection, public std::enable_shared_from
   void on_read(error_code ec);
   void handle(std::string_view text);
   void invalid(std::string_view code, std::string_view message);
+  // The --ws-ops-per-s token bucket: false when this op is over the budget.
+  bool take_op_token();
   std::optional<std::string> stream_arg(const json::object& m);
   std::size_t active_streams() const;
   subscribed* find(std::string_view id);
@@ -256,6 +259,9 @@ class ws_session final : public swept_connection, public std::enable_shared_from
   std::int64_t last_write_us_ = 0;
   std::int64_t write_started_us_ = 0;
   int invalid_in_a_row_ = 0;
+  double op_tokens_ = 0;                  // the ops budget's bucket
+  std::int64_t op_tokens_refill_us_ = 0;  // 0: full bucket, never used
+  int refused_in_a_row_ = 0;              // ops refused by the bucket since the last accepted
   std::optional<websocket::close_reason> close_;  // send after the queued replies
   bool accepted_ = false;
   bool writing_ = false;
@@ -331,7 +337,15 @@ void ws_session::on_read(error_code ec) {
     return;
   }
   const auto data = read_buf_.cdata();
-  handle(std::string_view(static_cast<const char*>(data.data()), data.size()));
+  if (take_op_token()) {
+    refused_in_a_row_ = 0;
+    handle(std::string_view(static_cast<const char*>(data.data()), data.size()));
+  } else {
+    // Over --ws-ops-per-s: the op is refused unread; persistent abuse closes.
+    send_error("rate_limited", "too many operations on this socket; slow down");
+    if (++refused_in_a_row_ >= config().budgets.ws_max_refused_in_a_row && !close_)
+      close_ = websocket::close_reason(websocket::close_code::policy_error, "rate limit exceeded");
+  }
   read_buf_.clear();
   if (read_buf_.capacity() > read_buffer_keep) read_buf_.shrink_to_fit();
   if (control_.size() >= max_control_messages || control_bytes_ >= max_control_bytes)
@@ -339,6 +353,22 @@ void ws_session::on_read(error_code ec) {
   else
     read_next();
   pump();
+}
+
+bool ws_session::take_op_token() {
+  const budget_config& b = config().budgets;
+  if (b.ws_ops_per_s <= 0) return true;
+  const std::int64_t now = steady_us();
+  if (op_tokens_refill_us_ == 0)
+    op_tokens_ = b.ws_ops_burst;
+  else
+    op_tokens_ =
+        std::min(b.ws_ops_burst, op_tokens_ + static_cast<double>(now - op_tokens_refill_us_) *
+                                                  b.ws_ops_per_s / 1e6);
+  op_tokens_refill_us_ = now;
+  if (op_tokens_ < 1) return false;
+  op_tokens_ -= 1;
+  return true;
 }
 
 void ws_session::invalid(std::string_view code, std::string_view message) {

@@ -149,6 +149,7 @@ TEST(OpenaiProvider, OmitsAuthorizationWithoutKeyAndMaxTokensWhenZero) {
   fake_openai_server server;
   openai_config config = config_for(server);
   config.api_key.clear();
+  config.max_tokens = 0;  // no cap configured either
   config.base_url += "/";  // a trailing slash does not double the separator
   openai_provider provider(config);
   chat_request request = hello_request();
@@ -163,6 +164,26 @@ TEST(OpenaiProvider, OmitsAuthorizationWithoutKeyAndMaxTokensWhenZero) {
   EXPECT_EQ(requests[0].authorization, "");
   ASSERT_TRUE(requests[0].body.is_object());
   EXPECT_FALSE(requests[0].body.get_object().contains("max_tokens"));
+}
+
+// --llm-max-tokens: every call carries the configured cap; a request's own
+// smaller max_tokens wins, a larger one is cut to the cap.
+TEST(OpenaiProvider, EveryCallSendsTheConfiguredMaxTokensCap) {
+  fake_openai_server server;
+  openai_config config = config_for(server);
+  config.max_tokens = 100;
+  openai_provider provider(config);
+  for (int asked : {0, 64, 5000}) {
+    chat_request request = hello_request();
+    request.max_tokens = asked;
+    chat_run run = run_chat(provider, request);
+    ASSERT_FALSE(run.outcome.ec) << run.outcome.error_message;
+  }
+  auto requests = server.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0].body.at("max_tokens").to_number<int>(), 100);
+  EXPECT_EQ(requests[1].body.at("max_tokens").to_number<int>(), 64);
+  EXPECT_EQ(requests[2].body.at("max_tokens").to_number<int>(), 100);
 }
 
 // The server holds the rest of the stream until the client has seen the first

@@ -219,7 +219,10 @@ json::object request_body(const openai_config& cfg, const chat_request& request)
   body["messages"] = std::move(messages);
   body["stream"] = true;
   body["temperature"] = request.temperature;
-  if (request.max_tokens > 0) body["max_tokens"] = request.max_tokens;
+  int max_tokens = cfg.max_tokens;
+  if (request.max_tokens > 0 && (max_tokens <= 0 || request.max_tokens < max_tokens))
+    max_tokens = request.max_tokens;
+  if (max_tokens > 0) body["max_tokens"] = max_tokens;
   body["stream_options"] = json::object{{"include_usage", true}};
   return body;
 }

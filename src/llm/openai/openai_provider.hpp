@@ -62,6 +62,9 @@ struct openai_config {
   // Upper bound on one response body (the whole stream); a guard against an
   // upstream that never ends.
   std::uint64_t max_response_bytes = 64ull << 20;
+  // Sent as max_tokens with every call (a request's own smaller max_tokens
+  // wins): bounds what one call can spend. 0: not sent (the server's default).
+  int max_tokens = 2048;
 };
 
 // Upstream failures that are not transport errors.
