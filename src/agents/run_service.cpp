@@ -1,5 +1,7 @@
 #include "agents/run_service.hpp"
 
+#include "core/log_text.hpp"
+
 #include <atomic>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -63,14 +65,17 @@ boost::system::result<started_run> run_service::start(agent_request request,
             if (out->ended()) return;  // result, error or cancelled: already final
             std::string message = "the agent ended without a result";
             if (e) {
+              // The exception's text is for the operator's log, never the
+              // client: it may name hosts, files or internals.
+              message = "the agent failed on the server (internal_error)";
               try {
                 std::rethrow_exception(e);
               } catch (const std::exception& ex) {
-                message = std::string("the agent failed: ") + ex.what();
+                spdlog::error("run {}: the agent threw: {}", out->request_id(),
+                              core::log_escape(ex.what()));
               } catch (...) {
-                message = "the agent failed";
+                spdlog::error("run {}: the agent threw a non-exception", out->request_id());
               }
-              spdlog::error("run {}: {}", out->request_id(), message);
             }
             boost::json::object f;
             f["error"] = message;
