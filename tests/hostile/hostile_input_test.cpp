@@ -124,7 +124,7 @@ TEST_F(HostileInputTest, HttpNumbersOutOfRangeAre400) {
       {R"({"query":"q","agentType":18446744073709551615})", "invalid_agent_type"},
       {R"({"query":"q","agentType":-9223372036854775808})", "invalid_agent_type"},
       {R"({"query":"q","agentType":3.5})", "invalid_agent_type"},
-      {R"({"query":"q","agentType":1e400})", "malformed_json"},
+      {R"({"query":"q","agentType":1e400})", "invalid_agent_type"},  // (parsed as infinity)
       {R"({"query":"q","maxSteps":1e300})", "invalid_request"},
       {R"({"query":"q","maxSteps":9223372036854775808})", "invalid_request"},
       {R"({"query":"q","maxLoop":-9223372036854775808})", "invalid_request"},
