@@ -92,7 +92,7 @@ fuzz: setup
 	  $$as_root apt-get update -qq && \
 	  $$as_root apt-get install -y --no-install-recommends clang libclang-rt-dev || exit 1; \
 	fi
-	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
 	  -DSLUICE_LIBFUZZER=ON -DSLUICE_WERROR=OFF >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
 	@mkdir -p build-fuzz/artifacts build-fuzz/logs; failed=; \
