@@ -81,9 +81,13 @@ bench: build
 # clang and libclang-rt-dev): installed when missing (apt-get as root, sudo
 # otherwise). A finding is saved as build-fuzz/artifacts/NAME-crash-* and
 # fails the run.
+# Not yet in the default list: http_route_fuzz ws_op_fuzz agent_request_fuzz
+# openai_chunk_fuzz searxng_results_fuzz. They link our Asio coroutine code,
+# which Debian 12's clang 14 does not compile with coverage instrumentation
+# ("Cannot represent a difference across sections", see docs/testing.md);
+# their corpus replays run in every `make test`.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= sse_parser_fuzz http_route_fuzz ws_op_fuzz agent_request_fuzz \
-  openai_chunk_fuzz searxng_results_fuzz gzip_inflater_fuzz fts_query_fuzz html_to_text_fuzz
+FUZZ_TARGETS ?= sse_parser_fuzz gzip_inflater_fuzz fts_query_fuzz html_to_text_fuzz
 fuzz: setup
 	@probe='extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }'; \
 	if ! echo "$$probe" | clang++ -x c++ -fsanitize=fuzzer -o /dev/null - >/dev/null 2>&1; then \
