@@ -99,8 +99,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else if (auto* sr = std::get_if<transport::stream_reply>(&r)) {
       if (!sr->stream) std::abort();
     }
-    if (method == "POST") method = "GET";  // the second round reads
-    else break;
+    if (method == "POST")
+      method = "GET";  // the second round reads
+    else
+      break;
   }
   // Read back what the input published, merged and not.
   std::string_view path = target;

@@ -55,10 +55,20 @@ std::string log_escape(std::string_view text, std::size_t max) {
       continue;
     }
     switch (c) {
-      case '\n': out += "\\n"; ++i; continue;
-      case '\r': out += "\\r"; ++i; continue;
-      case '\t': out += "\\t"; ++i; continue;
-      default: break;
+      case '\n':
+        out += "\\n";
+        ++i;
+        continue;
+      case '\r':
+        out += "\\r";
+        ++i;
+        continue;
+      case '\t':
+        out += "\\t";
+        ++i;
+        continue;
+      default:
+        break;
     }
     if (c >= 0x80) {
       if (std::size_t n = utf8_sequence(text, i)) {

@@ -26,14 +26,14 @@ enum class ws_op_kind { ping, subscribe, unsubscribe, start, cancel, publish };
 
 struct ws_op {
   ws_op_kind kind = ws_op_kind::ping;
-  std::string stream;                        // a valid stream id (not for ping, start)
-  std::optional<std::string> last_event_id;  // subscribe, start: decimal digits
-  bool coalesce = true;                      // subscribe
-  boost::json::value request;                // start: a JSON object
-  std::optional<std::string> reason;         // cancel
-  std::string data;                          // publish: the data, serialized
+  std::string stream;                                    // a valid stream id (not for ping, start)
+  std::optional<std::string> last_event_id;              // subscribe, start: decimal digits
+  bool coalesce = true;                                  // subscribe
+  boost::json::value request;                            // start: a JSON object
+  std::optional<std::string> reason;                     // cancel
+  std::string data;                                      // publish: the data, serialized
   std::optional<std::string> event, delta, delta_field;  // publish
-  bool final = false;                                     // publish
+  bool final = false;                                    // publish
 };
 
 struct ws_op_error {

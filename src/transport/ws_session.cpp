@@ -274,10 +274,9 @@ void ws_session::start(http::request<http::string_body> request) {
   ws_.read_message_max(c.ws_max_message_bytes);
   ws_.auto_fragment(false);
   upgrade_.emplace(std::move(request));
-  ws_.async_accept(*upgrade_,
-                   [self = shared_from_this()](error_code ec) {
-                     self->guarded("on_accepted", [&] { self->on_accepted(ec); });
-                   });
+  ws_.async_accept(*upgrade_, [self = shared_from_this()](error_code ec) {
+    self->guarded("on_accepted", [&] { self->on_accepted(ec); });
+  });
 }
 
 void ws_session::on_accepted(error_code ec) {
@@ -299,10 +298,9 @@ void ws_session::on_accepted(error_code ec) {
 void ws_session::read_next() {
   if (reading_ || closed_ || closing_ || close_) return;
   reading_ = true;
-  ws_.async_read(read_buf_,
-                 [self = shared_from_this()](error_code ec, std::size_t) {
-                   self->guarded("on_read", [&] { self->on_read(ec); });
-                 });
+  ws_.async_read(read_buf_, [self = shared_from_this()](error_code ec, std::size_t) {
+    self->guarded("on_read", [&] { self->on_read(ec); });
+  });
 }
 
 void ws_session::on_read(error_code ec) {

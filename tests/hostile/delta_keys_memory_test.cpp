@@ -29,7 +29,9 @@ void operator delete(void* p) noexcept {
                        std::memory_order_relaxed);
   std::free(base);
 }
-void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
+void operator delete(void* p, std::size_t) noexcept {
+  operator delete(p);
+}
 
 namespace sluice {
 namespace {

@@ -33,8 +33,7 @@ using test::request;
 using test::sse_reader;
 using test::ws_connection;
 
-constexpr const char* huge_agent_type =
-    R"({"query":"q","agentType":9223372036854775808})";
+constexpr const char* huge_agent_type = R"({"query":"q","agentType":9223372036854775808})";
 
 // Captures every log line of the default logger while alive.
 class log_capture {
@@ -162,10 +161,10 @@ TEST_F(HostileInputTest, WsBadNumbersInOpsAreErrorFrames) {
 TEST_F(HostileInputTest, WsHandlerExceptionIsAnInternalErrorFrameNotACrash) {
   log_capture log;
   start(nullptr, [](transport::http_server& s) {
-    s.set_ws_start_handler([](const json::value&, const net::any_io_executor&)
-                               -> transport::ws_start_result {
-      throw std::runtime_error("secret detail\n\x1b[31mFORGED LINE");
-    });
+    s.set_ws_start_handler(
+        [](const json::value&, const net::any_io_executor&) -> transport::ws_start_result {
+          throw std::runtime_error("secret detail\n\x1b[31mFORGED LINE");
+        });
   });
   ws_connection c(port());
   c.send(R"({"op":"start","request":{"query":"q"}})");
@@ -184,10 +183,10 @@ TEST_F(HostileInputTest, WsHandlerExceptionIsAnInternalErrorFrameNotACrash) {
 TEST_F(HostileInputTest, HttpHandlerExceptionIsLoggedEscapedAndAnswered500) {
   log_capture log;
   start(nullptr, [](transport::http_server& s) {
-    s.routes().add("GET", "/boom\n\x1b[2Jforged", [](transport::request_context&)
-                                                      -> transport::handler_result {
-      throw std::runtime_error("internal path /etc/sluice\r\nX: y");
-    });
+    s.routes().add("GET", "/boom\n\x1b[2Jforged",
+                   [](transport::request_context&) -> transport::handler_result {
+                     throw std::runtime_error("internal path /etc/sluice\r\nX: y");
+                   });
   });
   auto r = request(port(), "GET", "/boom%0A%1B%5B2Jforged");
   EXPECT_EQ(r.status(), 500);
@@ -268,10 +267,10 @@ TEST(LogEscape, ControlCharactersAndInvalidUtf8AreEscaped) {
   EXPECT_EQ(core::log_escape(std::string("\x00\x1b[31m\x7f", 7)), "\\x00\\x1b[31m\\x7f");
   EXPECT_EQ(core::log_escape("back\\slash"), "back\\\\slash");
   EXPECT_EQ(core::log_escape("caf\xc3\xa9 \xe4\xbd\xa0"), "caf\xc3\xa9 \xe4\xbd\xa0");
-  EXPECT_EQ(core::log_escape("\xc3"), "\\xc3");              // truncated sequence
-  EXPECT_EQ(core::log_escape("\xc2\x85"), "\\xc2\\x85");     // C1 control (NEL)
+  EXPECT_EQ(core::log_escape("\xc3"), "\\xc3");                    // truncated sequence
+  EXPECT_EQ(core::log_escape("\xc2\x85"), "\\xc2\\x85");           // C1 control (NEL)
   EXPECT_EQ(core::log_escape("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // surrogate
-  EXPECT_EQ(core::log_escape("\xc0\xaf"), "\\xc0\\xaf");     // overlong '/'
+  EXPECT_EQ(core::log_escape("\xc0\xaf"), "\\xc0\\xaf");           // overlong '/'
   EXPECT_EQ(core::log_escape(std::string(600, 'a'), 512), std::string(512, 'a') + "...");
 }
 

@@ -6,12 +6,11 @@
 // Thread-safety: one listener per response, used by one thread.
 #pragma once
 
+#include <boost/json/value.hpp>
+#include <boost/system/error_code.hpp>
 #include <functional>
 #include <string>
 #include <string_view>
-
-#include <boost/json/value.hpp>
-#include <boost/system/error_code.hpp>
 
 #include "core/sse_parser.hpp"
 #include "llm/chat_provider.hpp"
@@ -24,8 +23,7 @@ namespace sluice::llm {
 // (error_message); the operator's log gets the detail (host, port, the
 // upstream's answer), which is also kept in error_detail.
 void set_upstream_error(chat_outcome& out, boost::system::error_code ec,
-                        outbound::upstream_failure f, std::string detail,
-                        unsigned http_status = 0);
+                        outbound::upstream_failure f, std::string detail, unsigned http_status = 0);
 
 // The server's message from an OpenAI-style error value: {"message": ...}
 // (OpenAI, vLLM, llama.cpp) or a bare string (Ollama's native API). Empty
