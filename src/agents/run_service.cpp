@@ -1,6 +1,7 @@
 #include "agents/run_service.hpp"
 
 #include <spdlog/spdlog.h>
+#include "core/log_text.hpp"
 
 #include <atomic>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -138,27 +139,29 @@ boost::system::result<started_run> run_service::start(agent_request request, run
         else
           co_await run_agent(env, request, *out);
       },
-      net::bind_cancellation_slot(signal->slot(),
-                                  [out, log, signal, cancel_id, slot](std::exception_ptr e) {
-                                    log->remove_cancel_handler(cancel_id);
-                                    if (out->ended())
-                                      return;  // result, error or cancelled: already final
-                                    std::string message = "the agent ended without a result";
-                                    if (e) {
-                                      try {
-                                        std::rethrow_exception(e);
-                                      } catch (const std::exception& ex) {
-                                        message = std::string("the agent failed: ") + ex.what();
-                                      } catch (...) {
-                                        message = "the agent failed";
-                                      }
-                                      spdlog::error("run {}: {}", out->request_id(), message);
-                                    }
-                                    boost::json::object f;
-                                    f["error"] = message;
-                                    f["message"] = message;
-                                    out->send("error", "error", std::move(f), true);
-                                  }));
+      net::bind_cancellation_slot(
+          signal->slot(), [out, log, signal, cancel_id, slot](std::exception_ptr e) {
+            log->remove_cancel_handler(cancel_id);
+            if (out->ended()) return;  // result, error or cancelled: already final
+            std::string message = "the agent ended without a result";
+            if (e) {
+              // The exception's text is for the operator's log, never the
+              // client: it may name hosts, files or internals.
+              message = "the agent failed on the server (internal_error)";
+              try {
+                std::rethrow_exception(e);
+              } catch (const std::exception& ex) {
+                spdlog::error("run {}: the agent threw: {}", out->request_id(),
+                              core::log_escape(ex.what()));
+              } catch (...) {
+                spdlog::error("run {}: the agent threw a non-exception", out->request_id());
+              }
+            }
+            boost::json::object f;
+            f["error"] = message;
+            f["message"] = message;
+            out->send("error", "error", std::move(f), true);
+          }));
   return started_run{log, true};
 }
 

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "core/log_text.hpp"
 #include "search/result_dedup.hpp"
 
 namespace sluice::agents {
@@ -180,7 +181,7 @@ net::awaitable<boost::system::result<std::vector<search_hit>>> search_service::s
     std::vector<std::string> queries, std::size_t per_query, std::size_t limit) {
   auto report = co_await search_many_reported(std::move(queries), per_query, limit);
   if (!report) co_return report.error();
-  for (const auto& w : report->warnings) spdlog::warn("{}", w);
+  for (const auto& w : report->warnings) spdlog::warn("{}", core::log_escape(w));  // has the query
   co_return std::move(report->hits);
 }
 

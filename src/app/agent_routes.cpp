@@ -19,31 +19,27 @@ const json::value* member(const json::object& o, std::initializer_list<const cha
   return nullptr;
 }
 
-std::optional<std::int64_t> int_member(const json::object& o, std::initializer_list<const char*> names,
-                                       std::int64_t dflt, bool& bad) {
+// An integer member in [lo, hi] (absent or null: `dflt`). Anything else (a
+// fraction, a string, a number out of range, however large) sets `bad`:
+// every number from the network is range-checked before it is narrowed.
+std::optional<int> int_member(const json::object& o, std::initializer_list<const char*> names,
+                              int dflt, int lo, int hi, bool& bad) {
   const json::value* v = member(o, names);
   if (v == nullptr || v->is_null()) return dflt;
-  if (v->is_int64()) return v->as_int64();
-  if (v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
+  // (Boost.JSON holds an integer as uint64 only when it exceeds INT64_MAX.)
+  if (v->is_int64() && v->get_int64() >= lo && v->get_int64() <= hi)
+    return static_cast<int>(v->get_int64());
   bad = true;
   return std::nullopt;
 }
 
-// A request that cannot start a run: the HTTP status and the error's code and
-// message (HTTP answers json_error of them; WebSocket an op error).
-struct request_error {
-  unsigned status;
-  std::string code;
-  std::string message;
-};
+}  // namespace
 
-// Parses what both endpoints (and WebSocket start) share; fills `req` or
-// returns the error.
-std::optional<request_error> parse_request(const json::value& v, bool tool,
-                                           const agents::agent_env& env,
-                                           agents::agent_request& req, bool& stream) {
+std::optional<agent_request_error> parse_agent_request(const json::value& v, bool tool,
+                                                       const agents::agent_env& env,
+                                                       agents::agent_request& req, bool& stream) {
   auto json_error = [](unsigned status, std::string_view code, std::string message) {
-    return request_error{status, std::string(code), std::move(message)};
+    return agent_request_error{status, std::string(code), std::move(message)};
   };
   if (!v.is_object()) return json_error(400, "invalid_request", "body must be a JSON object");
   const json::object& o = v.as_object();
@@ -69,8 +65,11 @@ std::optional<request_error> parse_request(const json::value& v, bool tool,
   } else {
     const json::value* t = member(o, {"agentType", "agent_type"});
     std::string type = "plan_solve";
-    if (t != nullptr && t->is_string()) type = t->as_string();
-    else if (t != nullptr && (t->is_int64() || t->is_uint64())) type = std::to_string(t->to_number<std::int64_t>());
+    // Numbers as in the seed's API (3, 5); any other integer, however large,
+    // is just an unknown type (never narrowed: 2^63 once ended the process).
+    if (t != nullptr && t->is_string()) type = t->get_string();
+    else if (t != nullptr && t->is_int64()) type = std::to_string(t->get_int64());
+    else if (t != nullptr && t->is_uint64()) type = std::to_string(t->get_uint64());
     else if (t != nullptr && !t->is_null())
       return json_error(400, "invalid_agent_type", "agentType must be a string or number");
     auto kind = agents::parse_agent_kind(type);
@@ -83,12 +82,12 @@ std::optional<request_error> parse_request(const json::value& v, bool tool,
     req.kind = *kind;
   }
   bool bad = false;
-  auto max_loop = int_member(o, {"max_loop", "maxLoop"}, 1, bad);
-  auto max_steps = int_member(o, {"max_steps", "maxSteps"}, 5, bad);
-  if (bad || *max_loop < 1 || *max_loop > 5 || *max_steps < 1 || *max_steps > 20)
-    return json_error(400, "invalid_request", "max_loop must be 1..5 and max_steps 1..20");
-  req.max_loop = static_cast<int>(*max_loop);
-  req.max_steps = static_cast<int>(*max_steps);
+  auto max_loop = int_member(o, {"max_loop", "maxLoop"}, 1, 1, 5, bad);
+  auto max_steps = int_member(o, {"max_steps", "maxSteps"}, 5, 1, 20, bad);
+  if (bad)
+    return json_error(400, "invalid_request", "max_loop must be an integer 1..5 and max_steps 1..20");
+  req.max_loop = *max_loop;
+  req.max_steps = *max_steps;
 
   const json::value* s = tool ? member(o, {"stream"}) : member(o, {"isStream", "stream"});
   stream = true;
@@ -98,6 +97,10 @@ std::optional<request_error> parse_request(const json::value& v, bool tool,
   }
   return std::nullopt;
 }
+
+namespace {
+
+using request_error = agent_request_error;
 
 // Attaching to an existing run (same requestId) needs ownership or a
 // subscribe pattern covering it; otherwise the run looks like one that does
@@ -158,7 +161,7 @@ transport::route_handler make_handler(transport::router& routes, agents::run_ser
     boost::system::error_code ec;
     json::value body = json::parse(req.body, ec);
     if (ec) return json_error(400, "malformed_json", "body is not valid JSON: " + ec.message());
-    if (auto err = parse_request(body, tool, runs.env(), ar, stream))
+    if (auto err = parse_agent_request(body, tool, runs.env(), ar, stream))
       return json_error(err->status, err->code, err->message);
     // The router let only tokens with "run" this far.
     if (req.principal == nullptr) return transport::unauthorized("this endpoint needs a token");
@@ -195,7 +198,7 @@ void add_agent_ws_start(transport::http_server& server, agents::run_service& run
           return transport::ws_start_error{"forbidden", "this token may not start runs (sluice.run)"};
         agents::agent_request ar;
         bool stream = true;  // a WebSocket start always streams
-        if (auto err = parse_request(request, false, runs.env(), ar, stream))
+        if (auto err = parse_agent_request(request, false, runs.env(), ar, stream))
           return transport::ws_start_error{err->code, err->message};
         if (auto err = check_attach(server.registry(), who, ar, false))
           return transport::ws_start_error{err->code, err->message};

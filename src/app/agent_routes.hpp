@@ -3,12 +3,33 @@
 // stream — or, for isStream/stream false, with the final message as JSON.
 #pragma once
 
+#include <boost/json/value.hpp>
+#include <optional>
+#include <string>
+
 #include "agents/run_service.hpp"
 #include "transport/http_server.hpp"
 
 namespace sluice::app {
 
 void add_agent_routes(transport::http_server& server, agents::run_service& runs);
+
+// A request that cannot start a run: the HTTP status and the error's code and
+// message (HTTP answers json_error of them; WebSocket an op error).
+struct agent_request_error {
+  unsigned status;
+  std::string code;
+  std::string message;
+};
+
+// Parses the JSON of a run request, as both endpoints and WebSocket start
+// share it (`tool`: POST /v1/tool/deepsearch's names). Fills `req` and
+// `stream`, or returns the error; every number is range-checked. A request
+// without requestId gets a fresh one. No other effect (fuzzed by
+// fuzz/agent_request_fuzz.cpp).
+std::optional<agent_request_error> parse_agent_request(const boost::json::value& v, bool tool,
+                                                       const agents::agent_env& env,
+                                                       agents::agent_request& req, bool& stream);
 
 // {"op":"start","request":{...AutoAgent body...}} on /v1/ws starts (or
 // attaches to) a run the same way POST /AutoAgent does.

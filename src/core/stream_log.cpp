@@ -152,14 +152,16 @@ char* stream_log::reserve_locked(std::size_t size, std::uint32_t& segment_no,
 }
 
 std::uint32_t stream_log::intern_delta_key_locked(const delta_event& d) {
-  // Runs use few message ids; search newest first.
-  for (std::size_t i = delta_keys_.size(); i-- > 0;) {
-    const auto& k = delta_keys_[i];
-    if (k.message_id == d.message_id && k.field == d.field && k.type == d.type)
-      return static_cast<std::uint32_t>(i + 1);
-  }
-  delta_keys_.push_back({d.message_id, d.field, d.type});
-  return static_cast<std::uint32_t>(delta_keys_.size());
+  // Only equality of adjacent entries matters (see read()): the previous
+  // delta is the only one a new delta can merge with. Numbers wrap past 0,
+  // which means "not a delta"; neighbours always differ by one.
+  const delta_key_info& k = last_delta_key_;
+  if (last_delta_no_ != 0 && k.message_id == d.message_id && k.field == d.field &&
+      k.type == d.type)
+    return last_delta_no_;
+  last_delta_key_ = {d.message_id, d.field, d.type};
+  last_delta_no_ = last_delta_no_ == UINT32_MAX ? 1 : last_delta_no_ + 1;
+  return last_delta_no_;
 }
 
 publish_outcome stream_log::append_locked(const publish_item& item, std::int64_t now_us) {

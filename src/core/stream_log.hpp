@@ -190,7 +190,7 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
     std::uint32_t segment_no;  // absolute segment number
     std::uint32_t offset;      // of the event's bytes in the segment
     std::uint32_t length;
-    std::uint32_t delta_key;  // 0: not a delta; else index + 1 into delta_keys_
+    std::uint32_t delta_key;  // 0: not a delta; equal in two adjacent entries iff same message
     std::uint32_t json_offset;  // deltas: offset of the JSON inside the event bytes
     std::uint32_t text_begin;   // deltas: escaped text range, relative to the JSON
     std::uint32_t text_end;
@@ -230,7 +230,11 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   std::size_t retained_bytes_ = 0;                       // guarded by mutex_
   std::vector<std::shared_ptr<log_segment>> segments_;   // guarded by mutex_
   std::uint32_t first_segment_no_ = 0;                   // guarded by mutex_
-  std::vector<delta_key_info> delta_keys_;               // guarded by mutex_
+  // Coalescing only merges adjacent entries, so only the newest delta's key is
+  // kept (O(1) per stream whatever ?delta= values clients send): a delta with
+  // the same key gets the same number, any other a fresh one.
+  delta_key_info last_delta_key_;                        // guarded by mutex_
+  std::uint32_t last_delta_no_ = 0;                      // guarded by mutex_: 0 before any delta
   std::vector<subscription*> subscribers_;               // guarded by mutex_
   std::size_t waiting_count_ = 0;                        // guarded by mutex_
   std::function<void()> drain_waiter_;                   // guarded by mutex_

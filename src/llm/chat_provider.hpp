@@ -39,10 +39,13 @@ struct chat_usage {
 
 struct chat_outcome {
   // Empty on success. operation_aborted when cancelled; otherwise an error
-  // whose `error_message` says what happened upstream (HTTP status and the
-  // server's error message, a cut mid-stream, a malformed chunk, a timeout).
+  // whose `error_message` is for clients: a fixed sentence and a code, never
+  // the upstream's host, port or answer; `error_detail` is for the operator's
+  // log (what happened upstream: the HTTP status and the server's error
+  // message, a cut mid-stream, a malformed chunk, a timeout, the host).
   boost::system::error_code ec;
   std::string error_message;
+  std::string error_detail;
   std::string text;           // all content deltas concatenated
   std::string finish_reason;  // "stop", "length", ...
   chat_usage usage;

@@ -30,6 +30,9 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include <spdlog/spdlog.h>
+
+#include "core/log_text.hpp"
 #include "net/error_text.hpp"
 #include "net/http_url.hpp"
 #include "net/outbound_connection.hpp"
@@ -116,6 +119,7 @@ namespace {
 using client_impl = searxng_client::impl;
 
 using outbound::is_timeout;
+using outbound::upstream_failure;
 using outbound::ms_text;
 
 // The first bytes of a body, printable, for an error message.
@@ -128,28 +132,35 @@ std::string snippet(std::string_view body) {
   return s;
 }
 
-void fail(searxng_outcome& out, error_code ec, std::string message) {
+// Clients get a fixed sentence with a code (error_message); the operator's
+// log gets the detail: the instance's URL, host, port, its answer.
+void fail(searxng_outcome& out, error_code ec, upstream_failure f, std::string detail,
+          unsigned http_status = 0) {
   out.ec = ec;
-  out.error_message = std::move(message);
+  out.error_message = outbound::client_text("the search engine", f, http_status);
+  spdlog::warn("searxng: {} ({})", core::log_escape(detail), outbound::code_of(f));
+  out.error_detail = std::move(detail);
 }
 
-// Maps the JSON body to hits (see searxng_outcome).
-void parse_results(const client_impl& p, std::string_view body, std::string_view content_type,
-                   std::size_t limit, searxng_outcome& out) {
+}  // namespace
+
+void parse_searxng_results(std::string_view display, std::string_view body,
+                           std::string_view content_type, std::size_t limit,
+                           searxng_outcome& out) {
   error_code ec;
   json::value v = json::parse(body, ec);
   if (ec) {
-    std::string message = p.display + " answered with something that is not JSON (" + ec.message() +
+    std::string message = std::string(display) + " answered with something that is not JSON (" + ec.message() +
                           "; Content-Type: " +
                           (content_type.empty() ? std::string("none") : std::string(content_type)) +
                           "): " + snippet(body);
-    return fail(out, searxng_errc::not_json, std::move(message));
+    return fail(out, searxng_errc::not_json, upstream_failure::malformed, std::move(message));
   }
   const json::object* root = v.if_object();
   const json::value* results = root ? root->if_contains("results") : nullptr;
   if (!results || !results->is_array())
-    return fail(out, searxng_errc::bad_response,
-                p.display + " answered JSON without a \"results\" array: " + snippet(body));
+    return fail(out, searxng_errc::bad_response, upstream_failure::malformed,
+                std::string(display) + " answered JSON without a \"results\" array: " + snippet(body));
   std::unordered_set<std::string> seen;
   for (const json::value& r : results->get_array()) {
     if (out.hits.size() >= limit) break;
@@ -173,6 +184,8 @@ void parse_results(const client_impl& p, std::string_view body, std::string_view
   }
 }
 
+namespace {
+
 // Sends the GET and reads the whole (bounded) response into `out`.
 template <class Stream>
 net::awaitable<void> exchange(Stream& stream, const client_impl& p, const std::string& target,
@@ -192,9 +205,9 @@ net::awaitable<void> exchange(Stream& stream, const client_impl& p, const std::s
   (void)wn;
   if (is_timeout(wec))
     co_return fail(
-        out, net::error::timed_out,
+        out, net::error::timed_out, upstream_failure::timeout,
         p.display + ": sending the request timed out (timeout " + ms_text(cfg.timeout) + ")");
-  if (wec) co_return fail(out, wec, p.display + ": sending the request failed: " + wec.message());
+  if (wec) co_return fail(out, wec, upstream_failure::connection, p.display + ": sending the request failed: " + wec.message());
 
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
@@ -204,23 +217,23 @@ net::awaitable<void> exchange(Stream& stream, const client_impl& p, const std::s
   auto [rec, rn] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
   (void)rn;
   if (is_timeout(rec))
-    co_return fail(out, net::error::timed_out,
+    co_return fail(out, net::error::timed_out, upstream_failure::timeout,
                    p.display + ": no complete answer within " + ms_text(cfg.timeout));
   if (rec == http::error::body_limit)
     co_return fail(
-        out, searxng_errc::response_too_large,
+        out, searxng_errc::response_too_large, upstream_failure::too_large,
         p.display + ": the response exceeds " + std::to_string(cfg.max_response_bytes) + " bytes");
   if (rec == http::error::header_limit)
     co_return fail(
-        out, searxng_errc::response_too_large,
+        out, searxng_errc::response_too_large, upstream_failure::too_large,
         p.display + ": the response header exceeds " + std::to_string(max_header_bytes) + " bytes");
   if (rec == http::error::end_of_stream || rec == http::error::partial_message ||
       rec == net::error::eof || rec == net::error::connection_reset ||
       rec == ssl::error::stream_truncated)
     co_return fail(
-        out, searxng_errc::no_answer,
+        out, searxng_errc::no_answer, upstream_failure::connection,
         p.display + " closed the connection without a complete answer (" + rec.message() + ")");
-  if (rec) co_return fail(out, rec, p.display + ": reading the response failed: " + rec.message());
+  if (rec) co_return fail(out, rec, upstream_failure::connection, p.display + ": reading the response failed: " + rec.message());
 
   const auto& res = parser.get();
   const unsigned status = res.result_int();
@@ -229,9 +242,10 @@ net::awaitable<void> exchange(Stream& stream, const client_impl& p, const std::s
     if (!res.reason().empty()) message += " " + std::string(res.reason());
     if (status == 403) message += " (does its settings.yml list json in search.formats?)";
     if (!res.body().empty()) message += ": " + snippet(res.body());
-    co_return fail(out, searxng_errc::http_status, std::move(message));
+    co_return fail(out, searxng_errc::http_status, upstream_failure::http_status,
+                   std::move(message), status);
   }
-  parse_results(p, res.body(), res[http::field::content_type], limit, out);
+  parse_searxng_results(p.display, res.body(), res[http::field::content_type], limit, out);
 }
 
 net::awaitable<void> run_search(const client_impl& p, std::string target,
@@ -244,21 +258,21 @@ net::awaitable<void> run_search(const client_impl& p, std::string target,
   auto endpoints = co_await outbound::resolve(u, deadline);
   if (!endpoints && endpoints.error() == net::error::timed_out)
     co_return fail(
-        out, net::error::timed_out,
+        out, net::error::timed_out, upstream_failure::timeout,
         p.display + ": resolving " + u.host + " timed out (timeout " + ms_text(cfg.timeout) + ")");
   if (!endpoints)
-    co_return fail(out, endpoints.error(),
+    co_return fail(out, endpoints.error(), upstream_failure::unreachable,
                    p.display + ": cannot resolve " + u.host + ": " + endpoints.error().message());
 
   beast::tcp_stream tcp_stream(ex);
   const error_code cec = co_await outbound::connect(tcp_stream, *endpoints, deadline);
   if (is_timeout(cec))
-    co_return fail(out, net::error::timed_out,
+    co_return fail(out, net::error::timed_out, upstream_failure::timeout,
                    p.display + ": connecting to " + u.host + ":" + u.port + " timed out (timeout " +
                        ms_text(cfg.timeout) + ")");
   if (cec)
     co_return fail(
-        out, cec,
+        out, cec, upstream_failure::unreachable,
         p.display + ": cannot connect to " + u.host + ":" + u.port + ": " + cec.message());
 
   if (!p.tls) {
@@ -273,14 +287,14 @@ net::awaitable<void> run_search(const client_impl& p, std::string target,
   if (is_timeout(hs.ec)) {
     outbound::close(beast::get_lowest_layer(tls_stream));
     co_return fail(
-        out, net::error::timed_out,
+        out, net::error::timed_out, upstream_failure::timeout,
         p.display + ": the TLS handshake timed out (timeout " + ms_text(cfg.timeout) + ")");
   }
   if (hs.ec) {
     std::string message = p.display + ": the TLS handshake failed: " + hs.ec.message();
     if (!hs.verify_error.empty()) message += " (" + hs.verify_error + ")";
     outbound::close(beast::get_lowest_layer(tls_stream));
-    co_return fail(out, hs.ec, std::move(message));
+    co_return fail(out, hs.ec, upstream_failure::tls, std::move(message));
   }
   co_await exchange(tls_stream, p, target, deadline, limit, out);
   outbound::close(beast::get_lowest_layer(tls_stream));

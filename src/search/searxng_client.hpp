@@ -60,7 +60,10 @@ struct searxng_config {
 
 struct searxng_outcome {
   boost::system::error_code ec;  // searxng_errc, net::error::timed_out, or a socket/TLS error
-  std::string error_message;     // for people: which instance, what failed
+  // For clients: a fixed sentence and a code, never the instance's URL, host,
+  // port or answer. error_detail, for the operator's log, has those.
+  std::string error_message;
+  std::string error_detail;
   // Best first, at most `limit`: source_id = path = the URL, title, heading
   // empty, text = the result's "content", passage_id 0, score = 1 / rank
   // (1-based; SearXNG's own scores are not comparable across queries either).
@@ -87,6 +90,13 @@ class searxng_client {
  private:
   std::unique_ptr<const impl> impl_;
 };
+
+// Maps a SearXNG JSON answer to hits (see searxng_outcome), or sets the
+// outcome's error; `display` names the instance in the error detail. Pure
+// logic on bytes from the network (fuzzed by fuzz/searxng_results_fuzz.cpp).
+void parse_searxng_results(std::string_view display, std::string_view body,
+                           std::string_view content_type, std::size_t limit,
+                           searxng_outcome& out);
 
 // Percent-encodes everything but RFC 3986 unreserved characters, so that '+',
 // '&', '=' and '#' in a query survive form decoding on the server.

@@ -11,6 +11,7 @@
 #include <future>
 #include <thread>
 
+#include "core/log_text.hpp"
 #include "transport/sse_subscriber.hpp"
 #include "transport/worker.hpp"
 
@@ -87,7 +88,20 @@ void http_server::start() {
     w->thread = std::thread([this, wp = w.get()] {
       ctx_->metrics.register_worker_thread();
       auto guard = net::make_work_guard(wp->ioc);
-      wp->ioc.run();
+      // The last line: handlers catch at their own edge, but an exception
+      // that still escapes one must not end the process (std::terminate)
+      // and every stream on it. Log it as the bug it is and keep serving.
+      for (;;) {
+        try {
+          wp->ioc.run();
+          break;
+        } catch (const std::exception& e) {
+          spdlog::critical("bug: an exception escaped a handler on worker {}: {}", wp->index,
+                           core::log_escape(e.what()));
+        } catch (...) {
+          spdlog::critical("bug: an exception escaped a handler on worker {}", wp->index);
+        }
+      }
     });
   }
   running_ = true;

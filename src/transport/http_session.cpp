@@ -14,6 +14,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
 
+#include "core/log_text.hpp"
 #include "core/sse_parser.hpp"
 #include "transport/sse_subscriber.hpp"
 #include "transport/worker.hpp"
@@ -55,8 +56,11 @@ bool accepts_gzip(std::string_view header) {
   return false;
 }
 
+// `head`: the answer to a HEAD request: the headers a GET would get
+// (Content-Length included) and no body, so a keep-alive connection stays
+// framed.
 http::response<http::string_body> to_response(const http_reply& r, unsigned version,
-                                              bool keep_alive) {
+                                              bool keep_alive, bool head) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
   res.set(http::field::server, "sluice");
   if (r.status != 204) res.set(http::field::content_type, r.content_type);
@@ -65,13 +69,14 @@ http::response<http::string_body> to_response(const http_reply& r, unsigned vers
   res.keep_alive(keep_alive);
   res.body() = r.body;
   if (r.status != 204) res.prepare_payload();
+  if (head) res.body().clear();  // Content-Length stays that of the body
   return res;
 }
 
 net::awaitable<boost::system::error_code> write_reply(beast::tcp_stream& stream,
                                                       const http_reply& r, unsigned version,
-                                                      bool keep_alive) {
-  auto res = to_response(r, version, keep_alive);
+                                                      bool keep_alive, bool head = false) {
+  auto res = to_response(r, version, keep_alive, head);
   stream.expires_after(std::chrono::seconds(30));
   auto [ec, n] = co_await http::async_write(stream, res, tuple_awaitable);
   co_return ec;
@@ -334,7 +339,8 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
       try {
         result = sc.routes.dispatch(ctx);
       } catch (const std::exception& e) {
-        spdlog::error("handler for {} {} threw: {}", ctx.method, ctx.path, e.what());
+        spdlog::error("bug: the handler for {} {} threw: {}", core::log_escape(ctx.method),
+                      core::log_escape(ctx.path), core::log_escape(e.what()));
         result = json_error(500, "internal_error", "the request failed on the server");
       }
     }
@@ -351,7 +357,8 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
         sr->extra_headers += h.first + ": " + h.second + "\r\n";
     }
     if (auto* reply = std::get_if<http_reply>(&result)) {
-      const auto wec = co_await write_reply(stream, *reply, version, keep_alive);
+      const auto wec = co_await write_reply(stream, *reply, version, keep_alive,
+                                            req.method() == http::verb::head);
       if (wec || !keep_alive) {
         if (!wec) co_await lingering_close(stream);
         co_return;

@@ -40,9 +40,11 @@
 #include <optional>
 
 #include "auth/jwt.hpp"
+#include "core/log_text.hpp"
 #include "core/stream_id.hpp"
 #include "transport/routes.hpp"
 #include "transport/sse_subscriber.hpp"  // completes worker::subscribers
+#include "transport/ws_ops.hpp"
 
 namespace sluice::transport {
 
@@ -149,17 +151,6 @@ std::pair<std::string, std::string> error_of(const http_reply& r) {
   return {"internal_error", "unexpected reply " + std::to_string(r.status)};
 }
 
-// "lastEventId": a non-negative integer or its decimal string. nullopt when
-// absent; "" when present but invalid.
-std::optional<std::string> last_event_id_of(const json::object& m) {
-  const json::value* v = m.if_contains("lastEventId");
-  if (v == nullptr || v->is_null()) return std::nullopt;
-  if (v->is_uint64()) return std::to_string(v->as_uint64());
-  if (v->is_int64() && v->as_int64() >= 0) return std::to_string(v->as_int64());
-  if (v->is_string() && parse_event_id(v->as_string())) return std::string(v->as_string());
-  return std::string();
-}
-
 class ws_session final : public swept_connection, public std::enable_shared_from_this<ws_session> {
  public:
   ws_session(worker& w, tcp::socket socket, connection_token token, std::string client_address,
@@ -191,7 +182,7 @@ class ws_session final : public swept_connection, public std::enable_shared_from
     // reference to the session crosses threads.
     void on_stream_ready() noexcept override {
       net::post(session.worker_.ioc, [w = session.weak_from_this(), n = serial] {
-        if (auto s = w.lock()) s->on_ready(n);
+        if (auto s = w.lock()) s->guarded("on_ready", [&] { s->on_ready(n); });
       });
     }
 
@@ -212,22 +203,23 @@ class ws_session final : public swept_connection, public std::enable_shared_from
   void read_next();
   void on_read(error_code ec);
   void handle(std::string_view text);
+  // Runs `f` (a handler on the worker's thread) and catches what must never
+  // escape onto the I/O thread: logged as a bug, then the connection closes.
+  template <class F>
+  void guarded(std::string_view where, F&& f) noexcept;
   void invalid(std::string_view code, std::string_view message);
   // The --ws-ops-per-s token bucket: false when this op is over the budget.
   bool take_op_token();
-  std::optional<std::string> stream_arg(const json::object& m);
   std::size_t active_streams() const;
   subscribed* find(std::string_view id);
-  void op_subscribe(const json::object& m);
-  void op_unsubscribe(const json::object& m);
-  void op_start(const json::object& m);
-  void op_cancel(const json::object& m);
-  void op_publish(const json::object& m);
-  // Runs an HTTP route for an op and answers {"op":ack,"stream":id,"sequence":N},
-  // or the route's error.
-  void dispatch_and_ack(request_context& ctx, const std::string& id, std::string_view ack);
+  void op_subscribe(const ws_op& op);
+  void op_unsubscribe(const ws_op& op);
+  void op_start(const ws_op& op);
+  // cancel and publish: runs the op's HTTP route and answers
+  // {"op":ack,"stream":id,"sequence":N}, or the route's error.
+  void op_route(const ws_op& op, std::string_view ack);
   void add_subscription(const std::string& id, handler_result result);
-  request_context make_request(std::string_view method, std::string path);
+  void complete_request(request_context& ctx);
   void send_control(std::string message);
   void send_error(std::string_view code, std::string_view message, std::string_view stream = {});
   void on_ready(std::uint64_t serial);
@@ -292,8 +284,9 @@ void ws_session::start(http::request<http::string_body> request) {
   ws_.read_message_max(c.ws_max_message_bytes);
   ws_.auto_fragment(false);
   upgrade_.emplace(std::move(request));
-  ws_.async_accept(*upgrade_,
-                   [self = shared_from_this()](error_code ec) { self->on_accepted(ec); });
+  ws_.async_accept(*upgrade_, [self = shared_from_this()](error_code ec) {
+    self->guarded("on_accepted", [&] { self->on_accepted(ec); });
+  });
 }
 
 void ws_session::on_accepted(error_code ec) {
@@ -315,8 +308,9 @@ void ws_session::on_accepted(error_code ec) {
 void ws_session::read_next() {
   if (reading_ || closed_ || closing_ || close_) return;
   reading_ = true;
-  ws_.async_read(read_buf_,
-                 [self = shared_from_this()](error_code ec, std::size_t) { self->on_read(ec); });
+  ws_.async_read(read_buf_, [self = shared_from_this()](error_code ec, std::size_t) {
+    self->guarded("on_read", [&] { self->on_read(ec); });
+  });
 }
 
 void ws_session::on_read(error_code ec) {
@@ -339,7 +333,13 @@ void ws_session::on_read(error_code ec) {
   const auto data = read_buf_.cdata();
   if (take_op_token()) {
     refused_in_a_row_ = 0;
-    handle(std::string_view(static_cast<const char*>(data.data()), data.size()));
+    try {
+      handle(std::string_view(static_cast<const char*>(data.data()), data.size()));
+    } catch (const std::exception& e) {
+      // The last line: a bug, but one message must not take the worker down.
+      spdlog::error("bug: ws message handler threw: {}", core::log_escape(e.what()));
+      send_error("internal_error", "the message failed on the server");
+    }
   } else {
     // Over --ws-ops-per-s: the op is refused unread; persistent abuse closes.
     send_error("rate_limited", "too many operations on this socket; slow down");
@@ -379,45 +379,50 @@ void ws_session::invalid(std::string_view code, std::string_view message) {
 }
 
 void ws_session::handle(std::string_view text) {
-  error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) {
-    invalid("malformed_json", "message is not valid JSON: " + ec.message());
+  auto parsed = parse_ws_op(text);
+  if (auto* err = std::get_if<ws_op_error>(&parsed)) {
+    if (err->protocol)
+      invalid(err->code, err->message);
+    else
+      send_error(err->code, err->message, err->stream);
+    if (!err->protocol) invalid_in_a_row_ = 0;
     return;
   }
-  const json::object* m = v.if_object();
-  const json::value* op = m ? m->if_contains("op") : nullptr;
-  if (op == nullptr || !op->is_string()) {
-    invalid("invalid_message", "a message must be a JSON object with a string \"op\"");
-    return;
-  }
-  const json::string& name = op->as_string();
-  if (name == "ping") {
-    send_control(R"({"op":"pong"})");
-  } else if (name == "subscribe") {
-    op_subscribe(*m);
-  } else if (name == "unsubscribe") {
-    op_unsubscribe(*m);
-  } else if (name == "start") {
-    op_start(*m);
-  } else if (name == "cancel") {
-    op_cancel(*m);
-  } else if (name == "publish") {
-    op_publish(*m);
-  } else {
-    invalid("unknown_op", "op must be start, subscribe, unsubscribe, cancel, publish or ping");
-    return;
+  const ws_op& op = std::get<ws_op>(parsed);
+  switch (op.kind) {
+    case ws_op_kind::ping:
+      send_control(R"({"op":"pong"})");
+      break;
+    case ws_op_kind::subscribe:
+      op_subscribe(op);
+      break;
+    case ws_op_kind::unsubscribe:
+      op_unsubscribe(op);
+      break;
+    case ws_op_kind::start:
+      op_start(op);
+      break;
+    case ws_op_kind::cancel:
+      op_route(op, "cancelled");
+      break;
+    case ws_op_kind::publish:
+      op_route(op, "published");
+      break;
   }
   invalid_in_a_row_ = 0;
 }
 
-std::optional<std::string> ws_session::stream_arg(const json::object& m) {
-  const json::value* v = m.if_contains("stream");
-  if (v == nullptr || !v->is_string() || !core::is_valid_stream_id(v->as_string())) {
-    send_error("invalid_stream_id", "\"stream\" must match [A-Za-z0-9._:-]{1,128}");
-    return std::nullopt;
+template <class F>
+void ws_session::guarded(std::string_view where, F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    spdlog::error("bug: ws {} threw: {}", where, core::log_escape(e.what()));
+    close_socket();
+  } catch (...) {
+    spdlog::error("bug: ws {} threw", where);
+    close_socket();
   }
-  return std::string(v->as_string());
 }
 
 std::size_t ws_session::active_streams() const {
@@ -432,22 +437,16 @@ ws_session::subscribed* ws_session::find(std::string_view id) {
   return nullptr;
 }
 
-request_context ws_session::make_request(std::string_view method, std::string path) {
-  request_context ctx;
-  ctx.method = method;
-  ctx.path = std::move(path);
+void ws_session::complete_request(request_context& ctx) {
   ctx.target = ctx.path;
-  ctx.content_type = "application/json";
   ctx.executor = worker_.ioc.get_executor();
   ctx.client_address = client_address_;
   ctx.subject = principal_->subject;
   ctx.principal = principal_;
-  return ctx;
 }
 
-void ws_session::op_subscribe(const json::object& m) {
-  auto id = stream_arg(m);
-  if (!id) return;
+void ws_session::op_subscribe(const ws_op& op) {
+  const std::string* id = &op.stream;
   if (find(*id)) {
     send_error("already_subscribed", "this socket is already subscribed to the stream", *id);
     return;
@@ -459,16 +458,9 @@ void ws_session::op_subscribe(const json::object& m) {
         *id);
     return;
   }
-  auto last = last_event_id_of(m);
-  if (last && last->empty()) {
-    send_error("invalid_last_event_id", "lastEventId must be a sequence number", *id);
-    return;
-  }
   // The same decisions as GET /v1/streams/{id}/events: one place.
-  request_context ctx = make_request("GET", "/v1/streams/" + *id + "/events");
-  if (last) ctx.last_event_id = *last;
-  if (const auto* c = m.if_contains("coalesce"); c && c->is_bool() && !c->as_bool())
-    ctx.query.emplace_back("coalesce", "false");
+  request_context ctx = route_request_of(op);
+  complete_request(ctx);
   add_subscription(*id, worker_.ctx.routes.dispatch(ctx));
 }
 
@@ -501,9 +493,8 @@ void ws_session::add_subscription(const std::string& id, handler_result result) 
   streams_.push_back(std::move(s));
 }
 
-void ws_session::op_unsubscribe(const json::object& m) {
-  auto id = stream_arg(m);
-  if (!id) return;
+void ws_session::op_unsubscribe(const ws_op& op) {
+  const std::string* id = &op.stream;
   subscribed* s = find(*id);
   if (s == nullptr) {
     send_error("not_subscribed", "this socket is not subscribed to the stream", *id);
@@ -514,20 +505,10 @@ void ws_session::op_unsubscribe(const json::object& m) {
   send_control(op_message("unsubscribed", *id));
 }
 
-void ws_session::op_start(const json::object& m) {
+void ws_session::op_start(const ws_op& op) {
   const auto& handler = worker_.ctx.ws_start;
   if (!handler) {
     send_error("start_unavailable", "this server has no producer behind \"start\"");
-    return;
-  }
-  const json::value* req = m.if_contains("request");
-  if (req == nullptr || !req->is_object()) {
-    send_error("invalid_request", "\"request\" must be a JSON object");
-    return;
-  }
-  auto last = last_event_id_of(m);
-  if (last && last->empty()) {
-    send_error("invalid_last_event_id", "lastEventId must be a sequence number");
     return;
   }
   if (active_streams() >= config().ws_max_streams_per_socket) {
@@ -541,7 +522,7 @@ void ws_session::op_start(const json::object& m) {
     send_error("unauthorized", "the token has expired");
     return;
   }
-  ws_start_result r = handler(*req, worker_.ioc.get_executor(), *principal_);
+  ws_start_result r = handler(op.request, worker_.ioc.get_executor(), *principal_);
   if (auto* err = std::get_if<ws_start_error>(&r)) {
     send_error(err->code, err->message);
     return;
@@ -554,69 +535,42 @@ void ws_session::op_start(const json::object& m) {
   o["created"] = ok.created;
   send_control(json::serialize(o));
   if (find(id)) return;  // a retried start of a run this socket already reads
-  request_context ctx = make_request("GET", "/v1/streams/" + id + "/events");
-  if (last) ctx.last_event_id = *last;
+  request_context ctx;
+  ctx.method = "GET";
+  ctx.path = "/v1/streams/" + id + "/events";
+  complete_request(ctx);
+  if (op.last_event_id) ctx.last_event_id = *op.last_event_id;
   add_subscription(id, worker_.ctx.routes.subscribe(ctx, std::move(ok.stream)));
 }
 
-void ws_session::op_cancel(const json::object& m) {
-  auto id = stream_arg(m);
-  if (!id) return;
-  request_context ctx = make_request("POST", "/v1/streams/" + *id + "/cancel");
-  if (const auto* r = m.if_contains("reason"); r && r->is_string())
-    ctx.query.emplace_back("reason", std::string(r->as_string()));
-  dispatch_and_ack(ctx, *id, "cancelled");
-}
-
-void ws_session::dispatch_and_ack(request_context& ctx, const std::string& id,
-                                  std::string_view ack) {
+void ws_session::op_route(const ws_op& op, std::string_view ack) {
+  // The same validation and effect as the HTTP route: one place.
+  request_context ctx = route_request_of(op);
+  complete_request(ctx);
   handler_result result = worker_.ctx.routes.dispatch(ctx);
-  const auto& reply = std::get<http_reply>(result);
-  if (reply.status != 200) {
-    auto [code, message] = error_of(reply);
-    send_error(code, message, id);
+  const auto* reply = std::get_if<http_reply>(&result);
+  if (reply == nullptr) {
+    send_error("internal_error", "unexpected reply to the operation", op.stream);
+    return;
+  }
+  if (reply->status != 200) {
+    auto [code, message] = error_of(*reply);
+    send_error(code, message, op.stream);
+    return;
+  }
+  error_code ec;
+  json::value body = json::parse(reply->body, ec);
+  const json::value* seq =
+      !ec && body.is_object() ? body.get_object().if_contains("sequence") : nullptr;
+  if (seq == nullptr) {
+    send_error("internal_error", "unexpected reply to the operation", op.stream);
     return;
   }
   json::object o;
   o["op"] = ack;
-  o["stream"] = id;
-  o["sequence"] = json::parse(reply.body).at("sequence");
+  o["stream"] = op.stream;
+  o["sequence"] = *seq;
   send_control(json::serialize(o));
-}
-
-void ws_session::op_publish(const json::object& m) {
-  auto id = stream_arg(m);
-  if (!id) return;
-  const json::value* data = m.if_contains("data");
-  if (data == nullptr) {
-    send_error("invalid_message", "publish needs \"data\" (a JSON value)", *id);
-    return;
-  }
-  // The same validation and publishing as POST /v1/streams/{id}/events.
-  request_context ctx = make_request("POST", "/v1/streams/" + *id + "/events");
-  auto string_param = [&](const char* member, const char* param) -> bool {
-    const json::value* v = m.if_contains(member);
-    if (v == nullptr || v->is_null()) return true;
-    if (!v->is_string()) {
-      send_error("invalid_message", std::string("\"") + member + "\" must be a string", *id);
-      return false;
-    }
-    ctx.query.emplace_back(param, std::string(v->as_string()));
-    return true;
-  };
-  if (!string_param("event", "event") || !string_param("delta", "delta") ||
-      !string_param("deltaField", "delta_field"))
-    return;
-  if (const json::value* f = m.if_contains("final"); f && !f->is_null()) {
-    if (!f->is_bool()) {
-      send_error("invalid_message", "\"final\" must be a boolean", *id);
-      return;
-    }
-    if (f->as_bool()) ctx.query.emplace_back("final", "true");
-  }
-  const std::string body = json::serialize(*data);
-  ctx.body = body;
-  dispatch_and_ack(ctx, *id, "published");
 }
 
 void ws_session::send_control(std::string message) {
@@ -663,7 +617,7 @@ void ws_session::pump() {
       write_started_us_ = steady_us();
       ws_.async_close(*close_, [self = shared_from_this()](error_code) {
         self->writing_ = false;
-        self->close_socket();
+        self->close_socket();  // (cannot throw)
       });
       return;
     }
@@ -746,7 +700,7 @@ void ws_session::start_write() {
   write_started_us_ = steady_us();
   ws_.text(true);
   ws_.async_write(buffers_, [self = shared_from_this()](error_code ec, std::size_t) {
-    self->on_written(ec, true);
+    self->guarded("on_written", [&] { self->on_written(ec, true); });
   });
 }
 
@@ -798,7 +752,9 @@ void ws_session::sweep(std::int64_t now_us) {
     m.add(m.heartbeats, 1);
     writing_ = true;
     write_started_us_ = now_us;
-    ws_.async_ping({}, [self = shared_from_this()](error_code ec) { self->on_written(ec, false); });
+    ws_.async_ping({}, [self = shared_from_this()](error_code ec) {
+      self->guarded("on_written", [&] { self->on_written(ec, false); });
+    });
   }
 }
 

@@ -209,8 +209,10 @@ TEST(OpenaiProvider, Http429ReportsStatusAndServerMessage) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_EQ(run.outcome.ec, openai_errc::http_status);
-  expect_contains(run.outcome.error_message, "HTTP 429");
-  expect_contains(run.outcome.error_message, fake_openai_server::rate_limit_message);
+  expect_contains(run.outcome.error_detail, "HTTP 429");
+  expect_contains(run.outcome.error_detail, fake_openai_server::rate_limit_message);
+  EXPECT_EQ(run.outcome.error_message,
+            "the model server answered with HTTP status 429 (upstream_http_status)");
   EXPECT_TRUE(run.deltas.empty());
   EXPECT_TRUE(server.wait_for_client_closes(1, deadline));
 }
@@ -222,8 +224,8 @@ TEST(OpenaiProvider, Http500ReportsStatusAndServerMessage) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_EQ(run.outcome.ec, openai_errc::http_status);
-  expect_contains(run.outcome.error_message, "HTTP 500");
-  expect_contains(run.outcome.error_message, fake_openai_server::server_error_message);
+  expect_contains(run.outcome.error_detail, "HTTP 500");
+  expect_contains(run.outcome.error_detail, fake_openai_server::server_error_message);
 }
 
 TEST(OpenaiProvider, CutMidStreamIsAnErrorAndKeepsThePartialText) {
@@ -233,7 +235,7 @@ TEST(OpenaiProvider, CutMidStreamIsAnErrorAndKeepsThePartialText) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_EQ(run.outcome.ec, openai_errc::stream_truncated);
-  expect_contains(run.outcome.error_message, "cut the stream before data: [DONE]");
+  expect_contains(run.outcome.error_detail, "cut the stream before data: [DONE]");
   const auto& pieces = fake_openai_server::content_pieces();
   EXPECT_EQ(run.outcome.text, pieces[0] + pieces[1]);
   EXPECT_EQ(run.outcome.finish_reason, "");
@@ -246,9 +248,9 @@ TEST(OpenaiProvider, MalformedChunkIsAnErrorAndClosesTheConnection) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_EQ(run.outcome.ec, openai_errc::malformed_chunk);
-  expect_contains(run.outcome.error_message, "malformed chunk");
-  expect_contains(run.outcome.error_message, "not a JSON object");
-  expect_contains(run.outcome.error_message, "[oops");
+  expect_contains(run.outcome.error_detail, "malformed chunk");
+  expect_contains(run.outcome.error_detail, "not a JSON object");
+  expect_contains(run.outcome.error_detail, "[oops");
   EXPECT_EQ(run.outcome.text, fake_openai_server::content_pieces()[0]);
   EXPECT_TRUE(server.wait_for_client_closes(1, deadline));
 }
@@ -260,7 +262,7 @@ TEST(OpenaiProvider, ChunkWithoutChoicesIsMalformed) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_EQ(run.outcome.ec, openai_errc::malformed_chunk);
-  expect_contains(run.outcome.error_message, "no \"choices\"");
+  expect_contains(run.outcome.error_detail, "no \"choices\"");
 }
 
 TEST(OpenaiProvider, ErrorEventInTheStreamIsReported) {
@@ -270,7 +272,7 @@ TEST(OpenaiProvider, ErrorEventInTheStreamIsReported) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_EQ(run.outcome.ec, openai_errc::upstream_error);
-  expect_contains(run.outcome.error_message, "The model is overloaded");
+  expect_contains(run.outcome.error_detail, "The model is overloaded");
 }
 
 // A server that ends the HTTP message properly after finish_reason but never
@@ -296,8 +298,8 @@ TEST(OpenaiProvider, ReadTimeoutOnAStalledStream) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_EQ(run.outcome.ec, net::error::timed_out);
-  expect_contains(run.outcome.error_message, "no bytes from upstream");
-  expect_contains(run.outcome.error_message, "200 ms");
+  expect_contains(run.outcome.error_detail, "no bytes from upstream");
+  expect_contains(run.outcome.error_detail, "200 ms");
   EXPECT_EQ(run.outcome.text, fake_openai_server::content_pieces()[0]);
   EXPECT_TRUE(server.wait_for_client_closes(1, deadline));
 }
@@ -311,7 +313,7 @@ TEST(OpenaiProvider, ReadTimeoutWhenTheServerNeverAnswers) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_EQ(run.outcome.ec, net::error::timed_out);
-  expect_contains(run.outcome.error_message, "no response from");
+  expect_contains(run.outcome.error_detail, "no response from");
   EXPECT_TRUE(server.wait_for_client_closes(1, deadline));
 }
 
@@ -379,8 +381,10 @@ TEST(OpenaiProvider, ConnectionRefused) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_EQ(run.outcome.ec, net::error::connection_refused);
-  expect_contains(run.outcome.error_message, "cannot connect to 127.0.0.1:" + std::to_string(port));
-  expect_contains(run.outcome.error_message, "refused");
+  expect_contains(run.outcome.error_detail, "cannot connect to 127.0.0.1:" + std::to_string(port));
+  expect_contains(run.outcome.error_detail, "refused");
+  // Clients are told what failed, never where: no host, no port.
+  EXPECT_EQ(run.outcome.error_message, "the model server could not be reached (upstream_unreachable)");
 }
 
 TEST(OpenaiProvider, HttpsToAPlainHttpServerFailsWithATlsError) {
@@ -392,8 +396,8 @@ TEST(OpenaiProvider, HttpsToAPlainHttpServerFailsWithATlsError) {
   chat_run run = run_chat(provider, hello_request());
   EXPECT_TRUE(run.outcome.ec);
   EXPECT_NE(run.outcome.ec, net::error::operation_aborted);
-  expect_contains(run.outcome.error_message, "TLS handshake with 127.0.0.1:");
-  expect_contains(run.outcome.error_message, "failed");
+  expect_contains(run.outcome.error_detail, "TLS handshake with 127.0.0.1:");
+  expect_contains(run.outcome.error_detail, "failed");
   EXPECT_TRUE(run.deltas.empty());
   EXPECT_TRUE(server.requests().empty()) << "no HTTP request may reach the server in clear";
 }
@@ -440,9 +444,9 @@ TEST(OpenaiProvider, HttpsRejectsAnUntrustedCertificate) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_TRUE(run.outcome.ec);
-  expect_contains(run.outcome.error_message, "TLS handshake with 127.0.0.1:");
-  expect_contains(run.outcome.error_message, "certificate verify failed");
-  expect_contains(run.outcome.error_message, "self-signed");
+  expect_contains(run.outcome.error_detail, "TLS handshake with 127.0.0.1:");
+  expect_contains(run.outcome.error_detail, "certificate verify failed");
+  expect_contains(run.outcome.error_detail, "self-signed");
   EXPECT_TRUE(tls.server.requests().empty());
 }
 
@@ -452,8 +456,8 @@ TEST(OpenaiProvider, HttpsRejectsACertificateForAnotherHost) {
 
   chat_run run = run_chat(provider, hello_request());
   EXPECT_TRUE(run.outcome.ec);
-  expect_contains(run.outcome.error_message, "certificate verify failed");
-  expect_contains(run.outcome.error_message, "certificate does not match host 127.0.0.1");
+  expect_contains(run.outcome.error_detail, "certificate verify failed");
+  expect_contains(run.outcome.error_detail, "certificate does not match host 127.0.0.1");
   EXPECT_TRUE(tls.server.requests().empty());
 }
 

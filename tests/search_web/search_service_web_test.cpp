@@ -153,7 +153,7 @@ TEST_F(SearchServiceWeb, FailingWebBackendKeepsLocalResultsAndReportsIt) {
   ASSERT_EQ(report->warnings.size(), queries_.size());
   for (const auto& w : report->warnings) {
     EXPECT_NE(w.find("web search for \""), std::string::npos) << w;
-    EXPECT_NE(w.find("HTTP 502"), std::string::npos) << w;
+    EXPECT_NE(w.find("HTTP status 502 (upstream_http_status)"), std::string::npos) << w;
   }
 
   // The plain search_many (deepsearch, agents) gets the same local hits; the
@@ -171,7 +171,7 @@ TEST_F(SearchServiceWeb, UnreachableWebBackendKeepsLocalResults) {
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_EQ(ids(report->hits), ids(local));
   ASSERT_EQ(report->warnings.size(), queries_.size());
-  EXPECT_NE(report->warnings[0].find("cannot connect"), std::string::npos) << report->warnings[0];
+  EXPECT_NE(report->warnings[0].find("(upstream_unreachable)"), std::string::npos) << report->warnings[0];
 }
 
 TEST_F(SearchServiceWeb, WebOnlyPartlyFailingStillUsesTheAnsweredQueries) {
@@ -192,7 +192,7 @@ TEST_F(SearchServiceWeb, WebOnlyPartlyFailingStillUsesTheAnsweredQueries) {
   ASSERT_EQ(report->warnings.size(), 1u);
   EXPECT_NE(report->warnings[0].find("\"trigram tokenizer\""), std::string::npos)
       << report->warnings[0];
-  EXPECT_NE(report->warnings[0].find("not JSON"), std::string::npos) << report->warnings[0];
+  EXPECT_NE(report->warnings[0].find("(upstream_malformed)"), std::string::npos) << report->warnings[0];
 }
 
 TEST_F(SearchServiceWeb, WithoutWebBackendNothingChanges) {

@@ -123,10 +123,13 @@ TEST(SearxngClient, Non200IsAClearError) {
   auto out = client.search("q", 5);
   EXPECT_EQ(out.ec, searxng_errc::http_status);
   EXPECT_TRUE(out.hits.empty());
-  EXPECT_NE(out.error_message.find("SearXNG at " + server.base_url()), std::string::npos)
-      << out.error_message;
-  EXPECT_NE(out.error_message.find("HTTP 500"), std::string::npos) << out.error_message;
-  EXPECT_NE(out.error_message.find("engine crashed"), std::string::npos) << out.error_message;
+  EXPECT_NE(out.error_detail.find("SearXNG at " + server.base_url()), std::string::npos)
+      << out.error_detail;
+  EXPECT_NE(out.error_detail.find("HTTP 500"), std::string::npos) << out.error_detail;
+  EXPECT_NE(out.error_detail.find("engine crashed"), std::string::npos) << out.error_detail;
+  // Clients are told the status and a code, not the instance or its answer.
+  EXPECT_EQ(out.error_message,
+            "the search engine answered with HTTP status 500 (upstream_http_status)");
 }
 
 TEST(SearxngClient, Forbidden403HintsAtTheJsonFormatSetting) {
@@ -140,8 +143,8 @@ TEST(SearxngClient, Forbidden403HintsAtTheJsonFormatSetting) {
   searxng_client client(config_for(server.base_url()));
   auto out = client.search("q", 5);
   EXPECT_EQ(out.ec, searxng_errc::http_status);
-  EXPECT_NE(out.error_message.find("HTTP 403"), std::string::npos) << out.error_message;
-  EXPECT_NE(out.error_message.find("search.formats"), std::string::npos) << out.error_message;
+  EXPECT_NE(out.error_detail.find("HTTP 403"), std::string::npos) << out.error_detail;
+  EXPECT_NE(out.error_detail.find("search.formats"), std::string::npos) << out.error_detail;
 }
 
 TEST(SearxngClient, InvalidJsonIsAClearError) {
@@ -155,9 +158,9 @@ TEST(SearxngClient, InvalidJsonIsAClearError) {
   auto out = client.search("q", 5);
   EXPECT_EQ(out.ec, searxng_errc::not_json);
   EXPECT_TRUE(out.hits.empty());
-  EXPECT_NE(out.error_message.find("not JSON"), std::string::npos) << out.error_message;
-  EXPECT_NE(out.error_message.find("text/html"), std::string::npos) << out.error_message;
-  EXPECT_NE(out.error_message.find("<!DOCTYPE html>"), std::string::npos) << out.error_message;
+  EXPECT_NE(out.error_detail.find("not JSON"), std::string::npos) << out.error_detail;
+  EXPECT_NE(out.error_detail.find("text/html"), std::string::npos) << out.error_detail;
+  EXPECT_NE(out.error_detail.find("<!DOCTYPE html>"), std::string::npos) << out.error_detail;
 }
 
 TEST(SearxngClient, JsonWithoutResultsArrayIsAClearError) {
@@ -169,7 +172,7 @@ TEST(SearxngClient, JsonWithoutResultsArrayIsAClearError) {
   searxng_client client(config_for(server.base_url()));
   auto out = client.search("q", 5);
   EXPECT_EQ(out.ec, searxng_errc::bad_response);
-  EXPECT_NE(out.error_message.find("\"results\""), std::string::npos) << out.error_message;
+  EXPECT_NE(out.error_detail.find("\"results\""), std::string::npos) << out.error_detail;
 }
 
 TEST(SearxngClient, ResponseSizeIsBounded) {
@@ -184,7 +187,7 @@ TEST(SearxngClient, ResponseSizeIsBounded) {
   searxng_client client(c);
   auto out = client.search("q", 5);
   EXPECT_EQ(out.ec, searxng_errc::response_too_large);
-  EXPECT_NE(out.error_message.find("4096 bytes"), std::string::npos) << out.error_message;
+  EXPECT_NE(out.error_detail.find("4096 bytes"), std::string::npos) << out.error_detail;
 }
 
 TEST(SearxngClient, RefusedConnectionIsAClearError) {
@@ -192,9 +195,11 @@ TEST(SearxngClient, RefusedConnectionIsAClearError) {
   searxng_client client(config_for("http://127.0.0.1:" + std::to_string(port)));
   auto out = client.search("q", 5);
   EXPECT_EQ(out.ec, net::error::connection_refused) << out.ec.message();
-  EXPECT_NE(out.error_message.find("cannot connect to 127.0.0.1:" + std::to_string(port)),
+  EXPECT_NE(out.error_detail.find("cannot connect to 127.0.0.1:" + std::to_string(port)),
             std::string::npos)
-      << out.error_message;
+      << out.error_detail;
+  // Clients are told what failed, never where: no host, no port.
+  EXPECT_EQ(out.error_message, "the search engine could not be reached (upstream_unreachable)");
 }
 
 TEST(SearxngClient, NoAnswerWithinTheTimeoutIsTimedOut) {
@@ -208,8 +213,8 @@ TEST(SearxngClient, NoAnswerWithinTheTimeoutIsTimedOut) {
   searxng_client client(c);
   auto out = client.search("q", 5);
   EXPECT_EQ(out.ec, net::error::timed_out) << out.ec.message();
-  EXPECT_NE(out.error_message.find("no complete answer within 200 ms"), std::string::npos)
-      << out.error_message;
+  EXPECT_NE(out.error_detail.find("no complete answer within 200 ms"), std::string::npos)
+      << out.error_detail;
 }
 
 TEST(SearxngClient, RejectsUrlsItCannotUse) {
@@ -231,9 +236,9 @@ TEST(SearxngClient, HttpsVerifiesTheCertificateByDefault) {
   auto refused = untrusted.search("q", 5);
   EXPECT_TRUE(refused.ec);
   EXPECT_TRUE(refused.hits.empty());
-  EXPECT_NE(refused.error_message.find("TLS handshake failed"), std::string::npos)
-      << refused.error_message;
-  EXPECT_NE(refused.error_message.find("certificate"), std::string::npos) << refused.error_message;
+  EXPECT_NE(refused.error_detail.find("TLS handshake failed"), std::string::npos)
+      << refused.error_detail;
+  EXPECT_NE(refused.error_detail.find("certificate"), std::string::npos) << refused.error_message;
 
   searxng_config c = config_for(url);
   c.ca_file = ca_file.path().string();

@@ -38,6 +38,7 @@
 #include <stdexcept>
 
 #include "core/sse_parser.hpp"
+#include "llm/openai/openai_chunks.hpp"
 #include "net/error_text.hpp"
 #include "net/http_url.hpp"
 #include "net/outbound_connection.hpp"
@@ -82,6 +83,7 @@ class openai_category_impl final : public boost::system::error_category {
 };
 
 using outbound::excerpt;
+using outbound::upstream_failure;
 using outbound::is_timeout;
 using outbound::ms_text;
 using outbound::read_body_some;
@@ -90,25 +92,9 @@ bool is_cancelled(const net::cancellation_state& cs) {
   return cs.cancelled() != net::cancellation_type::none;
 }
 
-void set_error(chat_outcome& out, error_code ec, std::string message) {
-  out.ec = ec;
-  out.error_message = std::move(message);
-}
-
 void set_aborted(chat_outcome& out) {
-  set_error(out, net::error::operation_aborted, "cancelled");
-}
-
-// The server's message from an OpenAI-style error value: {"message": ...}
-// (OpenAI, vLLM, llama.cpp) or a bare string (Ollama's native API). Empty
-// when there is none.
-std::string error_value_message(const json::value& error) {
-  if (const auto* s = error.if_string()) return std::string(*s);
-  if (const auto* o = error.if_object()) {
-    if (const auto* m = o->if_contains("message"); m && m->is_string())
-      return std::string(m->get_string());
-  }
-  return {};
+  out.ec = net::error::operation_aborted;
+  out.error_message = "cancelled";
 }
 
 // "HTTP 429 Too Many Requests: Rate limit reached" from an error response.
@@ -127,86 +113,6 @@ std::string describe_http_error(unsigned status, std::string_view reason, std::s
   if (!server_message.empty()) msg += ": " + server_message;
   return msg;
 }
-
-std::int64_t int_field(const json::object& o, std::string_view key) {
-  const auto* v = o.if_contains(key);
-  if (!v) return 0;
-  error_code ec;
-  auto n = v->to_number<std::int64_t>(ec);
-  return ec ? 0 : n;
-}
-
-// Turns the events of one response into outcome fields and deltas. Stops
-// looking at events after [DONE] or the first error.
-class chunk_listener final : public core::sse_listener {
- public:
-  chunk_listener(chat_outcome& out, std::function<void(std::string_view)>& on_delta)
-      : out_(out), on_delta_(on_delta) {}
-
-  bool done() const { return done_; }
-  bool failed() const { return failed_; }
-
-  void on_event(const core::sse_event& event) override {
-    if (done_ || failed_) return;
-    if (event.data == "[DONE]") {
-      done_ = true;
-      return;
-    }
-    error_code ec;
-    json::value v = json::parse(event.data, ec);
-    if (ec || !v.is_object()) {
-      fail(openai_errc::malformed_chunk,
-           "malformed chunk from upstream: data is not a JSON object: " + excerpt(event.data));
-      return;
-    }
-    const json::object& chunk = v.get_object();
-    if (const auto* e = chunk.if_contains("error")) {
-      std::string m = error_value_message(*e);
-      fail(openai_errc::upstream_error,
-           "upstream reported an error mid-stream: " + (m.empty() ? excerpt(event.data) : m));
-      return;
-    }
-    const auto* choices = chunk.if_contains("choices");
-    if (!choices || !choices->is_array()) {
-      fail(openai_errc::malformed_chunk,
-           "malformed chunk from upstream: no \"choices\" array: " + excerpt(event.data));
-      return;
-    }
-    if (const auto* u = chunk.if_contains("usage"); u && u->is_object()) {
-      out_.usage.prompt_tokens = int_field(u->get_object(), "prompt_tokens");
-      out_.usage.completion_tokens = int_field(u->get_object(), "completion_tokens");
-    }
-    // The usage chunk has an empty choices array; only one choice is asked for.
-    if (choices->get_array().empty()) return;
-    const auto* choice = choices->get_array()[0].if_object();
-    if (!choice) {
-      fail(openai_errc::malformed_chunk,
-           "malformed chunk from upstream: choices[0] is not an object: " + excerpt(event.data));
-      return;
-    }
-    if (const auto* fr = choice->if_contains("finish_reason"); fr && fr->is_string())
-      out_.finish_reason = std::string(fr->get_string());
-    const auto* delta = choice->if_contains("delta");
-    if (!delta || !delta->is_object()) return;
-    // The first delta carries only the role; content may be absent or null.
-    const auto* content = delta->get_object().if_contains("content");
-    if (!content || !content->is_string() || content->get_string().empty()) return;
-    std::string_view text = content->get_string();
-    out_.text.append(text);
-    if (on_delta_) on_delta_(text);
-  }
-
- private:
-  void fail(openai_errc e, std::string message) {
-    failed_ = true;
-    set_error(out_, e, std::move(message));
-  }
-
-  chat_outcome& out_;
-  std::function<void(std::string_view)>& on_delta_;
-  bool done_ = false;
-  bool failed_ = false;
-};
 
 json::object request_body(const openai_config& cfg, const chat_request& request) {
   json::object body;
@@ -275,13 +181,13 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
   (void)wn;
   if (is_cancelled(cs)) co_return set_aborted(out);
   if (is_timeout(wec)) {
-    co_return set_error(out, net::error::timed_out,
+    co_return set_upstream_error(out, net::error::timed_out, upstream_failure::timeout,
                         "sending the request to " + p.url.host_header + " stalled for " +
                             ms_text(cfg.read_timeout));
   }
   if (wec) {
-    co_return set_error(
-        out, wec, "sending the request to " + p.url.host_header + " failed: " + wec.message());
+    co_return set_upstream_error(
+        out, wec, upstream_failure::connection, "sending the request to " + p.url.host_header + " failed: " + wec.message());
   }
 
   beast::flat_buffer buffer(max_header_bytes);
@@ -294,19 +200,19 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
   (void)hn;
   if (is_cancelled(cs)) co_return set_aborted(out);
   if (is_timeout(hec)) {
-    co_return set_error(
-        out, net::error::timed_out,
+    co_return set_upstream_error(
+        out, net::error::timed_out, upstream_failure::timeout,
         "no response from " + p.url.host_header + " within " + ms_text(cfg.read_timeout));
   }
   if (hec == http::error::end_of_stream || hec == net::error::eof ||
       hec == net::error::connection_reset) {
-    co_return set_error(out, openai_errc::stream_truncated,
+    co_return set_upstream_error(out, openai_errc::stream_truncated, upstream_failure::connection,
                         "upstream " + p.url.host_header +
                             " closed the connection without answering: " + hec.message());
   }
   if (hec) {
-    co_return set_error(
-        out, hec, "reading the response from " + p.url.host_header + " failed: " + hec.message());
+    co_return set_upstream_error(
+        out, hec, upstream_failure::connection, "reading the response from " + p.url.host_header + " failed: " + hec.message());
   }
 
   std::array<char, 16 * 1024> piece;
@@ -321,8 +227,10 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
       error_body.append(piece.data(), std::min(got, max_error_body - error_body.size()));
       if (ec) break;
     }
-    co_return set_error(out, openai_errc::http_status,
-                        describe_http_error(status, parser.get().reason(), error_body));
+    co_return set_upstream_error(out, openai_errc::http_status, upstream_failure::http_status,
+                        "upstream " + p.url.host_header + ": " +
+                            describe_http_error(status, parser.get().reason(), error_body),
+                        status);
   }
 
   chunk_listener listener(out, on_delta);
@@ -334,31 +242,31 @@ net::awaitable<void> exchange(Stream& stream, const provider_impl& p, const std:
     if (listener.failed()) co_return;  // the listener set the error
     if (listener.done()) co_return;    // [DONE]: nothing more is needed from this connection
     if (is_timeout(ec)) {
-      co_return set_error(out, net::error::timed_out,
+      co_return set_upstream_error(out, net::error::timed_out, upstream_failure::timeout,
                           "no bytes from upstream " + p.url.host_header + " for " +
                               ms_text(cfg.read_timeout) + " (stream stalled)");
     }
     if (ec == http::error::body_limit) {
-      co_return set_error(
-          out, openai_errc::response_too_large,
+      co_return set_upstream_error(
+          out, openai_errc::response_too_large, upstream_failure::too_large,
           "upstream response exceeded " + std::to_string(cfg.max_response_bytes) + " bytes");
     }
     if (ec == http::error::partial_message || ec == http::error::end_of_stream ||
         ec == net::error::eof || ec == net::error::connection_reset ||
         ec == ssl::error::stream_truncated) {
-      co_return set_error(out, openai_errc::stream_truncated,
+      co_return set_upstream_error(out, openai_errc::stream_truncated, upstream_failure::connection,
                           "upstream " + p.url.host_header +
                               " cut the stream before data: [DONE] (" + ec.message() + ")");
     }
     if (ec) {
-      co_return set_error(
-          out, ec, "reading the stream from " + p.url.host_header + " failed: " + ec.message());
+      co_return set_upstream_error(
+          out, ec, upstream_failure::connection, "reading the stream from " + p.url.host_header + " failed: " + ec.message());
     }
   }
   // The HTTP message ended without [DONE] (an unterminated last event is
   // discarded, as the standard says): complete only if the model finished.
   if (out.finish_reason.empty()) {
-    set_error(out, openai_errc::stream_truncated,
+    set_upstream_error(out, openai_errc::stream_truncated, upstream_failure::connection,
               "upstream " + p.url.host_header +
                   " ended the response before data: [DONE] and without a finish_reason");
   }
@@ -384,7 +292,7 @@ net::awaitable<chat_outcome> run_call(std::shared_ptr<provider_impl> p, chat_req
   }
   if (!endpoints) {
     const error_code rec = endpoints.error();
-    set_error(out, rec, "cannot resolve upstream host " + u.host + ": " + rec.message());
+    set_upstream_error(out, rec, upstream_failure::unreachable, "cannot resolve upstream host " + u.host + ": " + rec.message());
     co_return out;
   }
 
@@ -397,13 +305,13 @@ net::awaitable<chat_outcome> run_call(std::shared_ptr<provider_impl> p, chat_req
     co_return out;
   }
   if (is_timeout(cec)) {
-    set_error(out, net::error::timed_out,
+    set_upstream_error(out, net::error::timed_out, upstream_failure::timeout,
               "connecting to " + u.host + ":" + u.port + " timed out after " +
                   ms_text(cfg.connect_timeout));
     co_return out;
   }
   if (cec) {
-    set_error(out, cec, "cannot connect to " + u.host + ":" + u.port + ": " + cec.message());
+    set_upstream_error(out, cec, upstream_failure::unreachable, "cannot connect to " + u.host + ":" + u.port + ": " + cec.message());
     co_return out;
   }
 
@@ -422,15 +330,15 @@ net::awaitable<chat_outcome> run_call(std::shared_ptr<provider_impl> p, chat_req
     co_return out;
   }
   if (is_timeout(hs.ec)) {
-    set_error(
-        out, net::error::timed_out,
+    set_upstream_error(
+        out, net::error::timed_out, upstream_failure::timeout,
         "TLS handshake with " + u.host_header + " timed out after " + ms_text(cfg.connect_timeout));
     co_return out;
   }
   if (hs.ec) {
     std::string message = "TLS handshake with " + u.host_header + " failed: " + hs.ec.message();
     if (!hs.verify_error.empty()) message += " (" + hs.verify_error + ")";
-    set_error(out, hs.ec, std::move(message));
+    set_upstream_error(out, hs.ec, upstream_failure::tls, std::move(message));
     outbound::close(beast::get_lowest_layer(tls_stream));
     co_return out;
   }
