@@ -139,8 +139,10 @@ export function App() {
   // browser that has no token (POST /v1/streams/{id}/links, owner only).
   const [shareLink, setShareLink] = useState<{ id: string; href?: string; state: 'pending' | 'ready' | 'error' }>();
   const { createShareLink } = stream;
+  // Asked once the run's first event arrived: the stream exists on the server by then.
+  const started = view.requestId === currentId && view.lastSequence > 0;
   useEffect(() => {
-    if (!currentId || readOnly || !token) {
+    if (!currentId || readOnly || !token || !started) {
       setShareLink(undefined);
       return;
     }
@@ -154,7 +156,7 @@ export function App() {
       live = false;
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [currentId, readOnly, token]);
+  }, [currentId, readOnly, token, started]);
   const base = `${window.location.origin}${window.location.pathname}`;
   const runUrl = currentId
     ? readOnly
