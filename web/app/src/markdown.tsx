@@ -279,8 +279,13 @@ export class Incremental {
   }
 }
 
+/**
+ * Finished blocks, in a wrapper the stylesheet gives `content-visibility: auto`:
+ * off-screen chunks of a long answer then cost no style or layout work when the
+ * end of the answer grows.
+ */
 const ChunkView = memo(function ChunkView({ tokens, cite, at }: { tokens: Token[]; cite: Cite; at: number }) {
-  return <>{renderTokens(tokens, cite, `k${at}.`)}</>;
+  return <div className="md-chunk">{renderTokens(tokens, cite, `k${at}.`)}</div>;
 });
 
 export function Markdown({ text, renderCitation }: MarkdownProps) {

@@ -39,8 +39,10 @@ before(async () => {
 });
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-const html = (text, renderCitation) =>
+// Finished blocks come wrapped in <div class="md-chunk"> (Markdown never makes a div itself).
+const withChunks = (text, renderCitation) =>
   m.renderToStaticMarkup(m.createElement(m.Markdown, { text, renderCitation }));
+const html = (text, renderCitation) => withChunks(text, renderCitation).replace(/<div class="md-chunk">|<\/div>/g, '');
 
 describe('Markdown', () => {
   test('renders blocks and inline styles', () => {
@@ -51,6 +53,10 @@ describe('Markdown', () => {
         '<blockquote><p>quoted</p></blockquote><hr/>' +
         '<pre data-lang="js"><code>let a = 1 &lt; 2;</code></pre><pre><code>indented</code></pre>',
     );
+  });
+
+  test('finished blocks are wrapped in chunks; the last block is not', () => {
+    assert.equal(withChunks('a\n\nb\n\nc'), '<div class="md-chunk"><p>a</p><p>b</p></div><p>c</p>');
   });
 
   test('tables (GFM) with alignment', () => {
