@@ -238,7 +238,9 @@ describe('web page', () => {
 
   test('when the client gives up after its maximum attempts, the page shows the error and leaves the running look', async () => {
     const proxy = await startCutProxy(server.port);
-    const page = await browser.context.newPage();
+    // A browser of its own: the fake clock below belongs to a whole context.
+    const own = await launchBrowser();
+    const page = await own.context.newPage();
     try {
       // The page's own timers (its backoff sleeps) run on a clock the test can fast-forward.
       await page.clock.install();
@@ -269,6 +271,7 @@ describe('web page', () => {
       await page.screenshot({ path: path.join(artifactsDir, 'gave-up.png') });
     } finally {
       await page.close();
+      await own.close();
       await proxy.close().catch(() => {});
     }
   });
