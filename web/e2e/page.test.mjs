@@ -351,6 +351,25 @@ describe('web page', () => {
       );
       assert.equal(await answer(page).getAttribute('data-stream-mismatch'), 'false');
 
+      const frames = await page.evaluate(() => window.__e2eFrames);
+      const final = Math.max(...frames.map((f) => f.len)); // the rendered text's length
+      // Steady state: past the first tenth of the answer (the first frames also
+      // pay for compiling the page's code and its first layout).
+      const steady = frames.filter((f) => f.len >= final / 10);
+      const ms = steady.map((f) => f.ms);
+      const sorted = [...ms].sort((x, y) => x - y);
+      const q = (xs, p) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+      const early = steady.filter((f) => f.len < 0.4 * final).map((f) => f.ms);
+      const late = steady.filter((f) => f.len >= 0.75 * final).map((f) => f.ms);
+      const r = (x) => +x.toFixed(2);
+      const stats = {
+        tokens: tokens.length, chars: text.length, renderedChars: final, frames: frames.length, steadyFrames: steady.length, publishMs,
+        p50: r(q(ms, 0.5)), p90: r(q(ms, 0.9)), max: r(sorted[sorted.length - 1]),
+        jsP50: r(q(steady.map((f) => f.js), 0.5)),
+        earlyFrames: early.length, lateFrames: late.length, earlyP50: r(q(early, 0.5)), lateP50: r(q(late, 0.5)),
+        firstFrames: frames.slice(0, 3).map((f) => [r(f.ms), f.len]),
+      };
+      console.log(`# frame work: ${JSON.stringify(stats)}`);
       // What was rendered.
       const a = answer(page);
       const count = (sel) => a.locator(sel).count();
@@ -371,25 +390,6 @@ describe('web page', () => {
       await a.getByTestId('citation').last().click();
       await page.locator('#source-2.highlight').waitFor({ timeout: 5_000 });
 
-      const frames = await page.evaluate(() => window.__e2eFrames);
-      const final = Math.max(...frames.map((f) => f.len)); // the rendered text's length
-      // Steady state: past the first tenth of the answer (the first frames also
-      // pay for compiling the page's code and its first layout).
-      const steady = frames.filter((f) => f.len >= final / 10);
-      const ms = steady.map((f) => f.ms);
-      const sorted = [...ms].sort((x, y) => x - y);
-      const q = (xs, p) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
-      const early = steady.filter((f) => f.len < 0.4 * final).map((f) => f.ms);
-      const late = steady.filter((f) => f.len >= 0.75 * final).map((f) => f.ms);
-      const r = (x) => +x.toFixed(2);
-      const stats = {
-        tokens: tokens.length, chars: text.length, renderedChars: final, frames: frames.length, steadyFrames: steady.length, publishMs,
-        p50: r(q(ms, 0.5)), p90: r(q(ms, 0.9)), max: r(sorted[sorted.length - 1]),
-        jsP50: r(q(steady.map((f) => f.js), 0.5)),
-        earlyFrames: early.length, lateFrames: late.length, earlyP50: r(q(early, 0.5)), lateP50: r(q(late, 0.5)),
-        firstFrames: frames.slice(0, 3).map((f) => [r(f.ms), f.len]),
-      };
-      console.log(`# frame work: ${JSON.stringify(stats)}`);
       assert.ok(steady.length >= 20 && early.length >= 3 && late.length >= 3, `the answer streamed over many frames: ${JSON.stringify(stats)}`);
       // Per frame: a few ms, well under a 60 Hz frame (16 ms) even on a loaded
       // machine, and no growth with the answer's length: the old renderer
