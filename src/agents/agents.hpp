@@ -25,6 +25,7 @@ std::string_view to_string(agent_kind k);
 
 struct agent_request {
   std::string request_id;
+  std::string owner;  // the subject starting the run: its stream's owner
   std::string query;
   agent_kind kind = agent_kind::plan_solve;
   int max_steps = 5;  // react

@@ -5,8 +5,9 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
-#include <random>
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
+#include <stdexcept>
 
 namespace sluice::agents {
 
@@ -17,19 +18,23 @@ run_service::run_service(core::stream_registry& registry, agent_env env,
     : registry_(registry), env_(env), detach_grace_(detach_grace) {}
 
 std::string run_service::new_request_id() {
-  static std::atomic<std::uint64_t> counter{0};
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "run-%llx-%llx",
-                static_cast<unsigned long long>(core::realtime_us() / 1000),
-                static_cast<unsigned long long>((rng() ^ counter.fetch_add(1)) & 0xffffffffffULL));
-  return buf;
+  // 128 bits from OpenSSL's CSPRNG: a run id is unguessable (ownership, not
+  // secrecy, guards runs with --auth jwt; with --auth none it is all there is).
+  unsigned char raw[16];
+  if (RAND_bytes(raw, sizeof raw) != 1) throw std::runtime_error("RAND_bytes failed");
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string id = "run-";
+  for (unsigned char c : raw) {
+    id += digits[c >> 4];
+    id += digits[c & 15];
+  }
+  return id;
 }
 
 boost::system::result<started_run> run_service::start(agent_request request,
                                                       run_endpoint endpoint,
                                                       const net::any_io_executor& ex) {
-  auto created = registry_.create(request.request_id);
+  auto created = registry_.create(request.request_id, request.owner);
   if (!created) {
     if (created.error() != core::make_error_code(core::registry_error::already_exists))
       return created.error();

@@ -41,7 +41,8 @@ class run_service {
                                            const boost::asio::any_io_executor& ex);
 
   const agent_env& env() const { return env_; }
-  // A fresh id for requests that bring none.
+  // A fresh id for requests that bring none: "run-" and 32 hex digits
+  // (128 bits from RAND_bytes).
   static std::string new_request_id();
 
  private:

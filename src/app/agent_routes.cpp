@@ -99,6 +99,24 @@ std::optional<request_error> parse_request(const json::value& v, bool tool,
   return std::nullopt;
 }
 
+// Attaching to an existing run (same requestId) needs ownership or a
+// subscribe pattern covering it; otherwise the run looks like one that does
+// not exist.
+bool may_attach(const auth::principal& who, const core::stream_log& log) {
+  return who.owns(log.owner()) || who.may_subscribe(log.id());
+}
+
+// Before starting: a resume (Last-Event-ID) of a run that does not exist, or
+// is not the caller's to read, is the same 404 (no existence oracle).
+std::optional<request_error> check_attach(core::stream_registry& registry,
+                                          const auth::principal& who,
+                                          const agents::agent_request& ar, bool resuming) {
+  auto existing = registry.find(ar.request_id);
+  if ((existing && !may_attach(who, *existing)) || (!existing && resuming))
+    return request_error{404, "stream_not_found", "no such stream"};
+  return std::nullopt;
+}
+
 transport::route_handler make_handler(transport::router& routes, agents::run_service& runs,
                                       bool tool) {
   return [&routes, &runs, tool](transport::request_context& req) -> transport::handler_result {
@@ -109,9 +127,16 @@ transport::route_handler make_handler(transport::router& routes, agents::run_ser
     if (ec) return json_error(400, "malformed_json", "body is not valid JSON: " + ec.message());
     if (auto err = parse_request(body, tool, runs.env(), ar, stream))
       return json_error(err->status, err->code, err->message);
+    // The router let only tokens with "run" this far.
+    if (req.principal == nullptr) return transport::unauthorized("this endpoint needs a token");
+    if (auto err = check_attach(routes.registry(), *req.principal, ar, req.last_event_id.has_value()))
+      return json_error(err->status, err->code, err->message);
+    ar.owner = req.principal->subject;
     auto run = runs.start(ar, tool ? agents::run_endpoint::deepsearch_tool : agents::run_endpoint::agent,
                           req.executor);
     if (!run) return json_error(503, "too_many_streams", "the stream limit is reached");
+    if (!run->created && !may_attach(*req.principal, *run->log))
+      return json_error(404, "stream_not_found", "no such stream");
     if (!stream) return transport::final_event_reply{run->log};
     // A retried POST (same requestId) resumes after its Last-Event-ID.
     return routes.subscribe(req, run->log);
@@ -129,14 +154,21 @@ void add_agent_routes(transport::http_server& server, agents::run_service& runs)
 
 void add_agent_ws_start(transport::http_server& server, agents::run_service& runs) {
   server.set_ws_start_handler(
-      [&runs](const json::value& request,
-              const boost::asio::any_io_executor& ex) -> transport::ws_start_result {
+      [&runs, &server](const json::value& request, const boost::asio::any_io_executor& ex,
+                       const auth::principal& who) -> transport::ws_start_result {
+        if (!who.run)
+          return transport::ws_start_error{"forbidden", "this token may not start runs (sluice.run)"};
         agents::agent_request ar;
         bool stream = true;  // a WebSocket start always streams
         if (auto err = parse_request(request, false, runs.env(), ar, stream))
           return transport::ws_start_error{err->code, err->message};
+        if (auto err = check_attach(server.registry(), who, ar, false))
+          return transport::ws_start_error{err->code, err->message};
+        ar.owner = who.subject;
         auto run = runs.start(ar, agents::run_endpoint::agent, ex);
         if (!run) return transport::ws_start_error{"too_many_streams", "the stream limit is reached"};
+        if (!run->created && !may_attach(who, *run->log))
+          return transport::ws_start_error{"stream_not_found", "no such stream"};
         return transport::ws_start_ok{run->log, run->created};
       });
 }

@@ -1,16 +1,19 @@
 // sluice: the command-line entry point.
 //   sluice serve            the HTTP/SSE server
 //   sluice index DIR        build a corpus index for the agents
+//   sluice token ...        mint an HS256 token for --auth jwt
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <spdlog/spdlog.h>
 
 #include "agents/run_service.hpp"
 #include "app/ask_command.hpp"
+#include "app/auth_options.hpp"
 #include "app/agent_routes.hpp"
 #include "app/agent_setup.hpp"
 #include "app/bench_producer.hpp"
 #include "app/config.hpp"
+#include "app/token_command.hpp"
 #include "app/watch_command.hpp"
 #include "search/corpus_indexer.hpp"
 #include "transport/http_server.hpp"
@@ -46,6 +49,7 @@ int main(int argc, char** argv) {
   sluice::app::serve_options serve_opts;
   CLI::App* serve_cmd = app.add_subcommand("serve", "Run the HTTP/SSE server");
   sluice::app::add_serve_options(*serve_cmd, serve_opts);
+  sluice::app::add_auth_options(*serve_cmd, serve_opts.server.auth);
 
   std::string index_dir, index_db = SLUICE_DEFAULT_INDEX;
   CLI::App* index_cmd = app.add_subcommand("index", "Build a SQLite FTS5 index of .md/.txt/.html files");
@@ -55,6 +59,8 @@ int main(int argc, char** argv) {
   int ask_exit = 0;
   CLI::App* ask_cmd = sluice::app::add_ask_command(app, ask_exit);
   sluice::app::add_watch_command(app);
+  int token_exit = 0;
+  CLI::App* token_cmd = sluice::app::add_token_command(app, token_exit);
 
   try {
     app.parse(argc, argv);
@@ -65,6 +71,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (ask_cmd->parsed()) return ask_exit;
+  if (token_cmd->parsed()) return token_exit;
 
   try {
     if (serve_cmd->parsed()) {

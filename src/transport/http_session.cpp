@@ -169,6 +169,9 @@ request_context make_context(worker& w, const http::request<http::string_body>& 
   for (auto p : url->params()) ctx.query.emplace_back(p.key, p.value);
   ctx.body = req.body();
   ctx.content_type = req[http::field::content_type];
+  ctx.authorization = req[http::field::authorization];
+  ctx.origin = req[http::field::origin];
+  ctx.host = req[http::field::host];
   if (auto it = req.find("Last-Event-ID"); it != req.end() && !it->value().empty())
     ctx.last_event_id = it->value();
   else if (auto p = ctx.param("last_event_id"))
@@ -260,16 +263,21 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     if (url_ec) {
       result =
           json_error(400, "invalid_target", "the request target is not a valid origin-form URL");
+    } else if (auto refused = sc.routes.admit(ctx, ctx.path == "/v1/ws")) {
+      result = std::move(*refused);
     } else if (ctx.path == "/v1/ws") {
       // WebSocket: the socket moves to a ws session (which never hands it back).
+      // Authenticated once, here: every op of the socket acts as this principal.
       if (!beast::websocket::is_upgrade(req))
         result = json_error(426, "upgrade_required", "GET /v1/ws is a WebSocket endpoint");
+      else if (!ctx.principal)
+        result = unauthorized("/v1/ws needs a token (Authorization: Bearer or ?access_token=)");
       else if (buffer.size() != 0)
         result = json_error(400, "bad_request", "data sent before the WebSocket handshake");
       else {
         link.unlink();
         start_ws_session(w, stream.release_socket(), std::move(token), parser.release(),
-                         client_address);
+                         client_address, std::move(ctx.principal));
         co_return;
       }
     } else {
@@ -283,6 +291,12 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
     if (auto* fin = std::get_if<final_event_reply>(&result)) {
       auto collector = std::make_shared<final_event_collector>(w.ioc.get_executor(), fin->stream);
       result = co_await collector->run();
+    }
+    for (auto& h : sc.routes.cors_headers(ctx)) {
+      if (auto* reply = std::get_if<http_reply>(&result))
+        reply->headers.push_back(std::move(h));
+      else if (auto* sr = std::get_if<stream_reply>(&result))
+        sr->extra_headers += h.first + ": " + h.second + "\r\n";
     }
     if (auto* reply = std::get_if<http_reply>(&result)) {
       const auto wec = co_await write_reply(stream, *reply, version, keep_alive);

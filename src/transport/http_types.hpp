@@ -14,6 +14,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "auth/principal.hpp"
 #include "core/stream_log.hpp"
 
 namespace sluice::transport {
@@ -31,6 +32,15 @@ struct request_context {
   // --auth jwt, else the peer's address. Per-subject budgets key on `subject`.
   std::string client_address;
   std::string subject;
+  // Request headers the access checks read ("" when absent). `authorization`
+  // may hold a secret: never log it (nor `target`, which may carry
+  // ?access_token=).
+  std::string_view authorization;
+  std::string_view origin;
+  std::string_view host;
+  // Who is asking, set by router::admit (HTTP) or from the WebSocket's
+  // upgrade; null: no token was presented (with --auth jwt).
+  std::shared_ptr<const auth::principal> principal;
   // The connection's event loop: producers started by a handler run here.
   boost::asio::any_io_executor executor;
 
@@ -51,6 +61,7 @@ struct stream_reply {
   std::uint64_t next_seq = 1;
   bool coalesce = true;
   std::string preamble;  // extra SSE bytes after the retry hint (e.g. a notice)
+  std::string extra_headers;  // "Name: value\r\n" lines added to the head (CORS)
 };
 
 // Wait for `stream`'s final event and answer with its data as a JSON body

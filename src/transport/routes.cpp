@@ -1,9 +1,12 @@
 #include "transport/routes.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <charconv>
+#include <chrono>
+#include <stdexcept>
 
 #include "core/coalescer.hpp"
 #include "core/stream_id.hpp"
@@ -83,6 +86,48 @@ bool split_stream_path(std::string_view path, std::string_view& id, std::string_
   return true;
 }
 
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool iequal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+// The media type of a Content-Type value, without parameters or spaces.
+std::string_view media_type(std::string_view ct) {
+  ct = ct.substr(0, ct.find(';'));
+  while (!ct.empty() && (ct.front() == ' ' || ct.front() == '\t')) ct.remove_prefix(1);
+  while (!ct.empty() && (ct.back() == ' ' || ct.back() == '\t')) ct.remove_suffix(1);
+  return ct;
+}
+
+// The token of a request: "Authorization: Bearer X", else ?access_token=X.
+std::optional<std::string_view> token_of(const request_context& req) {
+  std::string_view h = req.authorization;
+  if (!h.empty()) {
+    if (h.size() > 7 && iequal(h.substr(0, 7), "bearer ")) {
+      h.remove_prefix(7);
+      while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+      while (!h.empty() && h.back() == ' ') h.remove_suffix(1);
+      return h;
+    }
+    return std::string_view();  // another scheme: refused as an invalid token
+  }
+  return req.param("access_token");
+}
+
+http_reply forbidden(std::string_view message) { return json_error(403, "forbidden", message); }
+
+http_reply stream_not_found() { return json_error(404, "stream_not_found", "no such stream"); }
+
 http_reply bad_id(std::string_view what) {
   return json_error(400, "invalid_stream_id",
                     std::string(what) + " must match [A-Za-z0-9._:-]{1,128}");
@@ -90,8 +135,131 @@ http_reply bad_id(std::string_view what) {
 
 }  // namespace
 
+http_reply unauthorized(std::string_view message) {
+  http_reply r = json_error(401, "unauthorized", message);
+  r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"sluice\"");
+  return r;
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (iequal(host, "localhost")) return true;
+  boost::system::error_code ec;
+  auto a = boost::asio::ip::make_address(std::string(host), ec);
+  return !ec && a.is_loopback();
+}
+
+bool is_loopback_host_header(std::string_view host) {
+  std::string_view name = host;
+  if (name.starts_with('[')) {
+    const auto close = name.find(']');
+    if (close == std::string_view::npos) return false;
+    name = name.substr(1, close - 1);
+  } else if (const auto colon = name.find(':'); colon != std::string_view::npos) {
+    name = name.substr(0, colon);
+  }
+  if (name.empty() || name.size() > 253) return false;
+  if (iequal(name, "localhost")) return true;
+  if (name.size() > 10 && iequal(name.substr(name.size() - 10), ".localhost")) return true;
+  boost::system::error_code ec;
+  auto a = boost::asio::ip::make_address(std::string(name), ec);
+  return !ec && a.is_loopback();
+}
+
 router::router(core::stream_registry& registry, metrics& m, const server_config& config)
-    : registry_(registry), metrics_(m), config_(config) {}
+    : registry_(registry), metrics_(m), config_(config) {
+  loopback_bind_ = is_loopback_host(config.host);
+  if (config.auth.mode == auth::auth_mode::jwt) {
+    verifier_ = auth::verifier::load(config.auth);
+  } else if (!loopback_bind_ && !config.auth.insecure_no_auth) {
+    throw std::runtime_error(
+        "refusing to listen on " + config.host +
+        " without access control: anyone who reaches it could read, publish and cancel every "
+        "stream and start agent runs. Use --auth jwt (see docs/security.md), or "
+        "--insecure-no-auth to accept the risk.");
+  }
+  if (config.auth.link_ttl_s <= 0 || config.auth.link_ttl_s > 366LL * 86'400)
+    throw std::runtime_error("--link-ttl-s must be 1..31622400");
+}
+
+bool router::listed_origin(std::string_view origin) const {
+  for (const auto& o : config_.auth.allowed_origins)
+    if (iequal(o, origin)) return true;
+  return false;
+}
+
+bool router::origin_allowed(const request_context& req) const {
+  if (listed_origin(req.origin)) return true;
+  // The server's own origin: the page it serves (directly or behind a TLS
+  // proxy that keeps the Host header).
+  if (req.host.empty()) return false;
+  const std::string_view o = req.origin;
+  for (std::string_view scheme : {"http://", "https://"})
+    if (o.size() == scheme.size() + req.host.size() && iequal(o.substr(0, scheme.size()), scheme) &&
+        iequal(o.substr(scheme.size()), req.host))
+      return true;
+  return false;
+}
+
+std::optional<http_reply> router::admit(request_context& req, bool websocket) {
+  // DNS rebinding: a page of evil.example resolving to 127.0.0.1 sends
+  // "Host: evil.example". A loopback server answers only loopback names.
+  if (loopback_bind_ && !req.host.empty() && !is_loopback_host_header(req.host))
+    return json_error(421, "host_not_allowed",
+                      "this server listens on loopback and answers only localhost or loopback "
+                      "addresses in the Host header");
+  const bool state_changing =
+      websocket || !(req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS");
+  if (state_changing && !req.origin.empty() && !origin_allowed(req))
+    return json_error(403, "origin_not_allowed",
+                      "requests from this Origin are not allowed (see --allowed-origins)");
+  if (req.method == "POST" && !(req.body.empty() && req.content_type.empty())) {
+    const auto mt = media_type(req.content_type);
+    if (!iequal(mt, "application/json") && !iequal(mt, "application/x-ndjson"))
+      return json_error(415, "unsupported_media_type",
+                        "send the body as application/json or application/x-ndjson");
+  }
+  if (!verifier_) {
+    req.principal = auth::principal::anyone(req.client_address);
+    req.subject = req.client_address;
+    return std::nullopt;
+  }
+  auto token = token_of(req);
+  if (!token) return std::nullopt;  // anonymous: routes that need a token answer 401
+  auto out = verifier_->verify(*token, unix_now());
+  if (!out.who) return unauthorized("invalid token: " + out.error);
+  req.subject = out.who->subject;
+  req.principal = std::move(out.who);
+  return std::nullopt;
+}
+
+std::vector<std::pair<std::string, std::string>> router::cors_headers(
+    const request_context& req) const {
+  if (req.origin.empty() || !listed_origin(req.origin)) return {};
+  return {{"Access-Control-Allow-Origin", std::string(req.origin)}, {"Vary", "Origin"}};
+}
+
+handler_result router::preflight(const request_context& req) {
+  http_reply r = json_ok("", 204);
+  if (req.origin.empty()) {
+    r.headers.emplace_back("Allow", "GET, HEAD, POST, OPTIONS");
+    return r;
+  }
+  if (!listed_origin(req.origin))
+    return json_error(403, "origin_not_allowed",
+                      "requests from this Origin are not allowed (see --allowed-origins)");
+  r.headers = cors_headers(req);
+  r.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+  r.headers.emplace_back("Access-Control-Allow-Headers",
+                         "Authorization, Content-Type, Last-Event-ID");
+  r.headers.emplace_back("Access-Control-Max-Age", "600");
+  return r;
+}
+
+bool router::may_read(const request_context& req, std::string_view id,
+                      const std::shared_ptr<core::stream_log>& existing) const {
+  return req.principal->may_subscribe(id) ||
+         (existing && req.principal->owns(existing->owner()));
+}
 
 void router::serve_static(std::filesystem::path root) { static_.emplace(std::move(root)); }
 
@@ -100,8 +268,21 @@ void router::add(std::string method, std::string path, route_handler handler) {
 }
 
 handler_result router::dispatch(request_context& req) {
-  if (auto it = routes_.find({std::string(req.method), req.path}); it != routes_.end())
+  if (req.method == "OPTIONS") return preflight(req);
+  // A WebSocket keeps the principal of its upgrade: its token may expire.
+  if (req.principal && req.principal->expires_at != 0 &&
+      req.principal->expires_at + auth::clock_skew_s <= unix_now())
+    return unauthorized("the token has expired");
+  auto need_token = [&]() -> std::optional<http_reply> {
+    if (!req.principal) return unauthorized("this endpoint needs a token (Authorization: Bearer)");
+    return std::nullopt;
+  };
+  if (auto it = routes_.find({std::string(req.method), req.path}); it != routes_.end()) {
+    // Producers (agent runs, benchmarks) make the server do work: "run".
+    if (auto e = need_token()) return *e;
+    if (!req.principal->run) return forbidden("this token may not start runs (sluice.run)");
     return it->second(req);
+  }
   const std::string_view path = req.path;
   if (path == "/healthz") {
     if (req.method != "GET") return json_error(405, "method_not_allowed", "use GET");
@@ -109,6 +290,10 @@ handler_result router::dispatch(request_context& req) {
   }
   if (path == "/metrics") {
     if (req.method != "GET") return json_error(405, "method_not_allowed", "use GET");
+    if (!config_.auth.metrics_public) {
+      if (auto e = need_token()) return *e;
+      if (!req.principal->admin) return forbidden("/metrics needs an admin token (sluice.admin)");
+    }
     auto c = registry_.counts();
     http_reply r;
     r.content_type = "text/plain; version=0.0.4";
@@ -118,9 +303,10 @@ handler_result router::dispatch(request_context& req) {
   std::string_view id, rest;
   if (split_stream_path(path, id, rest)) {
     if (!core::is_valid_stream_id(id)) return bad_id("stream id");
+    if (auto e = need_token()) return *e;
     if (rest.empty()) {
       if (req.method != "GET") return json_error(405, "method_not_allowed", "use GET");
-      return status(id);
+      return status(req, id);
     }
     if (rest == "events") {
       if (req.method == "GET") return subscribe_route(req, id);
@@ -130,6 +316,10 @@ handler_result router::dispatch(request_context& req) {
     if (rest == "cancel") {
       if (req.method != "POST") return json_error(405, "method_not_allowed", "use POST");
       return cancel(req, id);
+    }
+    if (rest == "links") {
+      if (req.method != "POST") return json_error(405, "method_not_allowed", "use POST");
+      return share_link(req, id);
     }
   }
   for (const auto& [key, handler] : routes_)
@@ -141,6 +331,8 @@ handler_result router::dispatch(request_context& req) {
 }
 
 handler_result router::publish(request_context& req, std::string_view id) {
+  if (!req.principal->may_publish(id))
+    return forbidden("this token may not publish to this stream (sluice.publish)");
   const std::string_view type = req.param("event").value_or(core::default_event_type);
   if (!core::is_valid_event_name(type))
     return json_error(400, "invalid_event_name", "event must match [A-Za-z0-9._:-]{1,128}");
@@ -192,7 +384,7 @@ handler_result router::publish(request_context& req, std::string_view id) {
     if (auto err = add_value(trim_json_space(req.body), 1)) return *err;
   }
 
-  auto log = registry_.get_or_create(id);
+  auto log = registry_.get_or_create(id, req.principal->subject);
   if (!log) return json_error(503, "too_many_streams", "the stream limit is reached");
   std::vector<core::publish_item> items(texts.size());
   for (std::size_t i = 0; i < texts.size(); ++i) {
@@ -251,6 +443,9 @@ handler_result router::subscribe_route(request_context& req, std::string_view id
   if (req.last_event_id && !parse_event_id(*req.last_event_id))
     return json_error(400, "invalid_last_event_id", "Last-Event-ID must be a sequence number");
   auto existing = registry_.find(id);
+  // Without a subscribe pattern only the owner reads, and a stream that is
+  // not yours looks exactly like one that does not exist.
+  if (!may_read(req, id, existing)) return stream_not_found();
   if (!existing && req.last_event_id && *parse_event_id(*req.last_event_id) > 0)
     return json_error(409, "unknown_last_event_id",
                       "the stream has no event " + std::string(*req.last_event_id));
@@ -260,9 +455,9 @@ handler_result router::subscribe_route(request_context& req, std::string_view id
   return subscribe(req, std::move(*log));
 }
 
-handler_result router::status(std::string_view id) {
+handler_result router::status(request_context& req, std::string_view id) {
   auto log = registry_.find(id);
-  if (!log) return json_error(404, "stream_not_found", "no such stream");
+  if (!log || !may_read(req, id, log)) return stream_not_found();
   const core::stream_status st = log->status();
   json::object o;
   o["id"] = log->id();
@@ -282,7 +477,8 @@ handler_result router::status(std::string_view id) {
 
 handler_result router::cancel(request_context& req, std::string_view id) {
   auto log = registry_.find(id);
-  if (!log) return json_error(404, "stream_not_found", "no such stream");
+  if (!log || !(req.principal->may_publish(id) || req.principal->owns(log->owner())))
+    return stream_not_found();
   std::string_view reason = req.param("reason").value_or("cancelled by request");
   if (reason.size() > 256 || !is_clean_utf8(reason))
     return json_error(400, "invalid_reason", "reason must be UTF-8 text of at most 256 bytes");
@@ -290,6 +486,28 @@ handler_result router::cancel(request_context& req, std::string_view id) {
     return json_error(409, "stream_ended", "the stream has already ended");
   const auto st = log->status();
   return json_ok("{\"cancelled\":true,\"sequence\":" + std::to_string(st.last_sequence) + "}");
+}
+
+handler_result router::share_link(request_context& req, std::string_view id) {
+  auto log = registry_.find(id);
+  // Owner only (anyone with --auth none); others cannot tell it exists.
+  if (!log || (verifier_ && !req.principal->owns(log->owner()))) return stream_not_found();
+  const std::string path = "/v1/streams/" + std::string(id) + "/events";
+  json::object o;
+  o["stream"] = id;
+  if (!verifier_) {
+    o["token"] = nullptr;
+    o["expires_at"] = nullptr;
+    o["url"] = path;
+    return json_ok(json::serialize(o));
+  }
+  const std::int64_t now = unix_now();
+  const std::int64_t expires = now + config_.auth.link_ttl_s;
+  std::string token = verifier_->mint_link(id, now, config_.auth.link_ttl_s);
+  o["token"] = token;
+  o["expires_at"] = expires;
+  o["url"] = path + "?access_token=" + token;  // base64url and dots: nothing to escape
+  return json_ok(json::serialize(o));
 }
 
 }  // namespace sluice::transport

@@ -1,5 +1,11 @@
 // Request routing and the stream API (publish, subscribe, status, cancel,
-// health, metrics). Producers add their own routes with add().
+// share links, health, metrics). Producers add their own routes with add().
+//
+// Access control lives here, below both transports: admit() runs the
+// browser-facing checks (Host, Origin, Content-Type) and authenticates an
+// HTTP request or a WebSocket upgrade once; dispatch() then decides every
+// operation from request_context::principal, whether it came from HTTP or
+// from a WebSocket op (see docs/security.md).
 //
 // Thread-safety: add() only before the server starts; dispatch() from any
 // worker thread concurrently.
@@ -9,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "auth/jwt.hpp"
 #include "core/stream_registry.hpp"
 #include "transport/http_types.hpp"
 #include "transport/metrics.hpp"
@@ -19,7 +26,24 @@ namespace sluice::transport {
 
 class router {
  public:
+  // Reads the JWT key when config.auth.mode is jwt, and refuses --auth none
+  // on a non-loopback host without insecure_no_auth: throws
+  // std::runtime_error with a message for the operator.
   router(core::stream_registry& registry, metrics& m, const server_config& config);
+
+  // The checks made once per HTTP request (and at a WebSocket upgrade,
+  // `websocket` true) before dispatch: the Host header on loopback binds, the
+  // Origin of state-changing requests and upgrades, the Content-Type of
+  // POSTs, and the token. Sets req.principal and req.subject; an error reply
+  // when the request must be refused.
+  std::optional<http_reply> admit(request_context& req, bool websocket);
+
+  // CORS response headers for a request from a configured --allowed-origins
+  // origin (empty otherwise).
+  std::vector<std::pair<std::string, std::string>> cors_headers(const request_context& req) const;
+
+  // The verifier of --auth jwt (null with --auth none).
+  const auth::verifier* verifier() const { return verifier_.get(); }
 
   // An exact-path route. Later additions for the same method and path win.
   void add(std::string method, std::string path, route_handler handler);
@@ -40,15 +64,32 @@ class router {
  private:
   handler_result publish(request_context& req, std::string_view id);
   handler_result subscribe_route(request_context& req, std::string_view id);
-  handler_result status(std::string_view id);
+  handler_result status(request_context& req, std::string_view id);
   handler_result cancel(request_context& req, std::string_view id);
+  handler_result share_link(request_context& req, std::string_view id);
+  handler_result preflight(const request_context& req);
+  // May `req` read stream `id` (a subscribe pattern, or ownership)?
+  bool may_read(const request_context& req, std::string_view id,
+                const std::shared_ptr<core::stream_log>& existing) const;
+  bool origin_allowed(const request_context& req) const;
+  bool listed_origin(std::string_view origin) const;
 
   core::stream_registry& registry_;
   metrics& metrics_;
   const server_config& config_;
   std::map<std::pair<std::string, std::string>, route_handler> routes_;
   std::optional<static_files> static_;
+  std::shared_ptr<const auth::verifier> verifier_;
+  bool loopback_bind_ = false;
 };
+
+// True for a loopback address literal or "localhost" (the bind check).
+bool is_loopback_host(std::string_view host);
+// True when a Host header value (name[:port] or [v6][:port]) names this
+// machine's loopback: localhost, *.localhost, 127.0.0.0/8 or [::1].
+bool is_loopback_host_header(std::string_view host);
+// 401 unauthorized with WWW-Authenticate: Bearer.
+http_reply unauthorized(std::string_view message);
 
 // Parses a Last-Event-ID value: decimal digits only, fits in 63 bits.
 std::optional<std::uint64_t> parse_event_id(std::string_view s);

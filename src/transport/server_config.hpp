@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "auth/auth_config.hpp"
 #include "core/stream_registry.hpp"
 
 namespace sluice::transport {
@@ -41,6 +42,8 @@ struct server_config {
   int ws_deflate_mem_level = 4;            // 1..9
   int ws_deflate_level = 6;
   core::registry_config registry;
+  // Access control and browser-facing checks (docs/security.md).
+  auth::auth_config auth;
 };
 
 }  // namespace sluice::transport

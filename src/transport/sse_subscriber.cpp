@@ -14,7 +14,7 @@ constexpr std::string_view heartbeat_comment = ": heartbeat\n\n";
 constexpr std::string_view heartbeat_data = "data: heartbeat\n\n";
 constexpr std::size_t max_discarded_bytes = 64 * 1024;
 
-std::string make_head(bool gzip, bool keep_alive) {
+std::string make_head(bool gzip, bool keep_alive, const std::string& extra) {
   std::string h =
       "HTTP/1.1 200 OK\r\n"
       "Content-Type: text/event-stream; charset=utf-8\r\n"
@@ -23,6 +23,7 @@ std::string make_head(bool gzip, bool keep_alive) {
       "Transfer-Encoding: chunked\r\n";
   if (gzip) h += "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n";
   if (!keep_alive) h += "Connection: close\r\n";
+  h += extra;
   h += "\r\n";
   return h;
 }
@@ -35,7 +36,7 @@ sse_subscriber::sse_subscriber(worker& w, tcp::socket socket, connection_token t
       socket_(std::move(socket)),
       token_(std::move(token)),
       sub_(std::move(reply.stream), reply.next_seq, *this, reply.coalesce),
-      head_(make_head(opts.gzip, opts.keep_alive)),
+      head_(make_head(opts.gzip, opts.keep_alive, reply.extra_headers)),
       scratch_(core::encode_sse_retry(w.ctx.config.retry_hint_ms) + reply.preamble),
       opened_us_(steady_us()),
       last_write_us_(opened_us_),

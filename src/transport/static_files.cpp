@@ -61,6 +61,13 @@ std::optional<http_reply> static_files::serve(std::string_view path) const {
   reply.headers.emplace_back("Cache-Control",
                              hashed ? "public, max-age=31536000, immutable" : "no-cache");
   reply.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  // The page runs only its own scripts, talks only to this origin (fetch,
+  // EventSource, WebSocket), cannot be framed (clickjacking), and leaks no
+  // URL (share links carry a token) in Referer. Inline styles stay allowed:
+  // React sets style attributes.
+  reply.headers.emplace_back("Content-Security-Policy", std::string(page_csp));
+  reply.headers.emplace_back("X-Frame-Options", "DENY");
+  reply.headers.emplace_back("Referrer-Policy", "no-referrer");
   return reply;
 }
 

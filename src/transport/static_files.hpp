@@ -3,6 +3,9 @@
 // folder is ever served: paths with "..", NUL, backslashes or symlinks that
 // leave the folder are refused.
 //
+// Headers: a Content-Security-Policy (page_csp), nosniff, no framing, no
+// Referer.
+//
 // Caching: files under /assets/ have content-hashed names (Vite) and are
 // immutable for a year; everything else is revalidated (no-cache).
 //
@@ -30,5 +33,11 @@ class static_files {
 };
 
 std::string_view content_type_for(const std::filesystem::path& file);
+
+// The Content-Security-Policy of every served file.
+inline constexpr std::string_view page_csp =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'";
 
 }  // namespace sluice::transport

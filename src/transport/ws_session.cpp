@@ -38,6 +38,7 @@
 #include <deque>
 #include <optional>
 
+#include "auth/jwt.hpp"
 #include "core/stream_id.hpp"
 #include "transport/routes.hpp"
 #include "transport/sse_subscriber.hpp"  // completes worker::subscribers
@@ -160,11 +161,13 @@ std::optional<std::string> last_event_id_of(const json::object& m) {
 
 class ws_session final : public swept_connection, public std::enable_shared_from_this<ws_session> {
  public:
-  ws_session(worker& w, tcp::socket socket, connection_token token, std::string client_address)
+  ws_session(worker& w, tcp::socket socket, connection_token token, std::string client_address,
+             std::shared_ptr<const auth::principal> principal)
       : worker_(w),
         ws_(std::move(socket)),
         token_(std::move(token)),
-        client_address_(std::move(client_address)) {}
+        client_address_(std::move(client_address)),
+        principal_(std::move(principal)) {}
 
   void start(http::request<http::string_body> request);
   void sweep(std::int64_t now_us) override;
@@ -237,6 +240,7 @@ class ws_session final : public swept_connection, public std::enable_shared_from
   websocket::stream<tcp::socket> ws_;
   connection_token token_;
   const std::string client_address_;
+  const std::shared_ptr<const auth::principal> principal_;  // from the upgrade's token
   std::optional<http::request<http::string_body>> upgrade_;  // until the handshake is done
   beast::flat_buffer read_buf_;
   std::vector<std::unique_ptr<subscribed>> streams_;
@@ -406,7 +410,8 @@ request_context ws_session::make_request(std::string_view method, std::string pa
   ctx.content_type = "application/json";
   ctx.executor = worker_.ioc.get_executor();
   ctx.client_address = client_address_;
-  ctx.subject = client_address_;
+  ctx.subject = principal_->subject;
+  ctx.principal = principal_;
   return ctx;
 }
 
@@ -501,7 +506,12 @@ void ws_session::op_start(const json::object& m) {
         "at most " + std::to_string(config().ws_max_streams_per_socket) + " streams per socket");
     return;
   }
-  ws_start_result r = handler(*req, worker_.ioc.get_executor());
+  if (principal_->expires_at != 0 && principal_->expires_at + auth::clock_skew_s <=
+                                         core::realtime_us() / 1'000'000) {
+    send_error("unauthorized", "the token has expired");
+    return;
+  }
+  ws_start_result r = handler(*req, worker_.ioc.get_executor(), *principal_);
   if (auto* err = std::get_if<ws_start_error>(&r)) {
     send_error(err->code, err->message);
     return;
@@ -787,9 +797,10 @@ void ws_session::close_socket() {
 }  // namespace
 
 void start_ws_session(worker& w, tcp::socket socket, connection_token token,
-                      http::request<http::string_body> request, std::string client_address) {
+                      http::request<http::string_body> request, std::string client_address,
+                      std::shared_ptr<const auth::principal> principal) {
   auto s = std::make_shared<ws_session>(w, std::move(socket), std::move(token),
-                                        std::move(client_address));
+                                        std::move(client_address), std::move(principal));
   s->start(std::move(request));
 }
 

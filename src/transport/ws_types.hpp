@@ -11,6 +11,7 @@
 #include <string>
 #include <variant>
 
+#include "auth/principal.hpp"
 #include "core/stream_log.hpp"
 
 namespace sluice::transport {
@@ -27,9 +28,12 @@ struct ws_start_error {
 
 using ws_start_result = std::variant<ws_start_ok, ws_start_error>;
 
-// Called on the connection's worker thread with the op's "request" member and
-// that thread's executor (a producer started here runs there). Must not block.
+// Called on the connection's worker thread with the op's "request" member,
+// that thread's executor (a producer started here runs there) and who asks
+// (the socket's principal: the handler checks `run` and records the owner).
+// Must not block.
 using ws_start_handler = std::function<ws_start_result(
-    const boost::json::value& request, const boost::asio::any_io_executor& executor)>;
+    const boost::json::value& request, const boost::asio::any_io_executor& executor,
+    const auth::principal& who)>;
 
 }  // namespace sluice::transport
