@@ -54,7 +54,8 @@ web/%/$(WEB_STAMP): web/%/package-lock.json
 	@cd web/$* && $(call npm_quiet,npm ci --no-audit --no-fund)
 	@touch $@
 
-# web/app's npm ci may run web/client's prepare script (tsc): the client's own install comes first.
+# web/app imports web/client's dist/ through a Vite alias (no linked package, so
+# one lock file installs with Debian 12's npm 9 and newer npms alike).
 web/app/$(WEB_STAMP): web/client/$(WEB_STAMP)
 
 web/client/dist/.sluice-built: web/client/$(WEB_STAMP) $(WEB_CLIENT_SRC)

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { Markdown } from './markdown';
 import { foldRun, type Doc, type Plan, type RunView, type ToolView } from './runView';
-import { runHref, runIdFromHash, useHashRunId, useRuns, type RunRecord } from './runs';
+import { runHref, runIdFromHash, shareTokenFromHash, useHashRunId, useRuns, useStoredToken, type RunRecord } from './runs';
 import { usePageStream, type ConnectionState } from './stream';
 
 const AGENTS = [
@@ -9,13 +9,6 @@ const AGENTS = [
   { value: 'deepsearch', label: 'Deep search' },
   { value: 'react', label: 'ReAct (needs a model)' },
 ];
-
-declare global {
-  interface Window {
-    /** Every connection state the indicator showed, in order (read by the end-to-end tests). */
-    __sluiceConnectionLog?: ConnectionState[];
-  }
-}
 
 function useOnline(): boolean {
   const [online, setOnline] = useState(() => navigator.onLine);
@@ -50,9 +43,17 @@ const STATE_LABEL: Record<ConnectionState, string> = {
 const OUTCOME_LABEL: Record<string, string> = { running: 'live', result: 'done', error: 'failed', cancelled: 'stopped' };
 
 export function App() {
-  const stream = usePageStream();
+  const [token, setToken] = useStoredToken();
+  // The token requests carry: the user's, or a share link's for a run opened through one.
+  const activeToken = useRef<string | undefined>(token || undefined);
+  const [shared, setShared] = useState<{ id: string; token: string } | undefined>();
+  const getToken = useCallback(() => activeToken.current, []);
+  const stream = usePageStream(getToken);
   const hashId = useHashRunId();
   const { runs, upsert, clear } = useRuns();
+  useEffect(() => {
+    if (!shared) activeToken.current = token || undefined;
+  }, [token, shared]);
   const online = useOnline();
   const view = useMemo(() => foldRun(stream.messages), [stream.messages]);
 
@@ -64,7 +65,17 @@ export function App() {
   const { attach } = stream;
   useEffect(() => {
     if (hashId && hashId !== requestIdRef.current) {
-      upsert({ id: hashId });
+      // A share link carries its own read-only token; a run in the list may remember one.
+      const linkToken = shareTokenFromHash(window.location.hash) ?? runs.find((r) => r.id === hashId)?.shareToken;
+      if (linkToken) {
+        setShared({ id: hashId, token: linkToken });
+        activeToken.current = linkToken;
+        upsert({ id: hashId, shareToken: linkToken });
+      } else {
+        setShared(undefined);
+        activeToken.current = token || undefined;
+        upsert({ id: hashId });
+      }
       attach(hashId);
     }
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -79,7 +90,7 @@ export function App() {
       upsert({ id, ...pendingAsk.current, startedAt: Date.now() });
       pendingAsk.current = null;
     }
-    if (window.location.hash !== runHref(id)) window.location.hash = runHref(id);
+    if (runIdFromHash(window.location.hash) !== id) window.location.hash = runHref(id);
   }, [stream.requestId, upsert]);
 
   useEffect(() => {
@@ -96,10 +107,6 @@ export function App() {
   const conn = connectionState(stream.status, online, everConnected.current);
   if (conn === 'connected') everConnected.current = true;
   if (conn === 'idle') everConnected.current = false;
-  useEffect(() => {
-    const log = (window.__sluiceConnectionLog ??= []);
-    if (log[log.length - 1] !== conn) log.push(conn);
-  }, [conn]);
 
   // "+ New question" (#/) shows an empty conversation; the run it leaves goes on
   // (connected: a run nobody reads is cancelled by the server after a grace period).
@@ -113,15 +120,50 @@ export function App() {
   const ask = useCallback(
     (query: string, agentType: string) => {
       setHome(false);
+      setShared(undefined);
+      activeToken.current = token || undefined;
       pendingAsk.current = { query, agentType };
       stream.sendMessage(query, agentType);
     },
-    [stream],
+    [stream, token],
   );
 
-  const running = view.outcome.kind === 'running' && (stream.isLoading || view.lastSequence > 0);
+  // The connection gave up (attempts exhausted, refused): the run is no longer shown as live.
+  const connectionFailed = stream.status === 'failed';
+  const running = view.outcome.kind === 'running' && !connectionFailed && (stream.isLoading || view.lastSequence > 0);
   const currentId = home ? undefined : (stream.requestId ?? view.requestId);
   const record = runs.find((r) => r.id === currentId);
+  const readOnly = !!shared && shared.id === currentId;
+
+  // With a token, the run link is a share link: it opens the run read-only in a
+  // browser that has no token (POST /v1/streams/{id}/links, owner only).
+  const [shareLink, setShareLink] = useState<{ id: string; href?: string; state: 'pending' | 'ready' | 'error' }>();
+  const { createShareLink } = stream;
+  // Asked once the run's first event arrived: the stream exists on the server by then.
+  const started = view.requestId === currentId && view.lastSequence > 0;
+  useEffect(() => {
+    if (!currentId || readOnly || !token || !started) {
+      setShareLink(undefined);
+      return;
+    }
+    let live = true;
+    setShareLink({ id: currentId, state: 'pending' });
+    createShareLink(currentId).then(
+      (link) => live && setShareLink({ id: currentId, state: 'ready', href: link.token ? runHref(currentId, link.token) : undefined }),
+      () => live && setShareLink({ id: currentId, state: 'error' }),
+    );
+    return () => {
+      live = false;
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [currentId, readOnly, token, started]);
+  const base = `${window.location.origin}${window.location.pathname}`;
+  const runUrl = currentId
+    ? readOnly
+      ? `${base}${runHref(currentId, shared!.token)}`
+      : `${base}${(shareLink?.id === currentId && shareLink.href) || runHref(currentId)}`
+    : '';
+  const linkState = readOnly ? 'shared' : shareLink && shareLink.id === currentId ? shareLink.state : 'plain';
 
   return (
     <div className="shell">
@@ -133,6 +175,7 @@ export function App() {
           + New question
         </a>
         <RunsList runs={runs} current={currentId} onClear={clear} />
+        <TokenField token={token} onChange={setToken} />
       </aside>
       <main className="main">
         <header className="topbar">
@@ -148,6 +191,10 @@ export function App() {
               agentType={record?.agentType}
               view={view}
               running={running}
+              connectionFailed={connectionFailed}
+              readOnly={readOnly}
+              runUrl={runUrl}
+              linkState={linkState}
               onStop={stream.stop}
             />
           )}
@@ -192,7 +239,7 @@ function RunsList({ runs, current, onClear }: { runs: RunRecord[]; current?: str
         {runs.map((r) => (
           <li key={r.id}>
             <a
-              href={runHref(r.id)}
+              href={runHref(r.id, r.shareToken)}
               className={r.id === current ? 'active' : undefined}
               aria-current={r.id === current ? 'page' : undefined}
               data-testid="runs-item"
@@ -225,7 +272,7 @@ function Welcome({ onPick }: { onPick: (q: string) => void }) {
   );
 }
 
-function statusText(view: RunView): string {
+function statusText(view: RunView, connectionFailed: boolean): string {
   switch (view.outcome.kind) {
     case 'result':
       return 'Done';
@@ -234,6 +281,7 @@ function statusText(view: RunView): string {
     case 'cancelled':
       return view.outcome.reason ? `Cancelled (${view.outcome.reason})` : 'Cancelled';
     default: {
+      if (connectionFailed) return 'Disconnected: the connection to the server was lost';
       if (view.streamed) return 'Writing the answer…';
       const plan = view.plan;
       const i = plan ? plan.stepStatus.indexOf('in_progress') : -1;
@@ -243,16 +291,60 @@ function statusText(view: RunView): string {
   }
 }
 
-function RunPanel(props: { id: string; query?: string; agentType?: string; view: RunView; running: boolean; onStop: () => void }) {
-  const { id, query, view, running, onStop } = props;
+function RunPanel(props: {
+  id: string;
+  query?: string;
+  agentType?: string;
+  view: RunView;
+  running: boolean;
+  connectionFailed: boolean;
+  readOnly: boolean;
+  runUrl: string;
+  linkState: string;
+  onStop: () => void;
+}) {
+  const { id, query, view, running, connectionFailed, readOnly, runUrl, linkState, onStop } = props;
   const [highlight, setHighlight] = useState<number | undefined>();
-  const showSource = (n: number) => {
+  const showSource = useCallback((n: number) => {
     setHighlight(n);
     document.getElementById(`source-${n}`)?.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
-  };
-  const runUrl = `${window.location.origin}${window.location.pathname}${runHref(id)}`;
+  }, []);
+  // Stable while the set of sources is: finished Markdown blocks are not rendered again.
+  const docKey = view.docs.map((d) => d.index).join(',');
+  const renderCitation = useCallback(
+    (n: number, key: string) =>
+      docKey.split(',').includes(String(n)) ? (
+        <a
+          key={key}
+          href={`#source-${n}`}
+          className="cite"
+          data-testid="citation"
+          data-source={n}
+          aria-label={`Source ${n}`}
+          onClick={(e) => {
+            e.preventDefault();
+            showSource(n);
+          }}
+        >
+          [{n}]
+        </a>
+      ) : (
+        <span key={key} className="cite missing">
+          [{n}]
+        </span>
+      ),
+    [docKey, showSource],
+  );
+  const outcome = view.outcome.kind === 'running' && connectionFailed ? 'disconnected' : view.outcome.kind;
   return (
-    <article className="run" data-testid="run" data-run-id={id} data-outcome={view.outcome.kind}>
+    <article
+      className="run"
+      data-testid="run"
+      data-run-id={id}
+      data-outcome={view.outcome.kind}
+      data-running={running ? 'true' : 'false'}
+      data-read-only={readOnly ? 'true' : 'false'}
+    >
       {query && (
         <div className="bubble user" data-testid="question">
           {query}
@@ -260,15 +352,27 @@ function RunPanel(props: { id: string; query?: string; agentType?: string; view:
       )}
       <div className="bubble agent">
         <div className="run-head">
-          <div className={`status status-${view.outcome.kind}`} role="status" aria-live="polite" data-testid="status-line">
-            {running && <span className="spinner" aria-hidden="true" />}
-            {statusText(view)}
+          <div className={`status status-${outcome}`} role="status" aria-live="polite" data-testid="status-line">
+            {running && <span className="spinner" aria-hidden="true" data-testid="spinner" />}
+            {statusText(view, connectionFailed)}
           </div>
           <div className="run-actions">
-            <a href={runUrl} target="_blank" rel="noopener" data-testid="run-link" title="Open this run in a new tab">
+            {readOnly && (
+              <span className="read-only" data-testid="read-only" title="Opened through a share link: you can watch this run, not change it">
+                Shared · read-only
+              </span>
+            )}
+            <a
+              href={runUrl}
+              target="_blank"
+              rel="noopener noreferrer"
+              data-testid="run-link"
+              data-link={linkState}
+              title={linkState === 'ready' ? 'A read-only link to this run (works without a token)' : 'Open this run in a new tab'}
+            >
               Run link ↗
             </a>
-            {running && (
+            {running && !readOnly && (
               <button type="button" className="stop" onClick={onStop} data-testid="stop-button">
                 ■ Stop
               </button>
@@ -286,38 +390,14 @@ function RunPanel(props: { id: string; query?: string; agentType?: string; view:
         )}
         {(view.answer || running) && (
           <div
-            className={`answer markdown${view.outcome.kind === 'running' ? ' streaming' : ''}`}
+            className={`answer markdown${running ? ' streaming' : ''}`}
             data-testid="answer"
             data-final={view.outcome.kind !== 'running' ? 'true' : 'false'}
             data-stream-mismatch={view.streamMismatch ? 'true' : 'false'}
             aria-label="Answer"
-            aria-busy={view.outcome.kind === 'running'}
+            aria-busy={running}
           >
-            <Markdown
-              text={view.answer}
-              renderCitation={(n, key) =>
-                view.docs.some((d) => d.index === n) ? (
-                  <a
-                    key={key}
-                    href={`#source-${n}`}
-                    className="cite"
-                    data-testid="citation"
-                    data-source={n}
-                    aria-label={`Source ${n}`}
-                    onClick={(e) => {
-                      e.preventDefault();
-                      showSource(n);
-                    }}
-                  >
-                    [{n}]
-                  </a>
-                ) : (
-                  <span key={key} className="cite missing">
-                    [{n}]
-                  </span>
-                )
-              }
-            />
+            <Markdown text={view.answer} renderCitation={renderCitation} />
           </div>
         )}
         {view.docs.length > 0 && <Sources docs={view.docs} highlight={highlight} />}
@@ -398,6 +478,47 @@ function Sources({ docs, highlight }: { docs: Doc[]; highlight?: number }) {
         ))}
       </ol>
     </section>
+  );
+}
+
+function TokenField({ token, onChange }: { token: string; onChange: (t: string) => void }) {
+  const [draft, setDraft] = useState(token);
+  useEffect(() => setDraft(token), [token]);
+  return (
+    <form
+      className="token"
+      aria-label="Access token"
+      onSubmit={(e) => {
+        e.preventDefault();
+        onChange(draft);
+      }}
+    >
+      <label htmlFor="token">Access token</label>
+      <input
+        id="token"
+        type="password"
+        autoComplete="off"
+        spellCheck={false}
+        placeholder="for servers run with --auth jwt"
+        data-testid="token-input"
+        value={draft}
+        onChange={(e) => setDraft(e.target.value)}
+        onBlur={() => draft.trim() !== token && onChange(draft)}
+      />
+      <div className="token-row">
+        <button type="submit" className="link" data-testid="token-save">
+          Save
+        </button>
+        <span className="muted" data-testid="token-state">
+          {token ? 'Token set (sent with every request)' : 'No token'}
+        </span>
+        {token && (
+          <button type="button" className="link" data-testid="token-clear" onClick={() => onChange('')}>
+            Forget
+          </button>
+        )}
+      </div>
+    </form>
   );
 }
 

@@ -8,6 +8,8 @@ export interface RunRecord {
   agentType: string;
   startedAt: number;
   outcome?: 'result' | 'error' | 'cancelled';
+  /** A share link's read-only token, for a run opened through one. */
+  shareToken?: string;
 }
 
 const KEY = 'sluice.runs.v1';
@@ -63,10 +65,23 @@ export function useRuns() {
   return { runs, upsert, clear };
 }
 
-/** The run id in the location hash (#/runs/{id}), if any. */
+const HASH = /^#\/runs\/([A-Za-z0-9._:-]{1,128})(?:\?access_token=([A-Za-z0-9._~%+/=-]{1,8192}))?$/;
+
+/** The run id in the location hash (#/runs/{id}, or #/runs/{id}?access_token=… for a share link), if any. */
 export function runIdFromHash(hash: string): string | undefined {
-  const m = /^#\/runs\/([A-Za-z0-9._:-]{1,128})$/.exec(hash);
+  const m = HASH.exec(hash);
   return m ? m[1] : undefined;
+}
+
+/** The share link's token in the location hash, if any. */
+export function shareTokenFromHash(hash: string): string | undefined {
+  const m = HASH.exec(hash);
+  if (!m || m[2] === undefined) return undefined;
+  try {
+    return decodeURIComponent(m[2]);
+  } catch {
+    return undefined;
+  }
 }
 
 export function useHashRunId(): string | undefined {
@@ -79,4 +94,30 @@ export function useHashRunId(): string | undefined {
   return id;
 }
 
-export const runHref = (id: string) => `#/runs/${id}`;
+/** A run's address in the page; with a share token, a link that works without a stored token. */
+export const runHref = (id: string, shareToken?: string) =>
+  shareToken ? `#/runs/${id}?access_token=${encodeURIComponent(shareToken)}` : `#/runs/${id}`;
+
+const TOKEN_KEY = 'sluice.token.v1';
+
+/** The access token typed into the page, remembered per origin (localStorage is per origin). */
+export function useStoredToken(): [string, (t: string) => void] {
+  const [token, setToken] = useState(() => {
+    try {
+      return localStorage.getItem(TOKEN_KEY) ?? '';
+    } catch {
+      return '';
+    }
+  });
+  const set = useCallback((t: string) => {
+    const v = t.trim();
+    try {
+      if (v) localStorage.setItem(TOKEN_KEY, v);
+      else localStorage.removeItem(TOKEN_KEY);
+    } catch {
+      /* storage disabled: the token lives for this page only */
+    }
+    setToken(v);
+  }, []);
+  return [token, set];
+}

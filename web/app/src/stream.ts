@@ -16,6 +16,8 @@ export interface PageStream {
   status: string;
   latencyMs?: number;
   sendMessage: (query: string, agentType: string) => void;
+  /** A read-only link to a run (POST /v1/streams/{id}/links, with the token). */
+  createShareLink: (requestId: string) => Promise<{ token: string | null; expires_at: number | null }>;
   attach: (requestId: string, fromEventId?: number) => void;
   stop: () => void;
   disconnect: () => void;
@@ -40,8 +42,9 @@ function toAgentMessage(m: ClientMessage): AgentMessage {
   return out;
 }
 
-export function usePageStream(): PageStream {
-  const s = useAIStream();
+/** `getToken` is called before every request and (re)connection. */
+export function usePageStream(getToken: () => string | undefined): PageStream {
+  const s = useAIStream({ getToken, defaultAgentType: 'plan_solve' });
   const messages = useMemo(() => (s.messages as ClientMessage[]).map(toAgentMessage), [s.messages]);
   return {
     messages,
@@ -53,6 +56,7 @@ export function usePageStream(): PageStream {
     latencyMs: s.latencyMs ?? undefined,
     sendMessage: (q, a) => void s.sendMessage(q, a),
     attach: (id, from) => s.attach(id, from),
+    createShareLink: (id) => s.createShareLink(id),
     stop: () => void s.stop(),
     disconnect: () => s.disconnect(),
   };

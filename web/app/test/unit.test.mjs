@@ -17,7 +17,7 @@ before(async () => {
   const out = await build({
     stdin: {
       contents: `
-        export { Markdown } from './src/markdown.tsx';
+        export { Markdown, safeHref, Incremental } from './src/markdown.tsx';
         export { foldRun } from './src/runView.ts';
         export { runIdFromHash } from './src/runs.ts';
         export { renderToStaticMarkup } from 'react-dom/server';
@@ -39,42 +39,137 @@ before(async () => {
 });
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-const html = (text, renderCitation) =>
+// Finished blocks come wrapped in <div class="md-chunk"> (Markdown never makes a div itself).
+const withChunks = (text, renderCitation) =>
   m.renderToStaticMarkup(m.createElement(m.Markdown, { text, renderCitation }));
+const html = (text, renderCitation) => withChunks(text, renderCitation).replace(/<div class="md-chunk">|<\/div>/g, '');
 
 describe('Markdown', () => {
   test('renders blocks and inline styles', () => {
     assert.equal(
-      html('# Title\n\nSome **bold**, *em* and `code`.\n\n- one\n- two\n\n1. first\n2. second\n\n```js\nlet a = 1 < 2;\n```'),
-      '<h3>Title</h3><p>Some <strong>bold</strong>, <em>em</em> and <code>code</code>.</p>' +
-        '<ul><li>one</li><li>two</li></ul><ol start="1"><li>first</li><li>second</li></ol>' +
-        '<pre data-lang="js"><code>let a = 1 &lt; 2;</code></pre>',
+      html('# Title\n\nSome **bold**, *em*, ~~gone~~ and `code`.\n\n- one\n- two\n\n1. first\n2. second\n\n3) third\n\n> quoted\n\n---\n\n```js\nlet a = 1 < 2;\n```\n\n    indented'),
+      '<h3>Title</h3><p>Some <strong>bold</strong>, <em>em</em>, <s>gone</s> and <code>code</code>.</p>' +
+        '<ul><li>one</li><li>two</li></ul><ol><li>first</li><li>second</li></ol><ol start="3"><li>third</li></ol>' +
+        '<blockquote><p>quoted</p></blockquote><hr/>' +
+        '<pre data-lang="js"><code>let a = 1 &lt; 2;</code></pre><pre><code>indented</code></pre>',
+    );
+  });
+
+  test('finished blocks are wrapped in chunks; the last block is not', () => {
+    assert.equal(withChunks('a\n\nb\n\nc'), '<div class="md-chunk"><p>a</p><p>b</p></div><p>c</p>');
+  });
+
+  test('tables (GFM) with alignment', () => {
+    assert.equal(
+      html('| a | b |\n|:--|--:|\n| 1 | **2** |'),
+      '<table><thead><tr><th style="text-align:left">a</th><th style="text-align:right">b</th></tr></thead>' +
+        '<tbody><tr><td style="text-align:left">1</td><td style="text-align:right"><strong>2</strong></td></tr></tbody></table>',
     );
   });
 
   test('never turns text into markup', () => {
-    const out = html('<script>alert(1)</script> <img src=x onerror=alert(1)> [x](javascript:alert(1)) [y](data:text/html,hi)');
-    assert.ok(!out.includes('<script') && !out.includes('<img'), out);
-    assert.ok(out.includes('&lt;script&gt;'), out);
+    const out = html('<script>alert(1)</script> <img src=x onerror=alert(1)> [x](javascript:alert(1)) [y](data:text/html,hi)\n\n<div onclick="x">block</div>');
+    assert.ok(!out.includes('<script') && !out.includes('<img') && !out.includes('<div'), out);
+    assert.ok(out.includes('&lt;script&gt;') && out.includes('&lt;div onclick'), out);
     assert.ok(!/href="(javascript|data):/i.test(out), out);
+    assert.ok(!out.includes('<a'), out);
+    // Images load nothing: an image becomes a link to it.
+    assert.equal(html('![alt](https://e.example/i.png)'), '<p>!<a href="https://e.example/i.png" target="_blank" rel="noopener noreferrer">alt</a></p>');
   });
 
-  test('keeps safe links, opened without opener', () => {
+  test('keeps safe links, opened without opener; anchors stay in the page', () => {
     assert.equal(
-      html('See [the docs](https://example.org/a).'),
-      '<p>See <a href="https://example.org/a" target="_blank" rel="noopener noreferrer">the docs</a>.</p>',
+      html('See [the docs](https://example.org/a) or [mail](mailto:a@example.org) and [up](#top).'),
+      '<p>See <a href="https://example.org/a" target="_blank" rel="noopener noreferrer">the docs</a> or ' +
+        '<a href="mailto:a@example.org" target="_blank" rel="noopener noreferrer">mail</a> and <a href="#top">up</a>.</p>',
     );
+  });
+
+  test('refused links keep their text, never an href', () => {
+    for (const url of ['javascript:alert(1)', 'JaVaScRiPt:alert(1)', '//evil.example/x', '/relative', 'data:text/html,x', '&#x6A;avascript:alert(1)', '<\x01javascript:alert(1)>', '< javascript:alert(1)>', 'vbscript:x', '/\\evil.example']) {
+      const out = html(`[click](${url})`);
+      assert.ok(!out.includes('<a'), `${JSON.stringify(url)} → ${out}`);
+      assert.ok(out.includes('click'), out);
+    }
   });
 
   test('citations go through renderCitation; without it they stay text', () => {
     const cite = (n, key) => m.createElement('a', { key, href: `#source-${n}` }, `[${n}]`);
     assert.equal(html('A [1] and B [12].', cite), '<p>A <a href="#source-1">[1]</a> and B <a href="#source-12">[12]</a>.</p>');
     assert.equal(html('A [1].'), '<p>A [1].</p>');
+    assert.equal(html('- item [2]\n\n| c |\n|---|\n| x [3] |', cite),
+      '<ul><li>item <a href="#source-2">[2]</a></li></ul><table><thead><tr><th>c</th></tr></thead><tbody><tr><td>x <a href="#source-3">[3]</a></td></tr></tbody></table>');
+    assert.equal(html('`[1]` stays code', cite), '<p><code>[1]</code> stays code</p>');
   });
 
   test('a partial answer (mid-stream) renders', () => {
     assert.equal(html('Some **bol'), '<p>Some **bol</p>');
     assert.equal(html('```\nopen fence'), '<pre><code>open fence</code></pre>');
+  });
+});
+
+describe('safeHref (URL policy)', () => {
+  test('allows http, https, mailto and in-page anchors', () => {
+    for (const u of ['http://a.example/', 'https://a.example/x?y=1#z', 'HTTPS://A.EXAMPLE', 'mailto:a@b.example', '#source-1'])
+      assert.equal(m.safeHref(u), u, u);
+  });
+  test('refuses other schemes, however written', () => {
+    for (const u of ['javascript:alert(1)', 'JaVaScRiPt:alert(1)', 'data:text/html,<b>', 'vbscript:x', 'file:///etc/passwd', 'blob:https://x/1', 'mailto:'])
+      assert.equal(m.safeHref(u), null, u);
+  });
+  test('refuses control characters and spaces before a scheme', () => {
+    for (const u of ['\x01javascript:alert(1)', ' javascript:alert(1)', '\tjavascript:alert(1)', 'java\nscript:alert(1)', 'java\x00script:x', '\u200bjavascript:x', '\ufeffjavascript:x', 'https://a.example/\x7f', 'https://a.example/ x'])
+      assert.equal(m.safeHref(u), null, JSON.stringify(u));
+  });
+  test('refuses protocol-relative, backslash and relative URLs, and http without a host', () => {
+    for (const u of ['//evil.example', '//evil.example/x', '/\\evil.example', '\\\\evil.example', '/docs/a', 'docs/a', 'http:evil.example', 'https:/evil.example', 'http://', ''])
+      assert.equal(m.safeHref(u), null, JSON.stringify(u));
+  });
+});
+
+describe('incremental rendering', () => {
+  const doc = (n) => {
+    let s = '';
+    for (let i = 0; i < n; i++)
+      s += `## Part ${i}\n\nText of part ${i} [1].\n\n- a ${i}\n- b ${i}\n\n| x | y |\n|---|---|\n| ${i} | z |\n\n\`\`\`\ncode ${i}\n\`\`\`\n\n1. one\n\n2. two (loose)\n\n`;
+    return s;
+  };
+
+  const flat = (inc) => JSON.stringify([...inc.chunks.flatMap((c) => c.tokens), ...inc.tail].map((t) => [t.type, t.tag, t.content, t.hidden]));
+
+  test('streamed in small steps, the tokens are those of one parse of the whole text', () => {
+    const text = doc(6) + 'Last *paragraph* with `code` and [link](https://x.example).';
+    const inc = new m.Incremental();
+    for (let i = 1; i <= text.length; i += 7) inc.update(text.slice(0, i));
+    inc.update(text);
+    const fresh = new m.Incremental();
+    fresh.update(text);
+    assert.equal(flat(inc), flat(fresh));
+    assert.ok(inc.chunks.length >= 5, `chunks: ${inc.chunks.length}`);
+  });
+
+  test('each update parses only the tail: a long answer costs little per update', () => {
+    const text = doc(200);
+    const inc = new m.Incremental();
+    let maxParsed = 0;
+    for (let i = 1; i <= text.length; i += 40) {
+      inc.update(text.slice(0, i));
+      maxParsed = Math.max(maxParsed, inc.lastParsed);
+    }
+    assert.ok(text.length > 20000, `${text.length}`);
+    assert.ok(maxParsed < 400, `at most one section re-parsed per update, got ${maxParsed} of ${text.length}`);
+  });
+
+  test('after any sequence of updates, chunks + tail are the tokens of one parse of the whole text', () => {
+    const text = doc(3) + '> end';
+    for (let i = 1; i <= text.length; i++) {
+      const inc = new m.Incremental();
+      // Feed all earlier prefixes, then compare the state with a fresh parse.
+      for (let j = Math.max(1, i - 30); j <= i; j++) inc.update(text.slice(0, j));
+      const fresh = new m.Incremental();
+      fresh.update(text.slice(0, i));
+      assert.equal(flat(inc), flat(fresh), `prefix ${i}`);
+    }
   });
 });
 

@@ -1,15 +1,22 @@
 /**
- * Reconnection delays: exponential backoff with full jitter,
- * delay = uniform(0, min(cap, base * 2^attempt)) (AWS, "Exponential Backoff
- * and Jitter"). Full jitter spreads the reconnections of many clients cut at
- * the same moment (a server restart) instead of synchronising them.
+ * Reconnection delays: exponential backoff with jitter.
+ *
+ * Without a server hint, full jitter: delay = uniform(0, min(cap, base * 2^attempt))
+ * (AWS, "Exponential Backoff and Jitter"): the reconnections of many clients cut
+ * at the same moment (a server restart) are spread instead of synchronised.
+ *
+ * With a server `retry: N` (WHATWG: the event source's reconnection time), N is
+ * the lower bound: delay = uniform(lo, hi) with lo = N * 2^attempt and
+ * hi = 2 * lo, both capped (the cap never pulls a delay below N itself). So the
+ * first reconnection after an open connection waits between N and 2N ms, the
+ * jitter above the server's value, never below it; later ones keep doubling.
  *
  * Pure logic, no clock: the caller waits. A seeded RNG makes the schedule
  * reproducible.
  */
 
 export interface BackoffOptions {
-  /** First window in ms (default 1000). A server `retry:` hint replaces it. */
+  /** First window in ms (default 1000). A server `retry:` hint becomes the lower bound (see above). */
   baseMs?: number;
   /** Largest window in ms (default 30000). */
   capMs?: number;
@@ -35,6 +42,8 @@ export function mulberry32(seed: number): () => number {
 
 export class Backoff {
   private base: number;
+  /** The server's `retry:` (ms), once one arrived: the lower bound of every delay. */
+  private floor: number | undefined;
   readonly cap: number;
   readonly maxAttempts: number;
   private readonly random: () => number;
@@ -51,20 +60,42 @@ export class Backoff {
     return this.base;
   }
 
-  /** The window (upper bound of the delay) for reconnection attempt `attempt` (0-based). */
+  /** The server's `retry:` value in force (the lower bound of the delays), if any. */
+  get serverRetryMs(): number | undefined {
+    return this.floor;
+  }
+
+  /** The upper bound of the delay for reconnection attempt `attempt` (0-based). */
   window(attempt: number): number {
-    // 2^attempt overflows to Infinity for huge attempts; min() keeps it finite.
-    return Math.min(this.cap, this.base * Math.pow(2, Math.max(0, attempt)));
+    const k = Math.max(0, attempt);
+    if (this.floor === undefined) {
+      // 2^attempt overflows to Infinity for huge attempts; min() keeps it finite.
+      return Math.min(this.cap, this.base * Math.pow(2, k));
+    }
+    const cap = Math.max(this.cap, this.floor);
+    return Math.min(cap, Math.max(this.floor, 1) * Math.pow(2, k + 1));
   }
 
-  /** The delay before reconnection attempt `attempt`: 0 after a connection that was open. */
+  /** The lower bound of the delay for attempt `attempt`: 0, or the server's retry: grown. */
+  lowerBound(attempt: number): number {
+    if (this.floor === undefined) return 0;
+    const cap = Math.max(this.cap, this.floor);
+    return Math.min(cap, this.floor * Math.pow(2, Math.max(0, attempt)));
+  }
+
+  /** The delay before reconnection attempt `attempt`, in [lowerBound, window). */
   delay(attempt: number): number {
-    return Math.floor(this.random() * this.window(attempt));
+    const lo = this.lowerBound(attempt);
+    const hi = Math.max(lo, this.window(attempt));
+    return Math.floor(lo + this.random() * (hi - lo));
   }
 
-  /** The server's `retry:` hint becomes the base (still capped). */
+  /** The server's `retry:` hint (ms): from now on the lower bound of the delays. */
   setBaseFromServer(ms: number): void {
-    if (Number.isFinite(ms) && ms >= 0) this.base = ms;
+    if (Number.isFinite(ms) && ms >= 0) {
+      this.floor = ms;
+      this.base = ms;
+    }
   }
 
   /** True when `attempts` consecutive failed attempts exhaust the budget. */

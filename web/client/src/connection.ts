@@ -39,6 +39,8 @@ export abstract class ResumableConnection extends AbortController {
   protected readonly stallTimeoutMs: number;
   /** The id sent as Last-Event-ID / lastEventId: the last dispatched event's. */
   protected resumeId: string | undefined;
+  /** WHATWG lastEventId: the last id field dispatched (persists across events and reconnections). */
+  protected lastIdSeen: string;
   /** true once closed, failed or aborted: nothing is delivered after it. */
   protected finished = false;
   /** true when the current attempt reached `open`. */
@@ -56,6 +58,7 @@ export abstract class ResumableConnection extends AbortController {
     this.stallTimeoutMs = config.stallTimeoutMs ?? 30000;
     const start = config.lastEventId;
     this.resumeId = start === undefined || start === '' ? undefined : String(start);
+    this.lastIdSeen = this.resumeId ?? '';
     this.filter = new DeliveryFilter(parseSequence(this.resumeId) ?? 0);
     this.signal.addEventListener('abort', () => this.onAbort(), { once: true });
   }
@@ -63,6 +66,12 @@ export abstract class ResumableConnection extends AbortController {
   /** The current status. */
   get status(): ConnectionStatus | undefined {
     return this.statusNow;
+  }
+
+  /** The token for this attempt (getToken, else token), or undefined. */
+  protected async token(): Promise<string | undefined> {
+    const t = this.config.getToken ? await this.config.getToken() : this.config.token;
+    return typeof t === 'string' && t !== '' ? t : undefined;
   }
 
   /** The id a reconnection resumes after (the last dispatched event's id). */
@@ -164,12 +173,16 @@ export abstract class ResumableConnection extends AbortController {
     this.backoff.setBaseFromServer(ms);
   }
 
-  /** An id was dispatched (WHATWG: the last event ID is set at dispatch, not at the id line). */
+  /**
+   * An id was dispatched (WHATWG: the last event ID is set at dispatch, not at
+   * the id line; also by a block without data). An empty id clears it (no
+   * Last-Event-ID is sent then).
+   */
   protected onDispatchedId(id: string): void {
     const seq = parseSequence(id);
     const now = parseSequence(this.resumeId);
     if (seq !== undefined && now !== undefined && seq < now) return; // a replayed duplicate
-    this.resumeId = id;
+    this.resumeId = id === '' ? undefined : id;
   }
 
   /**

@@ -1,6 +1,6 @@
 export { createSSEConnection, DEFAULT_SSE_URL, parseRetryAfter } from './sse.js';
 export { createSSEConnection as default } from './sse.js';
-export { createWSConnection, WSConnection, DEFAULT_WS_URL, resolveWSUrl, generateRequestId } from './ws.js';
+export { createWSConnection, WSConnection, DEFAULT_WS_URL, resolveWSUrl, generateRequestId, withAccessToken } from './ws.js';
 export {
   createDeliveryScheduler,
   mergeAgentDeltas,
@@ -19,6 +19,7 @@ export {
   initialState,
   type AIStreamOptions,
   type AIStreamState,
+  type ShareLink,
   type StreamMessage,
 } from './store.js';
 export type {

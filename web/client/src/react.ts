@@ -5,9 +5,9 @@
  * React through useSyncExternalStore, at most once per animation frame.
  */
 import { useEffect, useState, useSyncExternalStore } from 'react';
-import { AIStreamController, type AIStreamOptions, type AIStreamState } from './store.js';
+import { AIStreamController, type AIStreamOptions, type AIStreamState, type ShareLink } from './store.js';
 
-export type { AIStreamOptions, AIStreamState, StreamMessage } from './store.js';
+export type { AIStreamOptions, AIStreamState, ShareLink, StreamMessage } from './store.js';
 export { AIStreamController } from './store.js';
 
 export interface UseAIStream extends AIStreamState {
@@ -15,6 +15,7 @@ export interface UseAIStream extends AIStreamState {
   disconnect: () => void;
   stop: () => Promise<void>;
   attach: (requestId: string, fromEventId?: string | number) => void;
+  createShareLink: (requestId?: string) => Promise<ShareLink>;
 }
 
 /** Options are read once, when the component mounts. */
@@ -29,6 +30,7 @@ export function useAIStream(options?: AIStreamOptions): UseAIStream {
     disconnect: controller.disconnect,
     stop: controller.stop,
     attach: controller.attach,
+    createShareLink: controller.createShareLink,
   };
 }
 

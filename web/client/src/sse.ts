@@ -93,6 +93,9 @@ class SSEConnection extends ResumableConnection {
     this.armStall();
     let res: Response;
     try {
+      const token = await this.token();
+      if (this.finished) return { kind: 'done' };
+      if (token !== undefined) headers.Authorization = `Bearer ${token}`;
       res = await this.fetchImpl(this.url, {
         method: post ? 'POST' : 'GET',
         headers,
@@ -142,7 +145,9 @@ class SSEConnection extends ResumableConnection {
       // WHATWG: the last event ID is set when an event is dispatched (its
       // blank line arrived), never by an id line of an unfinished event.
       onId: (id) => {
-        if (!this.finished) this.onDispatchedId(id);
+        if (this.finished) return;
+        this.lastIdSeen = id;
+        this.onDispatchedId(id);
       },
       onRetry: (ms) => this.onRetryHint(ms),
       onEvent: (m) => {
@@ -152,6 +157,7 @@ class SSEConnection extends ResumableConnection {
         this.deliver({
           event: m.event ?? 'message',
           id: m.id,
+          lastEventId: this.lastIdSeen,
           firstSeq: undefined,
           lastSeq: undefined,
           data: parseData(m.data),

@@ -60,17 +60,32 @@ export interface AIStreamOptions {
   baseUrl?: string;
   /** 'sse' (default) or 'ws' (/v1/ws). */
   transport?: 'sse' | 'ws';
-  /** Default agentType of sendMessage (the seed's: 'react'). */
+  /** Default agentType of sendMessage: 'plan_solve' (needs no model; 'react' does). */
   defaultAgentType?: string;
+  /** Bearer token sent with every request (see BaseConfig.token). */
+  token?: string;
+  /** Called before every request and (re)connection for the token to send; wins over `token`. */
+  getToken?: () => string | undefined | null | Promise<string | undefined | null>;
   fetch?: typeof fetch;
   WebSocket?: WebSocketLike;
   backoff?: BackoffOptions;
   stallTimeoutMs?: number;
   requestFrame?: FrameRequester;
-  /** requestId generator (default req_<ms>_<random>). */
+  /** requestId generator (default req_<uuid> from crypto.randomUUID / getRandomValues). */
   makeRequestId?: () => string;
   /** Extra AutoAgent request fields (maxSteps, …). */
   requestExtras?: Record<string, unknown>;
+}
+
+/** The answer of POST /v1/streams/{id}/links: a read-only link to one stream. */
+export interface ShareLink {
+  stream: string;
+  /** A short-lived token that can only read this stream; null when the server runs without auth. */
+  token: string | null;
+  /** Unix seconds; null without auth. */
+  expires_at: number | null;
+  /** The stream's events URL with the token, e.g. /v1/streams/ID/events?access_token=… */
+  url: string;
 }
 
 export const initialState: AIStreamState = {
@@ -198,7 +213,7 @@ export class AIStreamController {
     const body = {
       ...this.options.requestExtras,
       query,
-      agentType: agentType ?? this.options.defaultAgentType ?? 'react',
+      agentType: agentType ?? this.options.defaultAgentType ?? 'plan_solve',
       requestId,
       isStream: true,
     };
@@ -222,12 +237,8 @@ export class AIStreamController {
       (conn as WSConnection).cancel();
       return;
     }
-    const f = this.options.fetch ?? globalThis.fetch;
     try {
-      const res = await f(`${this.base()}/v1/streams/${encodeURIComponent(id)}/cancel`, {
-        method: 'POST',
-        credentials: 'same-origin',
-      });
+      const res = await this.post(`/v1/streams/${encodeURIComponent(id)}/cancel`);
       if (!res.ok && res.status !== 409) {
         let code = 'http_error';
         let message = `cancel failed: HTTP ${res.status}`;
@@ -244,6 +255,59 @@ export class AIStreamController {
       this.update({ error: `cancel failed: ${String((e as Error)?.message ?? e)}`, errorCode: 'network_error' });
     }
   };
+
+  /**
+   * Asks the server for a read-only link to a run (POST /v1/streams/{id}/links;
+   * the owner only). Throws a SluiceError when the server refuses.
+   */
+  createShareLink = async (requestId?: string): Promise<ShareLink> => {
+    const id = requestId ?? this.state.requestId;
+    if (id === null || id === undefined) throw new SluiceError('no_run', 'no run to link to');
+    let res: Response;
+    try {
+      res = await this.post(`/v1/streams/${encodeURIComponent(id)}/links`);
+    } catch (e) {
+      throw new SluiceError('network_error', String((e as Error)?.message ?? e), { cause: e });
+    }
+    let body: unknown;
+    try {
+      body = await res.json();
+    } catch {
+      body = undefined;
+    }
+    const b = body as Partial<ShareLink> & { error?: { code?: unknown; message?: unknown } };
+    if (!res.ok || typeof b !== 'object' || b === null || typeof b.url !== 'string') {
+      const code = typeof b?.error?.code === 'string' ? b.error.code : 'http_error';
+      const message = typeof b?.error?.message === 'string' ? b.error.message : `links failed: HTTP ${res.status}`;
+      throw new SluiceError(code, message, { status: res.status });
+    }
+    return {
+      stream: typeof b.stream === 'string' ? b.stream : id,
+      token: typeof b.token === 'string' ? b.token : null,
+      expires_at: typeof b.expires_at === 'number' ? b.expires_at : null,
+      url: b.url,
+    };
+  };
+
+  /** The token to send now (getToken, else token), or undefined. */
+  private async currentToken(): Promise<string | undefined> {
+    const t = this.options.getToken ? await this.options.getToken() : this.options.token;
+    return typeof t === 'string' && t !== '' ? t : undefined;
+  }
+
+  /** A JSON POST to the server with the token (the server refuses other content types). */
+  private async post(path: string, body: unknown = {}): Promise<Response> {
+    const f = this.options.fetch ?? globalThis.fetch;
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'application/json' };
+    const token = await this.currentToken();
+    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+    return f(`${this.base()}${path}`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(body),
+      credentials: 'same-origin',
+    });
+  }
 
   /** Closes the connection (the run goes on on the server). */
   disconnect = (): void => {
@@ -276,6 +340,8 @@ export class AIStreamController {
       lastEventId: how.lastEventId,
       backoff: this.options.backoff,
       stallTimeoutMs: this.options.stallTimeoutMs,
+      token: this.options.token,
+      getToken: this.options.getToken,
       handleMessage: (data: unknown, event: StreamEvent) => {
         if (live()) this.scheduler.push({ data, event });
       },

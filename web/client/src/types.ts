@@ -7,8 +7,15 @@ export type ConnectionStatus = 'connecting' | 'open' | 'reconnecting' | 'closed'
 export interface StreamEvent {
   /** SSE event type (`message` when the event had no `event:` line), e.g. `cancelled`, `notice`. */
   event: string;
-  /** The event's own id field, if it had one (the sequence). */
+  /** The event's own id field, if its block had one (the sequence). */
   id: string | undefined;
+  /**
+   * WHATWG `lastEventId`: the last id seen on the stream, which persists
+   * across events until an `id:` field changes it (also one in a block that
+   * dispatches nothing). What an EventSource's MessageEvent carries. Empty
+   * when no id was seen yet (or an `id:` line reset it).
+   */
+  lastEventId: string;
   /** Sequences the event covers: a..b for a merged delta event, a = b otherwise. */
   firstSeq: number | undefined;
   lastSeq: number | undefined;
@@ -28,6 +35,19 @@ export interface BaseConfig {
   handleClose: () => void;
   /** Connection status changes; with `messageStatus`, also the seed's message-level statuses. */
   onStatusChange?: (status: string) => void;
+
+  /**
+   * A bearer token (JWT) for servers run with `--auth jwt`: sent as
+   * `Authorization: Bearer <token>` on fetch requests and as
+   * `?access_token=<token>` on WebSocket URLs (browsers cannot set headers there).
+   */
+  token?: string;
+  /**
+   * Called before every (re)connection attempt for the token to send (takes
+   * precedence over `token`): a token that expires can be renewed. Returning
+   * undefined/null/'' sends none; a throw counts as a failed attempt.
+   */
+  getToken?: () => string | undefined | null | Promise<string | undefined | null>;
 
   /** Start after this event id (sent as Last-Event-ID on the first attempt). */
   lastEventId?: string | number;

@@ -31,9 +31,37 @@ export function resolveWSUrl(url: string): string {
   return u.toString();
 }
 
+/** `url` with `access_token=<token>` added to its query (for WebSocket/EventSource URLs). */
+export function withAccessToken(url: string, token: string | undefined): string {
+  if (token === undefined || token === '') return url;
+  const hash = url.indexOf('#');
+  const base = hash >= 0 ? url.slice(0, hash) : url;
+  const frag = hash >= 0 ? url.slice(hash) : '';
+  const sep = base.includes('?') ? (base.endsWith('?') || base.endsWith('&') ? '' : '&') : '?';
+  return `${base}${sep}access_token=${encodeURIComponent(token)}${frag}`;
+}
+
+interface CryptoLike {
+  randomUUID?: () => string;
+  getRandomValues?: <T extends ArrayBufferView>(a: T) => T;
+}
+
+/**
+ * A run id with 122 random bits from the platform's CSPRNG (crypto.randomUUID,
+ * else crypto.getRandomValues): `req_<uuid>`. Throws when there is no
+ * Web Crypto (never falls back to Math.random: run ids are capabilities).
+ */
 export function generateRequestId(): string {
-  const rnd = Math.random().toString(36).slice(2, 10);
-  return `req_${Date.now()}_${rnd}`;
+  const c = (globalThis as { crypto?: CryptoLike }).crypto;
+  if (c?.randomUUID) return `req_${c.randomUUID()}`;
+  if (c?.getRandomValues) {
+    const b = c.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6]! & 0x0f) | 0x40;
+    b[8] = (b[8]! & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    return `req_${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+  throw new Error('generateRequestId: no Web Crypto (crypto.getRandomValues) in this environment');
 }
 
 export class WSConnection extends ResumableConnection {
@@ -122,11 +150,19 @@ export class WSConnection extends ResumableConnection {
     if (this.socket?.readyState === 1) this.send({ op: 'ping' });
   }
 
-  protected attempt(): Promise<AttemptOutcome> {
+  protected async attempt(): Promise<AttemptOutcome> {
+    let token: string | undefined;
+    try {
+      token = await this.token();
+    } catch (e) {
+      return { kind: 'retry', error: new SluiceError('token_error', `getToken failed: ${String((e as Error)?.message ?? e)}`, { cause: e }) };
+    }
+    if (this.finished) return { kind: 'done' };
+    const url = withAccessToken(this.url, token);
     return new Promise((resolve) => {
       let s: WebSocketInstance;
       try {
-        s = new this.WS(this.url);
+        s = new this.WS(url);
       } catch (e) {
         this.fail(new SluiceError('invalid_url', String((e as Error)?.message ?? e), { cause: e }));
         resolve({ kind: 'done' });
@@ -182,10 +218,14 @@ export class WSConnection extends ResumableConnection {
     if (op === undefined) {
       if (this.stream === undefined || m.stream !== this.stream) return;
       const id = m.id;
-      if (id !== undefined && id !== null) this.onDispatchedId(String(id));
+      if (id !== undefined && id !== null) {
+        this.lastIdSeen = String(id);
+        this.onDispatchedId(String(id));
+      }
       this.deliver({
         event: typeof m.event === 'string' ? m.event : 'message',
         id: id === undefined || id === null ? undefined : String(id),
+        lastEventId: this.lastIdSeen,
         firstSeq: undefined,
         lastSeq: undefined,
         data: m.data,
@@ -208,6 +248,7 @@ export class WSConnection extends ResumableConnection {
         this.deliver({
           event: 'notice',
           id: undefined,
+          lastEventId: this.lastIdSeen,
           firstSeq: undefined,
           lastSeq: undefined,
           data: { code: m.code, first_available: m.first_available },

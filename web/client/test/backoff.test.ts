@@ -42,12 +42,47 @@ describe('Backoff (exponential, full jitter)', () => {
     expect(Math.abs(sum / 10000 - 0.5)).toBeLessThan(0.02);
   });
 
-  it("the server's retry: replaces the base and is still capped", () => {
-    const b = new Backoff({ capMs: 20000 });
+  it("the server's retry: is the lower bound of every delay; jitter goes above it, growth continues to the cap", () => {
+    let r = 0;
+    const b = new Backoff({ capMs: 20000, random: () => r });
     b.setBaseFromServer(3000);
-    expect([0, 1, 2, 3].map((n) => b.window(n))).toEqual([3000, 6000, 12000, 20000]);
+    expect(b.serverRetryMs).toBe(3000);
+    // [lowerBound, window): [N, 2N), [2N, 4N), [4N, 8N) capped.
+    expect([0, 1, 2, 3].map((n) => [b.lowerBound(n), b.window(n)])).toEqual([
+      [3000, 6000],
+      [6000, 12000],
+      [12000, 20000],
+      [20000, 20000],
+    ]);
+    expect([0, 1, 2, 3].map((n) => b.delay(n))).toEqual([3000, 6000, 12000, 20000]);
+    r = 0.999999;
+    expect([0, 1, 2, 3].map((n) => b.delay(n))).toEqual([5999, 11999, 19999, 20000]);
+    r = 0.5;
+    expect(b.delay(0)).toBe(4500);
     b.setBaseFromServer(Number.NaN);
-    expect(b.baseMs).toBe(3000);
+    expect(b.serverRetryMs).toBe(3000);
+  });
+
+  it('retry: 150 never gives a first delay under 150 ms, whatever the random source', () => {
+    const b = new Backoff({ seed: 1 });
+    b.setBaseFromServer(150);
+    for (let i = 0; i < 1000; i++) {
+      const d = b.delay(0);
+      expect(d).toBeGreaterThanOrEqual(150);
+      expect(d).toBeLessThan(300);
+    }
+  });
+
+  it('a retry: above the cap is honoured as it is (the cap never goes under the server)', () => {
+    const b = new Backoff({ capMs: 1000, random: () => 0.7 });
+    b.setBaseFromServer(5000);
+    expect([0, 1, 5].map((n) => b.delay(n))).toEqual([5000, 5000, 5000]);
+  });
+
+  it('retry: 0 still grows (no reconnection storm at 0 ms forever)', () => {
+    const b = new Backoff({ random: () => 0.5 });
+    b.setBaseFromServer(0);
+    expect([0, 1, 2, 3].map((n) => b.window(n))).toEqual([2, 4, 8, 16]);
   });
 
   it('maxAttempts: 0 means no limit', () => {

@@ -379,7 +379,7 @@ describe('delivery order and duplicates across reconnections', () => {
 });
 
 describe('backoff and stall detection through the client', () => {
-  it('honours retry: as the base; first reconnection after an open connection uses window base', async () => {
+  it("honours retry: as the lower bound: first reconnection in [N, 2N), then [2N, 4N) after a failure", async () => {
     const { ff, log } = connect({ backoff: { random: () => 0.5 } });
     await until(() => ff.calls.length === 1);
     const s = ff.calls[0]!.open();
@@ -387,17 +387,33 @@ describe('backoff and stall detection through the client', () => {
     await until(() => log.events.length === 1);
     s.fail();
     await until(() => log.statuses.includes('reconnecting'));
-    await vi.advanceTimersByTimeAsync(2499);
+    // 5000 + 0.5 * (10000 - 5000)
+    await vi.advanceTimersByTimeAsync(7499);
     expect(ff.calls.length).toBe(1);
     await vi.advanceTimersByTimeAsync(1);
     await until(() => ff.calls.length === 2);
-    // The attempt fails without opening: window doubles (10 s), half of it.
+    // The attempt fails without opening: [10 s, 20 s), the middle.
     ff.calls[1]!.reject();
     await until(() => log.statuses.at(-1) === 'reconnecting' && ff.calls.length === 2);
-    await vi.advanceTimersByTimeAsync(4999);
+    await vi.advanceTimersByTimeAsync(14999);
     expect(ff.calls.length).toBe(2);
     await vi.advanceTimersByTimeAsync(1);
     await until(() => ff.calls.length === 3);
+  });
+
+  it('retry: 150 with random 0: the reconnection comes at 150 ms, not before', async () => {
+    const { ff, log } = connect({ backoff: { random: () => 0 } });
+    await until(() => ff.calls.length === 1);
+    const s = ff.calls[0]!.open();
+    s.send('retry: 150\n' + sse(1, { n: 1 }));
+    await until(() => log.events.length === 1);
+    s.end();
+    await until(() => log.statuses.includes('reconnecting'));
+    await vi.advanceTimersByTimeAsync(149);
+    expect(ff.calls.length).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    await until(() => ff.calls.length === 2);
+    expect(ff.calls[1]!.headers['last-event-id']).toBe('1');
   });
 
   it('gives up after maxAttempts consecutive failures: attempts_exhausted', async () => {
