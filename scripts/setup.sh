@@ -77,7 +77,7 @@ fi
 
 # Debian 12's nodejs is 18.20, which the page's build supports; older ones do not.
 if ((want_web)) &&
-   ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
-  echo "setup: Node.js $(node -v) is too old: the web page needs Node.js 18 or later" >&2
+   ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>18||(a===18&&b>=18)?0:1)'; then
+  echo "setup: Node.js $(node -v) is too old: the web page needs Node.js 18.18 or later" >&2
   exit 1
 fi

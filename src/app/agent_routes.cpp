@@ -120,7 +120,7 @@ std::optional<request_error> check_attach(core::stream_registry& registry,
   return std::nullopt;
 }
 
-// Why a run could not start, as a refusal with Retry-After (see docs/budgets.md).
+// Why a run could not start, as a refusal with Retry-After (see docs/security.md, Resource budgets).
 request_error run_refusal(const boost::system::error_code& ec) {
   if (ec == agents::make_error_code(agents::run_error::too_many_runs))
     return {503, "too_many_runs", "the limit of agent runs at once is reached (--max-runs)"};

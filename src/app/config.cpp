@@ -87,7 +87,7 @@ void add_serve_options(CLI::App& cmd, serve_options& o) {
   opt(cmd, "finished-ttl-s", d.finished_ttl_s, "How long a finished stream stays replayable");
   opt(cmd, "idle-stream-s", d.idle_stream_s,
       "Cancel an open stream with no subscriber and no publish for this long");
-  // Budgets (docs/budgets.md).
+  // Budgets (docs/security.md, Resource budgets).
   opt(cmd, "memory-budget", o.memory_budget,
       "Retained event bytes of all streams (e.g. 512M, 2G, 25% of RAM; 0 = no limit); at it, "
       "finished streams are evicted oldest first, then publishes get 503 memory_budget_exceeded");

@@ -2,7 +2,7 @@
 // a TTL and is then freed; an open stream nobody has touched for the idle
 // limit is cancelled (so its subscribers are told), then ages out the same way.
 //
-// Budgets (see docs/budgets.md): streams in total (max_streams) and per owner
+// Budgets (see docs/security.md, Resource budgets): streams in total (max_streams) and per owner
 // (max_streams_per_owner); retained event bytes of all streams together
 // (memory_budget_bytes: finished streams nobody reads are evicted, oldest
 // finished first, before anything is refused); and a stream created by a

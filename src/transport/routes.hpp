@@ -90,7 +90,7 @@ bool is_loopback_host(std::string_view host);
 bool is_loopback_host_header(std::string_view host);
 // 401 unauthorized with WWW-Authenticate: Bearer.
 http_reply unauthorized(std::string_view message);
-// A budget's refusal (see docs/budgets.md): json_error with `status` (429 or
+// A budget's refusal (see docs/security.md, Resource budgets): json_error with `status` (429 or
 // 503) and Retry-After: `retry_after_s`.
 http_reply json_refusal(unsigned status, std::string_view code, std::string_view message,
                         int retry_after_s = 1);

@@ -14,7 +14,7 @@ namespace sluice::transport {
 
 enum class heartbeat_style { comment, data };
 
-// Per-client budgets of the transport (see docs/budgets.md). 0 disables one.
+// Per-client budgets of the transport (see docs/security.md, Resource budgets). 0 disables one.
 // Stream and memory budgets live in core::registry_config, run budgets in
 // the agents' run_service.
 struct budget_config {

@@ -1,5 +1,5 @@
 // Hostile clients against a real server on real sockets, one per budget of
-// the transport and the stream registry (docs/budgets.md). Each test checks
+// the transport and the stream registry (docs/security.md, Resource budgets). Each test checks
 // that the budget is answered in protocol (status, code, Retry-After or an
 // in-band error), that an innocent client (another address, another stream)
 // keeps getting every event meanwhile, and that /healthz answers afterwards.
