@@ -162,7 +162,8 @@ TEST_F(HostileInputTest, WsHandlerExceptionIsAnInternalErrorFrameNotACrash) {
   log_capture log;
   start(nullptr, [](transport::http_server& s) {
     s.set_ws_start_handler(
-        [](const json::value&, const net::any_io_executor&) -> transport::ws_start_result {
+        [](const json::value&, const net::any_io_executor&,
+           const auth::principal&) -> transport::ws_start_result {
           throw std::runtime_error("secret detail\n\x1b[31mFORGED LINE");
         });
   });
