@@ -37,7 +37,21 @@ stream_registry::shard& stream_registry::shard_for(std::string_view id) const {
   return shards_[string_hash{}(id) % shard_count];
 }
 
+namespace {
+constexpr std::string_view reader_owner_prefix = "\x1f" "reader:";
+}  // namespace
+
+std::string reader_owner(std::string_view subject) {
+  return std::string(reader_owner_prefix) + std::string(subject);
+}
+
+std::string_view charged_subject(std::string_view owner) {
+  if (owner.starts_with(reader_owner_prefix)) owner.remove_prefix(reader_owner_prefix.size());
+  return owner;
+}
+
 bool stream_registry::reserve_owner(std::string_view owner) {
+  owner = charged_subject(owner);
   if (owner.empty()) return true;
   std::lock_guard lock(owners_mutex_);
   auto it = owners_.find(owner);
@@ -51,6 +65,7 @@ bool stream_registry::reserve_owner(std::string_view owner) {
 }
 
 void stream_registry::release_owner(std::string_view owner) {
+  owner = charged_subject(owner);
   if (owner.empty()) return;
   std::lock_guard lock(owners_mutex_);
   auto it = owners_.find(owner);
@@ -59,6 +74,7 @@ void stream_registry::release_owner(std::string_view owner) {
 }
 
 std::size_t stream_registry::owned_by(std::string_view owner) const {
+  owner = charged_subject(owner);
   std::lock_guard lock(owners_mutex_);
   auto it = owners_.find(owner);
   return it == owners_.end() ? 0 : it->second;

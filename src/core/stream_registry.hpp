@@ -59,6 +59,15 @@ inline boost::system::error_code make_error_code(registry_error e) {
   return {static_cast<int>(e), registry_category()};
 }
 
+// The owner recorded for a stream created by subscribing (a pending stream):
+// charged to `subject`'s stream budget, yet owned by nobody, since no subject
+// (a token's `sub`, a client address) contains the control character it
+// starts with. Arriving first as a reader gives no cancel or link rights.
+std::string reader_owner(std::string_view subject);
+// Whose budget a stream with this owner counts against: the subject itself,
+// also for reader_owner(subject).
+std::string_view charged_subject(std::string_view owner);
+
 class stream_registry {
  public:
   explicit stream_registry(registry_config config);
@@ -91,7 +100,7 @@ class stream_registry {
   // Retained event bytes of all streams (including ones already dropped from
   // the registry whose last reader has not let go yet).
   std::int64_t memory_used() const { return memory_->load(std::memory_order_relaxed); }
-  // Streams held by `owner` (0 for an empty owner).
+  // Streams charged to `owner`'s subject (0 for an empty owner).
   std::size_t owned_by(std::string_view owner) const;
 
   // Frees finished streams past the TTL that have no subscribers; cancels

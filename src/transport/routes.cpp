@@ -477,11 +477,8 @@ handler_result router::subscribe_route(request_context& req, std::string_view id
   if (existing) return subscribe(req, std::move(existing));
   // Pending until its first publish: it expires after --pending-stream-s with
   // a final error event (stream_not_started) and counts against the budgets.
-  // Subscribing confers no ownership (a reader must not gain cancel or link
-  // rights by arriving first), so the owner recorded is a key that no token's
-  // `sub` can equal (`sub` may not hold control characters); the reader's
-  // per-subject stream budget still counts it.
-  auto log = registry_.get_or_create_pending(id, std::string("\x1f" "reader:") + req.subject);
+  // Subscribing confers no ownership, yet counts against the reader's budget.
+  auto log = registry_.get_or_create_pending(id, core::reader_owner(req.subject));
   if (!log) return registry_refusal(log.error());
   return subscribe(req, std::move(*log));
 }

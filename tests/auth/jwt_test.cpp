@@ -14,6 +14,7 @@
 #include "agents/run_service.hpp"
 #include "app/token_command.hpp"
 #include "auth/base64url.hpp"
+#include "core/stream_registry.hpp"
 #include "jwt_keys.hpp"
 
 namespace sluice {
@@ -285,6 +286,16 @@ TEST(Patterns, OwnershipNeedsTheSameSubjectAndNoLink) {
   auto anyone = auth::principal::anyone("127.0.0.1");
   EXPECT_TRUE(anyone->may_publish("x") && anyone->may_subscribe("y") && anyone->run &&
               anyone->admin);
+}
+
+// A stream created by subscribing is charged to the reader but owned by
+// nobody: arriving first as a reader gives no cancel or link rights.
+TEST(Patterns, AReaderThatCreatedAPendingStreamDoesNotOwnIt) {
+  auth::principal p;
+  p.subject = "alice";
+  EXPECT_FALSE(p.owns(core::reader_owner("alice")));
+  EXPECT_EQ(core::charged_subject(core::reader_owner("alice")), "alice");
+  EXPECT_EQ(core::charged_subject("alice"), "alice");
 }
 
 TEST(Minting, Hs256TokensVerifyWithTheirClaims) {
