@@ -305,17 +305,23 @@ bool stream_log::cancel(std::string_view reason) {
     }
     data.append("\"}");
     publish_item item{"cancelled", data, true, nullptr};
-    const std::size_t retained_before = retained_bytes_;
-    append_locked(item, now);
-    end_locked(stream_state::cancelled, now);
-    last_activity_us_ = now;
-    trim_locked();
-    account_locked(retained_before);
-    notify_locked();
-    handlers.swap(cancel_handlers_);
+    end_cancelled_locked(item, now, handlers);
   }
   for (auto& [id, fn] : handlers) fn();
   return true;
+}
+
+void stream_log::end_cancelled_locked(
+    const publish_item& item, std::int64_t now,
+    std::vector<std::pair<std::uint64_t, std::function<void()>>>& handlers) {
+  const std::size_t retained_before = retained_bytes_;
+  append_locked(item, now);
+  end_locked(stream_state::cancelled, now);
+  last_activity_us_ = now;
+  trim_locked();
+  account_locked(retained_before);
+  notify_locked();
+  handlers.swap(cancel_handlers_);
 }
 
 bool stream_log::end_if_unpublished(std::string_view type, std::string_view data) {
@@ -325,14 +331,7 @@ bool stream_log::end_if_unpublished(std::string_view type, std::string_view data
     std::lock_guard lock(mutex_);
     if (state_ != stream_state::open || next_seq_ != 1) return false;
     publish_item item{type, data, true, nullptr};
-    const std::size_t retained_before = retained_bytes_;
-    append_locked(item, now);
-    end_locked(stream_state::cancelled, now);
-    last_activity_us_ = now;
-    trim_locked();
-    account_locked(retained_before);
-    notify_locked();
-    handlers.swap(cancel_handlers_);
+    end_cancelled_locked(item, now, handlers);
   }
   for (auto& [id, fn] : handlers) fn();
   return true;

@@ -208,6 +208,10 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   void check_drain_locked();
   void end_locked(stream_state s, std::int64_t now_us);
   void account_locked(std::size_t retained_before);
+  // Appends `item` as the final event of a cancelled stream and moves the
+  // cancel handlers into `handlers` (the caller runs them after unlocking).
+  void end_cancelled_locked(const publish_item& item, std::int64_t now,
+                            std::vector<std::pair<std::uint64_t, std::function<void()>>>& handlers);
   const entry& entry_at_locked(std::uint64_t seq) const {
     return entries_[entries_head_ + static_cast<std::size_t>(seq - first_seq_)];
   }
