@@ -1,5 +1,5 @@
 // Fuzz target for the HTTP stream API in process: router::dispatch with a real
-// registry, the request built from the input as the HTTP session builds it
+// registry and op layer, the request built from the input as the HTTP session builds it
 // (target parsed as origin-form with Boost.URL, query percent-decoded).
 //
 // Input: "METHOD TARGET\n" [ "content-type: X\n" ] [ "last-event-id: X\n" ] "\n" BODY.
@@ -59,7 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   core::stream_registry registry(rc);
   transport::metrics m;
   transport::server_config config;
-  transport::router router(registry, m, config);
+  streams::stream_service service(registry, {}, &m);
+  transport::router router(service, m, config);
 
   std::string content_type = "application/json", last_event_id;
   bool has_last = false;

@@ -28,7 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   core::stream_registry registry(rc);
   transport::metrics m;
   transport::server_config config;
-  transport::router router(registry, m, config);
+  streams::stream_service service(registry, {}, &m);
+  transport::router router(service, m, config);
   // A stream with some history, so cancel and resume have something to act on.
   (void)registry.get_or_create(op->stream).value()->publish("message", "{\"n\":1}");
   transport::request_context ctx = transport::route_request_of(*op);

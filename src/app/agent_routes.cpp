@@ -3,11 +3,11 @@
 #include <boost/json/parse.hpp>
 
 #include "core/stream_id.hpp"
+#include "streams/stream_service.hpp"
 
 namespace sluice::app {
 
 namespace json = boost::json;
-using transport::json_error;
 
 namespace {
 
@@ -100,121 +100,79 @@ std::optional<agent_request_error> parse_agent_request(const json::value& v, boo
 
 namespace {
 
-using request_error = agent_request_error;
+// Agent runs as the stream op layer's run_launcher: parsing here, access and
+// attach checks in streams::stream_service::start_run.
+class agent_launcher final : public streams::run_launcher {
+ public:
+  explicit agent_launcher(agents::run_service& runs) : runs_(runs) {}
 
-// Attaching to an existing run (same requestId) needs ownership or a
-// subscribe pattern covering it; otherwise the run looks like one that does
-// not exist.
-bool may_attach(const auth::principal& who, const core::stream_log& log) {
-  return who.owns(log.owner()) || who.may_subscribe(log.id());
-}
-
-// Before starting: a resume (Last-Event-ID) of a run that does not exist, or
-// is not the caller's to read, is the same 404 (no existence oracle).
-std::optional<request_error> check_attach(core::stream_registry& registry,
-                                          const auth::principal& who,
-                                          const agents::agent_request& ar, bool resuming) {
-  auto existing = registry.find(ar.request_id);
-  if ((existing && !may_attach(who, *existing)) || (!existing && resuming))
-    return request_error{404, "stream_not_found", "no such stream"};
-  return std::nullopt;
-}
-
-// Why a run could not start, as a refusal with Retry-After (see docs/security.md, Resource budgets).
-request_error run_refusal(const boost::system::error_code& ec) {
-  if (ec == agents::make_error_code(agents::run_error::too_many_runs))
-    return {503, "too_many_runs", "the limit of agent runs at once is reached (--max-runs)"};
-  if (ec == agents::make_error_code(agents::run_error::too_many_runs_for_subject))
-    return {429, "too_many_runs_for_subject",
-            "this subject runs as many agents at once as it may (--max-runs-per-subject)"};
-  // The stream budgets answer as the stream routes do (one place decides).
-  auto r = transport::registry_refusal(ec);
-  boost::system::error_code pec;
-  json::value v = json::parse(r.body, pec);
-  const json::value* e = !pec && v.is_object() ? v.as_object().if_contains("error") : nullptr;
-  const json::value* code = e && e->is_object() ? e->as_object().if_contains("code") : nullptr;
-  const json::value* msg = e && e->is_object() ? e->as_object().if_contains("message") : nullptr;
-  if (code == nullptr || !code->is_string() || msg == nullptr || !msg->is_string())
-    return {503, "too_many_streams", ec.message()};
-  return {r.status, std::string(code->as_string()), std::string(msg->as_string())};
-}
-
-// A new run would fail its first search at once: refuse it before it starts.
-std::optional<request_error> search_refusal(const agents::run_service& runs) {
-  if (runs.env().search == nullptr || !runs.env().search->busy()) return std::nullopt;
-  return request_error{503, "search_busy", "the search pool's queue is full; retry later"};
-}
-
-transport::http_reply refusal_reply(const request_error& e) {
-  // Stream and memory budgets free slowly (streams age out); runs and
-  // searches end sooner.
-  const bool slow = e.status == 429 || e.code == "memory_budget_exceeded" ||
-                    e.code == "too_many_streams";
-  return transport::json_refusal(e.status, e.code, e.message, slow ? 5 : 1);
-}
-
-transport::route_handler make_handler(transport::router& routes, agents::run_service& runs,
-                                      bool tool) {
-  return [&routes, &runs, tool](transport::request_context& req) -> transport::handler_result {
-    agents::agent_request ar;
+  streams::op_result<streams::run_plan> plan(std::string_view endpoint,
+                                             const json::value& request) const override {
+    const bool tool = endpoint == "deepsearch_tool";
+    auto ar = std::make_shared<agents::agent_request>();
     bool stream = true;
-    boost::system::error_code ec;
-    json::value body = json::parse(req.body, ec);
-    if (ec) return json_error(400, "malformed_json", "body is not valid JSON: " + ec.message());
-    if (auto err = parse_agent_request(body, tool, runs.env(), ar, stream))
-      return json_error(err->status, err->code, err->message);
-    // The router let only tokens with "run" this far.
-    if (req.principal == nullptr) return transport::unauthorized("this endpoint needs a token");
-    if (auto err = check_attach(routes.registry(), *req.principal, ar, req.last_event_id.has_value()))
-      return json_error(err->status, err->code, err->message);
-    ar.owner = req.principal->subject;
-    if (!runs.registry().find(ar.request_id))  // a new run, not a retry attaching to one
-      if (auto busy = search_refusal(runs)) return refusal_reply(*busy);
-    auto run = runs.start(ar, tool ? agents::run_endpoint::deepsearch_tool : agents::run_endpoint::agent,
-                          req.executor, ar.owner);
-    if (!run) return refusal_reply(run_refusal(run.error()));
-    if (!run->created && !may_attach(*req.principal, *run->log))
-      return json_error(404, "stream_not_found", "no such stream");
-    if (!stream) return transport::final_event_reply{run->log};
-    // A retried POST (same requestId) resumes after its Last-Event-ID.
-    return routes.subscribe(req, run->log);
-  };
+    if (auto err = parse_agent_request(request, tool, runs_.env(), *ar, stream))
+      return streams::op_error{err->code, err->status, err->message, 0};
+    streams::run_plan p;
+    p.request_id = ar->request_id;
+    p.wants_stream = stream;
+    p.launch = [&runs = runs_, ar, tool](
+                   const boost::asio::any_io_executor& ex,
+                   std::string_view owner) -> streams::op_result<streams::run_started> {
+      ar->owner = owner;
+      // A new run would fail its first search at once: refuse it before it
+      // starts (a retry attaching to a run is not refused).
+      if (!runs.registry().find(ar->request_id) && runs.env().search != nullptr &&
+          runs.env().search->busy())
+        return refusal({"search_busy", 503, "the search pool's queue is full; retry later", 0});
+      auto run = runs.start(
+          *ar, tool ? agents::run_endpoint::deepsearch_tool : agents::run_endpoint::agent, ex,
+          ar->owner);
+      if (!run) return refusal(run_refusal(run.error()));
+      return streams::run_started{run->log, run->created, true};
+    };
+    return p;
+  }
+
+ private:
+  // Why a run could not start (see docs/security.md, Resource budgets).
+  static streams::op_error run_refusal(const boost::system::error_code& ec) {
+    if (ec == agents::make_error_code(agents::run_error::too_many_runs))
+      return {"too_many_runs", 503, "the limit of agent runs at once is reached (--max-runs)", 0};
+    if (ec == agents::make_error_code(agents::run_error::too_many_runs_for_subject))
+      return {"too_many_runs_for_subject", 429,
+              "this subject runs as many agents at once as it may (--max-runs-per-subject)", 0};
+    // The stream budgets answer as the stream ops do (one place decides).
+    return streams::registry_refusal(ec);
+  }
+  // Every refusal of a start carries Retry-After: stream and memory budgets
+  // free slowly (streams age out); runs and searches end sooner.
+  static streams::op_error refusal(streams::op_error e) {
+    const bool slow =
+        e.http_status == 429 || e.code == "memory_budget_exceeded" || e.code == "too_many_streams";
+    e.retry_after_s = slow ? 5 : 1;
+    return e;
+  }
+
+  agents::run_service& runs_;
+};
+
+void install_launcher(transport::http_server& server, agents::run_service& runs) {
+  server.set_run_launcher(std::make_shared<const agent_launcher>(runs));
 }
 
 }  // namespace
 
 void add_agent_routes(transport::http_server& server, agents::run_service& runs) {
+  install_launcher(server, runs);
   auto& routes = server.routes();
-  routes.add("POST", "/AutoAgent", make_handler(routes, runs, false));
-  routes.add("POST", "/v1/agent/runs", make_handler(routes, runs, false));
-  routes.add("POST", "/v1/tool/deepsearch", make_handler(routes, runs, true));
+  routes.add_run_route("/AutoAgent", "agent");
+  routes.add_run_route("/v1/agent/runs", "agent");
+  routes.add_run_route("/v1/tool/deepsearch", "deepsearch_tool");
 }
 
 void add_agent_ws_start(transport::http_server& server, agents::run_service& runs) {
-  server.set_ws_start_handler(
-      [&runs, &server](const json::value& request, const boost::asio::any_io_executor& ex,
-                       const auth::principal& who) -> transport::ws_start_result {
-        if (!who.run)
-          return transport::ws_start_error{"forbidden", "this token may not start runs (sluice.run)"};
-        agents::agent_request ar;
-        bool stream = true;  // a WebSocket start always streams
-        if (auto err = parse_agent_request(request, false, runs.env(), ar, stream))
-          return transport::ws_start_error{err->code, err->message};
-        if (auto err = check_attach(server.registry(), who, ar, false))
-          return transport::ws_start_error{err->code, err->message};
-        ar.owner = who.subject;
-        if (!runs.registry().find(ar.request_id))
-          if (auto busy = search_refusal(runs))
-            return transport::ws_start_error{busy->code, busy->message};
-        auto run = runs.start(ar, agents::run_endpoint::agent, ex, ar.owner);
-        if (!run) {
-          auto e = run_refusal(run.error());
-          return transport::ws_start_error{e.code, e.message};
-        }
-        if (!run->created && !may_attach(who, *run->log))
-          return transport::ws_start_error{"stream_not_found", "no such stream"};
-        return transport::ws_start_ok{run->log, run->created};
-      });
+  install_launcher(server, runs);
 }
 
 }  // namespace sluice::app

@@ -40,6 +40,14 @@ void log_exception(std::exception_ptr e) {
 
 }  // namespace
 
+streams::service_config service_config_of(const server_config& config) {
+  streams::service_config s;
+  if (config.auth.mode == auth::auth_mode::jwt) s.verifier = auth::verifier::load(config.auth);
+  s.link_ttl_s = config.auth.link_ttl_s;
+  s.coalesce = config.coalesce;
+  return s;
+}
+
 http_server::http_server(server_config config)
     : ctx_(std::make_unique<server_context>(std::move(config))) {}
 
@@ -50,8 +58,11 @@ http_server::~http_server() {
 router& http_server::routes() {
   return ctx_->routes;
 }
-void http_server::set_ws_start_handler(ws_start_handler handler) {
-  ctx_->ws_start = std::move(handler);
+void http_server::set_run_launcher(std::shared_ptr<const streams::run_launcher> launcher) {
+  ctx_->streams.set_run_launcher(std::move(launcher));
+}
+streams::stream_service& http_server::streams() {
+  return ctx_->streams;
 }
 core::stream_registry& http_server::registry() {
   return ctx_->registry;

@@ -12,7 +12,6 @@
 #include "transport/metrics.hpp"
 #include "transport/routes.hpp"
 #include "transport/server_config.hpp"
-#include "transport/ws_types.hpp"
 
 namespace sluice::transport {
 
@@ -25,8 +24,10 @@ class http_server {
   ~http_server();  // shuts down if still running
 
   router& routes();
-  // The producer behind {"op":"start"} on /v1/ws (before start()).
-  void set_ws_start_handler(ws_start_handler handler);
+  // The producer behind runs: HTTP run routes (router::add_run_route) and
+  // {"op":"start"} on /v1/ws (before start()).
+  void set_run_launcher(std::shared_ptr<const streams::run_launcher> launcher);
+  streams::stream_service& streams();
   core::stream_registry& registry();
   metrics& stats();
   const server_config& config() const;

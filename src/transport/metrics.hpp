@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "streams/stream_service.hpp"
+
 namespace sluice::transport {
 
 inline constexpr std::array<std::int64_t, 15> latency_bounds_us = {
@@ -46,9 +48,14 @@ struct metrics_shard {
   void observe_latency_us(std::int64_t us);
 };
 
-class metrics {
+// Also the stream op layer's counters (events published, resumes).
+class metrics final : public streams::op_counters {
  public:
   metrics();
+  void published(std::size_t events) noexcept override {
+    local().add(local().events_published, events);
+  }
+  void resumed() noexcept override { local().add(local().resumes, 1); }
   // The shard of the calling thread (the fallback shard for non-workers).
   metrics_shard& local();
   // Creates a single-writer shard and makes it the calling thread's.

@@ -40,20 +40,6 @@ http_reply json_refusal(unsigned status, std::string_view code, std::string_view
   return r;
 }
 
-http_reply registry_refusal(const boost::system::error_code& ec) {
-  using core::registry_error;
-  if (ec == core::make_error_code(registry_error::too_many_streams_for_owner))
-    return json_refusal(429, "too_many_streams_for_subject",
-                        "this subject holds as many streams as it may (--max-streams-per-subject)",
-                        5);
-  if (ec == core::make_error_code(registry_error::memory_budget_exceeded))
-    return json_refusal(503, "memory_budget_exceeded",
-                        "the server's memory budget for retained events is reached", 5);
-  if (ec == core::make_error_code(registry_error::already_exists))
-    return json_error(409, "stream_exists", "the stream already exists");
-  return json_refusal(503, "too_many_streams", "the stream limit is reached", 5);
-}
-
 http_reply json_ok(std::string body, unsigned status) {
   http_reply r;
   r.status = status;
@@ -61,38 +47,7 @@ http_reply json_ok(std::string body, unsigned status) {
   return r;
 }
 
-std::optional<std::uint64_t> parse_event_id(std::string_view s) {
-  if (s.empty() || s.size() > 18) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return v;
-}
-
 namespace {
-
-std::string_view trim_json_space(std::string_view s) {
-  auto is_ws = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!s.empty() && is_ws(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ws(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-// Well-formed UTF-8 without control characters (the reason becomes JSON text).
-bool is_clean_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + n > s.size() || (n == 1 && (c < 0x20 || c == 0x7F)) || (n == 2 && c < 0xC2))
-      return false;
-    for (std::size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    i += n;
-  }
-  return true;
-}
 
 bool is_true(std::optional<std::string_view> v) { return v && (*v == "true" || *v == "1"); }
 
@@ -145,10 +100,6 @@ std::optional<std::string_view> token_of(const request_context& req) {
   return req.param("access_token");
 }
 
-http_reply forbidden(std::string_view message) { return json_error(403, "forbidden", message); }
-
-http_reply stream_not_found() { return json_error(404, "stream_not_found", "no such stream"); }
-
 http_reply bad_id(std::string_view what) {
   return json_error(400, "invalid_stream_id",
                     std::string(what) + " must match [A-Za-z0-9._:-]{1,128}");
@@ -160,6 +111,32 @@ http_reply unauthorized(std::string_view message) {
   http_reply r = json_error(401, "unauthorized", message);
   r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"sluice\"");
   return r;
+}
+
+http_reply error_reply(const streams::op_error& e) {
+  if (e.http_status == 401) return unauthorized(e.message);
+  if (e.retry_after_s > 0) return json_refusal(e.http_status, e.code, e.message, e.retry_after_s);
+  return json_error(e.http_status, e.code, e.message);
+}
+
+handler_result cursor_reply(const streams::cursor_start& c) {
+  if (c.complete) return json_ok("", 204);
+  stream_reply r;
+  r.stream = c.stream;
+  r.next_seq = c.next_sequence;
+  r.coalesce = c.coalesce;
+  if (c.history_truncated_at)
+    r.preamble = core::encode_sse_event(0, "notice",
+                                        "{\"code\":\"history_truncated\",\"first_available\":" +
+                                            std::to_string(*c.history_truncated_at) + "}");
+  return r;
+}
+
+streams::subscribe_input subscribe_input_of(const request_context& req) {
+  streams::subscribe_input in;
+  in.last_event_id = req.last_event_id;
+  in.coalesce = req.param("coalesce") != std::optional<std::string_view>("false");
+  return in;
 }
 
 bool is_loopback_host(std::string_view host) {
@@ -186,11 +163,12 @@ bool is_loopback_host_header(std::string_view host) {
   return !ec && a.is_loopback();
 }
 
-router::router(core::stream_registry& registry, metrics& m, const server_config& config)
-    : registry_(registry), metrics_(m), config_(config) {
+router::router(streams::stream_service& service, metrics& m, const server_config& config)
+    : service_(service), metrics_(m), config_(config) {
   loopback_bind_ = is_loopback_host(config.host);
   if (config.auth.mode == auth::auth_mode::jwt) {
-    verifier_ = auth::verifier::load(config.auth);
+    if (service.verifier() == nullptr)
+      throw std::logic_error("--auth jwt: the stream service was built without the verifier");
   } else if (!loopback_bind_ && !config.auth.insecure_no_auth) {
     throw std::runtime_error(
         "refusing to listen on " + config.host +
@@ -198,8 +176,6 @@ router::router(core::stream_registry& registry, metrics& m, const server_config&
         "stream and start agent runs. Use --auth jwt (see docs/security.md), or "
         "--insecure-no-auth to accept the risk.");
   }
-  if (config.auth.link_ttl_s <= 0 || config.auth.link_ttl_s > 366LL * 86'400)
-    throw std::runtime_error("--link-ttl-s must be 1..31622400");
 }
 
 bool router::listed_origin(std::string_view origin) const {
@@ -239,14 +215,15 @@ std::optional<http_reply> router::admit(request_context& req, bool websocket) {
       return json_error(415, "unsupported_media_type",
                         "send the body as application/json or application/x-ndjson");
   }
-  if (!verifier_) {
+  const auth::verifier* verifier = service_.verifier();
+  if (!verifier) {
     req.principal = auth::principal::anyone(req.client_address);
     req.subject = req.client_address;
     return std::nullopt;
   }
   auto token = token_of(req);
   if (!token) return std::nullopt;  // anonymous: routes that need a token answer 401
-  auto out = verifier_->verify(*token, unix_now());
+  auto out = verifier->verify(*token, unix_now());
   if (!out.who) return unauthorized("invalid token: " + out.error);
   req.subject = out.who->subject;
   req.principal = std::move(out.who);
@@ -276,32 +253,28 @@ handler_result router::preflight(const request_context& req) {
   return r;
 }
 
-bool router::may_read(const request_context& req, std::string_view id,
-                      const std::shared_ptr<core::stream_log>& existing) const {
-  return req.principal->may_subscribe(id) ||
-         (existing && req.principal->owns(existing->owner()));
-}
-
 void router::serve_static(std::filesystem::path root) { static_.emplace(std::move(root)); }
 
 void router::add(std::string method, std::string path, route_handler handler) {
   routes_[{std::move(method), std::move(path)}] = std::move(handler);
 }
 
+void router::add_run_route(std::string path, std::string endpoint) {
+  add("POST", std::move(path),
+      [this, endpoint = std::move(endpoint)](request_context& req) { return run(req, endpoint); });
+}
+
 handler_result router::dispatch(request_context& req) {
   if (req.method == "OPTIONS") return preflight(req);
-  // A WebSocket keeps the principal of its upgrade: its token may expire.
-  if (req.principal && req.principal->expires_at != 0 &&
-      req.principal->expires_at + auth::clock_skew_s <= unix_now())
-    return unauthorized("the token has expired");
+  // (A token verified at admit() may have expired since.)
+  if (auto e = service_.check_expiry(req.principal.get())) return error_reply(*e);
   auto need_token = [&]() -> std::optional<http_reply> {
-    if (!req.principal) return unauthorized("this endpoint needs a token (Authorization: Bearer)");
+    if (auto e = service_.check_caller(req.principal.get())) return error_reply(*e);
     return std::nullopt;
   };
   if (auto it = routes_.find({std::string(req.method), req.path}); it != routes_.end()) {
     // Producers (agent runs, benchmarks) make the server do work: "run".
-    if (auto e = need_token()) return *e;
-    if (!req.principal->run) return forbidden("this token may not start runs (sluice.run)");
+    if (auto e = service_.check_run(req.principal.get())) return error_reply(*e);
     return it->second(req);
   }
   const std::string_view path = req.path;
@@ -313,9 +286,10 @@ handler_result router::dispatch(request_context& req) {
     if (req.method != "GET") return json_error(405, "method_not_allowed", "use GET");
     if (!config_.auth.metrics_public) {
       if (auto e = need_token()) return *e;
-      if (!req.principal->admin) return forbidden("/metrics needs an admin token (sluice.admin)");
+      if (!req.principal->admin)
+        return error_reply(streams::forbidden("/metrics needs an admin token (sluice.admin)"));
     }
-    auto c = registry_.counts();
+    auto c = service_.registry().counts();
     http_reply r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = metrics_.render(c.open, c.finished, c.cancelled);
@@ -352,80 +326,19 @@ handler_result router::dispatch(request_context& req) {
 }
 
 handler_result router::publish(request_context& req, std::string_view id) {
-  if (!req.principal->may_publish(id))
-    return forbidden("this token may not publish to this stream (sluice.publish)");
-  const std::string_view type = req.param("event").value_or(core::default_event_type);
-  if (!core::is_valid_event_name(type))
-    return json_error(400, "invalid_event_name", "event must match [A-Za-z0-9._:-]{1,128}");
-  const bool final = is_true(req.param("final"));
-  const auto delta_of = req.param("delta");
-  const std::string_view delta_field = req.param("delta_field").value_or("text");
-  if (delta_of && !core::is_valid_event_name(*delta_of))
-    return json_error(400, "invalid_delta", "delta (a message id) must match [A-Za-z0-9._:-]{1,128}");
-
-  // Parse and validate everything before touching the stream: all or nothing.
-  std::vector<std::string_view> texts;
-  std::vector<core::delta_event> deltas;
-  const bool ndjson = req.content_type.starts_with("application/x-ndjson");
-  auto add_value = [&](std::string_view text, std::size_t line) -> std::optional<http_reply> {
-    boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
-    if (ec) {
-      std::string msg = "body is not valid JSON";
-      if (ndjson) msg += " (line " + std::to_string(line) + ")";
-      msg += ": " + ec.message();
-      return json_error(400, "malformed_json", msg);
-    }
-    if (delta_of) {
-      if (!v.is_object())
-        return json_error(400, "invalid_delta", "a delta's data must be a JSON object");
-      auto d = core::make_delta_event(type, *delta_of, delta_field, v.as_object());
-      if (!d)
-        return json_error(400, "invalid_delta",
-                          "a delta's data must have a string member \"" +
-                              std::string(delta_field) + "\"");
-      deltas.push_back(std::move(*d));
-    }
-    texts.push_back(text);
-    return std::nullopt;
-  };
-  if (ndjson) {
-    std::string_view body = req.body;
-    std::size_t line = 0;
-    while (!body.empty()) {
-      ++line;
-      auto nl = body.find('\n');
-      std::string_view l = trim_json_space(body.substr(0, nl));
-      body = nl == std::string_view::npos ? std::string_view() : body.substr(nl + 1);
-      if (l.empty()) continue;
-      if (auto err = add_value(l, line)) return *err;
-    }
-    if (texts.empty()) return json_error(400, "malformed_json", "no JSON value in the body");
-  } else {
-    if (auto err = add_value(trim_json_space(req.body), 1)) return *err;
-  }
-
-  auto log = registry_.get_or_create(id, req.subject);
-  if (!log) return registry_refusal(log.error());
-  // The memory budget: one relaxed load while under it (finished streams are
-  // evicted first when at it).
-  if (!registry_.memory_available())
-    return registry_refusal(core::make_error_code(core::registry_error::memory_budget_exceeded));
-  std::vector<core::publish_item> items(texts.size());
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    items[i].type = type;
-    items[i].data = texts[i];
-    items[i].delta = delta_of ? &deltas[i] : nullptr;
-  }
-  items.back().final = final;
-  auto out = (*log)->publish_all(items);
-  if (out.status != core::publish_status::ok)
-    return json_error(409, "stream_ended", "the stream has ended; publishing is refused");
-  metrics_.local().add(metrics_.local().events_published, items.size());
-  if (!ndjson) return json_ok("{\"sequence\":" + std::to_string(out.first_sequence) + "}");
+  streams::publish_input in;
+  in.type = req.param("event").value_or(core::default_event_type);
+  in.final = is_true(req.param("final"));
+  in.delta_of = req.param("delta");
+  in.delta_field = req.param("delta_field").value_or("text");
+  in.body = req.body;
+  in.ndjson = req.content_type.starts_with("application/x-ndjson");
+  auto out = service_.publish(req.principal.get(), id, in);
+  if (!out) return error_reply(out.error());
+  if (!in.ndjson) return json_ok("{\"sequence\":" + std::to_string(out->first_sequence) + "}");
   std::string body = "{\"sequences\":[";
-  for (std::uint64_t s = out.first_sequence; s <= out.last_sequence; ++s) {
-    if (s != out.first_sequence) body += ',';
+  for (std::uint64_t s = out->first_sequence; s <= out->last_sequence; ++s) {
+    if (s != out->first_sequence) body += ',';
     body += std::to_string(s);
   }
   body += "]}";
@@ -433,62 +346,23 @@ handler_result router::publish(request_context& req, std::string_view id) {
 }
 
 handler_result router::subscribe(request_context& req, std::shared_ptr<core::stream_log> log) {
-  const core::stream_status st = log->status();
-  stream_reply r;
-  r.coalesce = config_.coalesce && req.param("coalesce") != std::optional<std::string_view>("false");
-  if (req.last_event_id) {
-    auto last = parse_event_id(*req.last_event_id);
-    if (!last)
-      return json_error(400, "invalid_last_event_id", "Last-Event-ID must be a sequence number");
-    if (*last > st.last_sequence)
-      return json_error(409, "unknown_last_event_id",
-                        "Last-Event-ID " + std::to_string(*last) +
-                            " is past the stream's last event " +
-                            std::to_string(st.last_sequence));
-    metrics_.local().add(metrics_.local().resumes, 1);
-    if (*last == st.last_sequence && st.state != core::stream_state::open)
-      return json_ok("", 204);
-    r.next_seq = *last + 1;
-  } else {
-    r.next_seq = st.first_sequence == 0 ? st.last_sequence + 1 : st.first_sequence;
-    if (st.first_sequence > 1) {
-      // A new subscriber is told that the start of the stream is gone.
-      r.preamble = core::encode_sse_event(
-          0, "notice",
-          "{\"code\":\"history_truncated\",\"first_available\":" +
-              std::to_string(st.first_sequence) + "}");
-    }
-  }
-  r.stream = std::move(log);
-  return r;
+  auto c = service_.open_cursor(std::move(log), subscribe_input_of(req));
+  if (!c) return error_reply(c.error());
+  return cursor_reply(*c);
 }
 
 handler_result router::subscribe_route(request_context& req, std::string_view id) {
-  // A bad Last-Event-ID must not create a stream as a side effect.
-  if (req.last_event_id && !parse_event_id(*req.last_event_id))
-    return json_error(400, "invalid_last_event_id", "Last-Event-ID must be a sequence number");
-  auto existing = registry_.find(id);
-  // Without a subscribe pattern only the owner reads, and a stream that is
-  // not yours looks exactly like one that does not exist.
-  if (!may_read(req, id, existing)) return stream_not_found();
-  if (!existing && req.last_event_id && *parse_event_id(*req.last_event_id) > 0)
-    return json_error(409, "unknown_last_event_id",
-                      "the stream has no event " + std::string(*req.last_event_id));
-  if (existing) return subscribe(req, std::move(existing));
-  // Pending until its first publish: it expires after --pending-stream-s with
-  // a final error event (stream_not_started) and counts against the budgets.
-  // Subscribing confers no ownership, yet counts against the reader's budget.
-  auto log = registry_.get_or_create_pending(id, core::reader_owner(req.subject));
-  if (!log) return registry_refusal(log.error());
-  return subscribe(req, std::move(*log));
+  auto c = service_.subscribe(req.principal.get(), id, subscribe_input_of(req));
+  if (!c) return error_reply(c.error());
+  return cursor_reply(*c);
 }
 
 handler_result router::status(request_context& req, std::string_view id) {
-  auto log = registry_.find(id);
-  if (!log || !may_read(req, id, log)) return stream_not_found();
-  const core::stream_status st = log->status();
+  auto info = service_.status(req.principal.get(), id);
+  if (!info) return error_reply(info.error());
+  const core::stream_status& st = info->status;
   json::object o;
-  o["id"] = log->id();
+  o["id"] = info->id;
   o["state"] = core::to_string(st.state);
   o["first_sequence"] = st.first_sequence;
   o["last_sequence"] = st.last_sequence;
@@ -504,38 +378,43 @@ handler_result router::status(request_context& req, std::string_view id) {
 }
 
 handler_result router::cancel(request_context& req, std::string_view id) {
-  auto log = registry_.find(id);
-  if (!log || !(req.principal->may_publish(id) || req.principal->owns(log->owner())))
-    return stream_not_found();
-  std::string_view reason = req.param("reason").value_or("cancelled by request");
-  if (reason.size() > 256 || !is_clean_utf8(reason))
-    return json_error(400, "invalid_reason", "reason must be UTF-8 text of at most 256 bytes");
-  if (!log->cancel(reason))
-    return json_error(409, "stream_ended", "the stream has already ended");
-  const auto st = log->status();
-  return json_ok("{\"cancelled\":true,\"sequence\":" + std::to_string(st.last_sequence) + "}");
+  auto out = service_.cancel(req.principal.get(), id, req.param("reason"));
+  if (!out) return error_reply(out.error());
+  return json_ok("{\"cancelled\":true,\"sequence\":" + std::to_string(out->sequence) + "}");
 }
 
 handler_result router::share_link(request_context& req, std::string_view id) {
-  auto log = registry_.find(id);
-  // Owner only (anyone with --auth none); others cannot tell it exists.
-  if (!log || (verifier_ && !req.principal->owns(log->owner()))) return stream_not_found();
-  const std::string path = "/v1/streams/" + std::string(id) + "/events";
+  auto link = service_.create_share_link(req.principal.get(), id);
+  if (!link) return error_reply(link.error());
   json::object o;
-  o["stream"] = id;
-  if (!verifier_) {
+  o["stream"] = link->stream;
+  if (!link->token) {
     o["token"] = nullptr;
     o["expires_at"] = nullptr;
-    o["url"] = path;
+    o["url"] = link->path;
     return json_ok(json::serialize(o));
   }
-  const std::int64_t now = unix_now();
-  const std::int64_t expires = now + config_.auth.link_ttl_s;
-  std::string token = verifier_->mint_link(id, now, config_.auth.link_ttl_s);
-  o["token"] = token;
-  o["expires_at"] = expires;
-  o["url"] = path + "?access_token=" + token;  // base64url and dots: nothing to escape
+  o["token"] = *link->token;
+  o["expires_at"] = link->expires_at;
+  // base64url and dots: nothing to escape
+  o["url"] = link->path + "?access_token=" + *link->token;
   return json_ok(json::serialize(o));
+}
+
+handler_result router::run(request_context& req, std::string_view endpoint) {
+  boost::system::error_code ec;
+  json::value body = json::parse(req.body, ec);
+  if (ec) return json_error(400, "malformed_json", "body is not valid JSON: " + ec.message());
+  streams::run_input in;
+  in.endpoint = endpoint;
+  in.request = &body;
+  in.resuming = req.last_event_id.has_value();
+  in.executor = req.executor;
+  auto run = service_.start_run(req.principal.get(), in);
+  if (!run) return error_reply(run.error());
+  if (!run->wants_stream) return final_event_reply{run->stream};
+  // A retried POST (same requestId) resumes after its Last-Event-ID.
+  return subscribe(req, std::move(run->stream));
 }
 
 }  // namespace sluice::transport

@@ -1,11 +1,12 @@
-// Request routing and the stream API (publish, subscribe, status, cancel,
-// share links, health, metrics). Producers add their own routes with add().
+// HTTP request routing: the stream API's HTTP adapter (publish, subscribe,
+// status, cancel, share links: request -> streams::stream_service op ->
+// reply), run routes, health, metrics and static files. Producers add their
+// own routes with add().
 //
-// Access control lives here, below both transports: admit() runs the
-// browser-facing checks (Host, Origin, Content-Type) and authenticates an
-// HTTP request or a WebSocket upgrade once; dispatch() then decides every
-// operation from request_context::principal, whether it came from HTTP or
-// from a WebSocket op (see docs/security.md).
+// admit() runs the browser-facing checks (Host, Origin, Content-Type) and
+// authenticates an HTTP request or a WebSocket upgrade once; every stream
+// operation's access check is then the op layer's (streams/stream_service.hpp,
+// see docs/security.md).
 //
 // Thread-safety: add() only before the server starts; dispatch() from any
 // worker thread concurrently.
@@ -17,6 +18,7 @@
 
 #include "auth/jwt.hpp"
 #include "core/stream_registry.hpp"
+#include "streams/stream_service.hpp"
 #include "transport/http_types.hpp"
 #include "transport/metrics.hpp"
 #include "transport/server_config.hpp"
@@ -29,7 +31,7 @@ class router {
   // Reads the JWT key when config.auth.mode is jwt, and refuses --auth none
   // on a non-loopback host without insecure_no_auth: throws
   // std::runtime_error with a message for the operator.
-  router(core::stream_registry& registry, metrics& m, const server_config& config);
+  router(streams::stream_service& service, metrics& m, const server_config& config);
 
   // The checks made once per HTTP request (and at a WebSocket upgrade,
   // `websocket` true) before dispatch: the Host header on loopback binds, the
@@ -43,10 +45,16 @@ class router {
   std::vector<std::pair<std::string, std::string>> cors_headers(const request_context& req) const;
 
   // The verifier of --auth jwt (null with --auth none).
-  const auth::verifier* verifier() const { return verifier_.get(); }
+  const auth::verifier* verifier() const { return service_.verifier(); }
 
   // An exact-path route. Later additions for the same method and path win.
+  // It needs a token with sluice.run (it makes the server work).
   void add(std::string method, std::string path, route_handler handler);
+  // POST `path` starts (or attaches to) a run through the service's
+  // run_launcher, as `endpoint`: the JSON body is the run request; the answer
+  // is the run's SSE stream, or its final event's data when the request asks
+  // not to stream.
+  void add_run_route(std::string path, std::string endpoint);
 
   handler_result dispatch(request_context& req);
 
@@ -56,7 +64,8 @@ class router {
   // their own stream (their POST is retried by clients with Last-Event-ID).
   handler_result subscribe(request_context& req, std::shared_ptr<core::stream_log> stream);
 
-  core::stream_registry& registry() { return registry_; }
+  core::stream_registry& registry() { return service_.registry(); }
+  streams::stream_service& service() { return service_; }
 
   // Serve the web page's files for GET requests no route claims.
   void serve_static(std::filesystem::path root);
@@ -67,19 +76,16 @@ class router {
   handler_result status(request_context& req, std::string_view id);
   handler_result cancel(request_context& req, std::string_view id);
   handler_result share_link(request_context& req, std::string_view id);
+  handler_result run(request_context& req, std::string_view endpoint);
   handler_result preflight(const request_context& req);
-  // May `req` read stream `id` (a subscribe pattern, or ownership)?
-  bool may_read(const request_context& req, std::string_view id,
-                const std::shared_ptr<core::stream_log>& existing) const;
   bool origin_allowed(const request_context& req) const;
   bool listed_origin(std::string_view origin) const;
 
-  core::stream_registry& registry_;
+  streams::stream_service& service_;
   metrics& metrics_;
   const server_config& config_;
   std::map<std::pair<std::string, std::string>, route_handler> routes_;
   std::optional<static_files> static_;
-  std::shared_ptr<const auth::verifier> verifier_;
   bool loopback_bind_ = false;
 };
 
@@ -94,11 +100,15 @@ http_reply unauthorized(std::string_view message);
 // 503) and Retry-After: `retry_after_s`.
 http_reply json_refusal(unsigned status, std::string_view code, std::string_view message,
                         int retry_after_s = 1);
-// The refusal for a stream registry error (too_many_streams: 503,
-// too_many_streams_for_subject: 429, memory_budget_exceeded: 503).
-http_reply registry_refusal(const boost::system::error_code& ec);
+// An op's refusal as HTTP: json_error of its status, code and message, with
+// Retry-After when it has one and WWW-Authenticate on 401.
+http_reply error_reply(const streams::op_error& e);
+// Where a reader starts, as HTTP: the SSE stream (a history_truncated notice
+// first when the start is gone), or 204 when the client has the final event.
+handler_result cursor_reply(const streams::cursor_start& c);
+// The op layer's reader options from a request (Last-Event-ID, ?coalesce).
+streams::subscribe_input subscribe_input_of(const request_context& req);
 
-// Parses a Last-Event-ID value: decimal digits only, fits in 63 bits.
-std::optional<std::uint64_t> parse_event_id(std::string_view s);
+using streams::parse_event_id;
 
 }  // namespace sluice::transport

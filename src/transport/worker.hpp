@@ -6,24 +6,22 @@
 #pragma once
 
 #include <atomic>
-#include <cstdint>
-#include <memory>
-#include <optional>
-#include <mutex>
-#include <string>
-#include <thread>
-#include <unordered_map>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/list.hpp>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
 
 #include "core/stream_registry.hpp"
 #include "transport/metrics.hpp"
 #include "transport/routes.hpp"
 #include "transport/server_config.hpp"
-#include "transport/ws_types.hpp"
 
 namespace sluice::transport {
 
@@ -64,20 +62,27 @@ class address_counts {
   std::unordered_map<std::string, std::size_t> counts_;  // guarded by mutex_
 };
 
+// The op layer's settings from the server's; loads the --auth jwt key (throws
+// std::runtime_error naming the problem).
+streams::service_config service_config_of(const server_config& config);
+
 // Shared by all workers; immutable after start except the atomics and the
 // thread-safe registry, router (dispatch) and metrics.
 struct server_context {
   server_config config;
   core::stream_registry registry;
   transport::metrics metrics;
+  streams::stream_service streams;  // the stream ops both transports adapt
   router routes;
-  ws_start_handler ws_start;  // set before start(); empty: "start" is refused
   std::atomic<bool> stopping{false};
   std::atomic<std::int64_t> rejecting{0};  // connections being answered 503
   address_counts addresses;                // open connections per client address
 
   explicit server_context(server_config c)
-      : config(std::move(c)), registry(config.registry), routes(registry, metrics, config) {}
+      : config(std::move(c)),
+        registry(config.registry),
+        streams(registry, service_config_of(config), &metrics),
+        routes(streams, metrics, config) {}
 };
 
 // Counts an open connection for --max-connections; moves with the socket.

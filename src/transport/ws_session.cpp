@@ -506,8 +506,8 @@ void ws_session::op_unsubscribe(const ws_op& op) {
 }
 
 void ws_session::op_start(const ws_op& op) {
-  const auto& handler = worker_.ctx.ws_start;
-  if (!handler) {
+  streams::stream_service& service = worker_.ctx.streams;
+  if (!service.runs_available()) {
     send_error("start_unavailable", "this server has no producer behind \"start\"");
     return;
   }
@@ -517,22 +517,21 @@ void ws_session::op_start(const ws_op& op) {
         "at most " + std::to_string(config().ws_max_streams_per_socket) + " streams per socket");
     return;
   }
-  if (principal_->expires_at != 0 && principal_->expires_at + auth::clock_skew_s <=
-                                         core::realtime_us() / 1'000'000) {
-    send_error("unauthorized", "the token has expired");
+  streams::run_input in;
+  in.endpoint = "agent";
+  in.request = &op.request;
+  in.resuming = false;  // (a WebSocket start with lastEventId may start the run anew)
+  in.executor = worker_.ioc.get_executor();
+  auto run = service.start_run(principal_.get(), in);
+  if (!run) {
+    send_error(run.error().code, run.error().message);
     return;
   }
-  ws_start_result r = handler(op.request, worker_.ioc.get_executor(), *principal_);
-  if (auto* err = std::get_if<ws_start_error>(&r)) {
-    send_error(err->code, err->message);
-    return;
-  }
-  auto& ok = std::get<ws_start_ok>(r);
-  const std::string id = ok.stream->id();
+  const std::string id = run->stream->id();
   json::object o;
   o["op"] = "started";
   o["stream"] = id;
-  o["created"] = ok.created;
+  o["created"] = run->created;
   send_control(json::serialize(o));
   if (find(id)) return;  // a retried start of a run this socket already reads
   request_context ctx;
@@ -540,7 +539,7 @@ void ws_session::op_start(const ws_op& op) {
   ctx.path = "/v1/streams/" + id + "/events";
   complete_request(ctx);
   if (op.last_event_id) ctx.last_event_id = *op.last_event_id;
-  add_subscription(id, worker_.ctx.routes.subscribe(ctx, std::move(ok.stream)));
+  add_subscription(id, worker_.ctx.routes.subscribe(ctx, std::move(run->stream)));
 }
 
 void ws_session::op_route(const ws_op& op, std::string_view ack) {

@@ -161,11 +161,13 @@ TEST_F(HostileInputTest, WsBadNumbersInOpsAreErrorFrames) {
 TEST_F(HostileInputTest, WsHandlerExceptionIsAnInternalErrorFrameNotACrash) {
   log_capture log;
   start(nullptr, [](transport::http_server& s) {
-    s.set_ws_start_handler(
-        [](const json::value&, const net::any_io_executor&,
-           const auth::principal&) -> transport::ws_start_result {
-          throw std::runtime_error("secret detail\n\x1b[31mFORGED LINE");
-        });
+    struct throwing_launcher final : streams::run_launcher {
+      streams::op_result<streams::run_plan> plan(std::string_view,
+                                                 const json::value&) const override {
+        throw std::runtime_error("secret detail\n\x1b[31mFORGED LINE");
+      }
+    };
+    s.set_run_launcher(std::make_shared<throwing_launcher>());
   });
   ws_connection c(port());
   c.send(R"({"op":"start","request":{"query":"q"}})");

@@ -25,7 +25,7 @@ class WsTest : public ::testing::Test {
     c.threads = 2;
     if (tweak) tweak(c);
     server_ = std::make_unique<transport::http_server>(c);
-    if (start_handler_) server_->set_ws_start_handler(start_handler_);
+    if (launcher_) server_->set_run_launcher(launcher_);
     server_->start();
   }
   void TearDown() override {
@@ -50,7 +50,7 @@ class WsTest : public ::testing::Test {
     return {{"op", "subscribe"}, {"stream", stream}};
   }
 
-  transport::ws_start_handler start_handler_;
+  std::shared_ptr<const streams::run_launcher> launcher_;
   std::unique_ptr<transport::http_server> server_;
 };
 
@@ -353,20 +353,37 @@ TEST_F(WsTest, DeflateCanBeTurnedOff) {
   EXPECT_EQ(c.read_text(), R"({"op":"pong"})");
 }
 
-TEST_F(WsTest, StartUsesTheRegisteredHandler) {
-  start_handler_ = [this](const json::value& req,
-                          const ws_net::any_io_executor&, const auth::principal&) -> transport::ws_start_result {
+// The producer behind "start", plugged into the op layer as app/ plugs agents.
+class test_launcher final : public streams::run_launcher {
+ public:
+  explicit test_launcher(std::function<core::stream_registry&()> registry)
+      : registry_(std::move(registry)) {}
+  streams::op_result<streams::run_plan> plan(std::string_view,
+                                             const json::value& req) const override {
     const auto* q = req.as_object().if_contains("query");
     if (q == nullptr || !q->is_string())
-      return transport::ws_start_error{"invalid_request", "\"query\" must be a string"};
-    std::string id = "run-" + std::string(q->as_string());
-    auto existing = server_->registry().find(id);
-    if (existing) return transport::ws_start_ok{existing, false};
-    auto l = server_->registry().create(id).value();
-    l->publish("plan", R"({"steps":2})");
-    l->publish("answer", R"({"text":"42"})", true);
-    return transport::ws_start_ok{l, true};
-  };
+      return streams::op_error{"invalid_request", 400, "\"query\" must be a string", 0};
+    streams::run_plan p;
+    p.request_id = "run-" + std::string(q->as_string());
+    p.launch = [&reg = registry_(), id = p.request_id](
+                   const ws_net::any_io_executor&,
+                   std::string_view) -> streams::op_result<streams::run_started> {
+      if (auto existing = reg.find(id)) return streams::run_started{existing, false};
+      auto l = reg.create(id).value();
+      l->publish("plan", R"({"steps":2})");
+      l->publish("answer", R"({"text":"42"})", true);
+      return streams::run_started{l, true};
+    };
+    return p;
+  }
+
+ private:
+  std::function<core::stream_registry&()> registry_;
+};
+
+TEST_F(WsTest, StartUsesTheRegisteredHandler) {
+  launcher_ = std::make_shared<test_launcher>(
+      [this]() -> core::stream_registry& { return server_->registry(); });
   start();
   ws_connection c(port());
   c.send(R"({"op":"start","request":{"query":"q1"}})");
