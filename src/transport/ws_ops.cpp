@@ -4,7 +4,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "core/stream_id.hpp"
-#include "transport/routes.hpp"
+#include "streams/stream_service.hpp"
 
 namespace sluice::transport {
 
@@ -32,7 +32,7 @@ std::optional<ws_op_error> last_event_id_of(const json::object& m, ws_op& op) {
   if (v == nullptr || v->is_null()) return std::nullopt;
   if (v->is_int64() && v->get_int64() >= 0)
     op.last_event_id = std::to_string(v->get_int64());
-  else if (v->is_string() && parse_event_id(v->get_string()))
+  else if (v->is_string() && streams::parse_event_id(v->get_string()))
     op.last_event_id = std::string(v->get_string());
   else  // (uint64: past 2^63, no stream has that many events)
     return error("invalid_last_event_id", "lastEventId must be a sequence number", op.stream);
@@ -109,38 +109,6 @@ std::variant<ws_op, ws_op_error> parse_ws_op(std::string_view text) {
   }
   if (err) return std::move(*err);
   return op;
-}
-
-request_context route_request_of(const ws_op& op) {
-  request_context ctx;
-  ctx.content_type = "application/json";
-  switch (op.kind) {
-    case ws_op_kind::subscribe:
-      ctx.method = "GET";
-      ctx.path = "/v1/streams/" + op.stream + "/events";
-      if (op.last_event_id) ctx.last_event_id = *op.last_event_id;
-      if (!op.coalesce) ctx.query.emplace_back("coalesce", "false");
-      break;
-    case ws_op_kind::cancel:
-      ctx.method = "POST";
-      ctx.path = "/v1/streams/" + op.stream + "/cancel";
-      if (op.reason) ctx.query.emplace_back("reason", *op.reason);
-      break;
-    case ws_op_kind::publish:
-      ctx.method = "POST";
-      ctx.path = "/v1/streams/" + op.stream + "/events";
-      if (op.event) ctx.query.emplace_back("event", *op.event);
-      if (op.delta) ctx.query.emplace_back("delta", *op.delta);
-      if (op.delta_field) ctx.query.emplace_back("delta_field", *op.delta_field);
-      if (op.final) ctx.query.emplace_back("final", "true");
-      ctx.body = op.data;
-      break;
-    case ws_op_kind::ping:
-    case ws_op_kind::unsubscribe:
-    case ws_op_kind::start:
-      break;
-  }
-  return ctx;  // (target is left to the caller: a view into path would not survive a move)
 }
 
 }  // namespace sluice::transport

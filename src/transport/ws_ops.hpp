@@ -18,8 +18,6 @@
 #include <string_view>
 #include <variant>
 
-#include "transport/http_types.hpp"
-
 namespace sluice::transport {
 
 enum class ws_op_kind { ping, subscribe, unsubscribe, start, cancel, publish };
@@ -46,10 +44,5 @@ struct ws_op_error {
 };
 
 std::variant<ws_op, ws_op_error> parse_ws_op(std::string_view text);
-
-// The HTTP route request that carries out a subscribe, cancel or publish op,
-// the same decisions in one place (GET or POST /v1/streams/{id}/...). The
-// context's views point into `op`, which must outlive it.
-request_context route_request_of(const ws_op& op);
 
 }  // namespace sluice::transport

@@ -12,15 +12,11 @@
 // - control replies (pong, errors, acks) are bounded: when too many are
 //   queued, the session stops reading the client until they drain.
 //
-// Event frames are built from the log's SSE bytes without copying the data:
-// the SSE framing written by core::sse_encoder is split back into id, type and
-// data lines (decode_events), and a frame is sent as a gathered write of a
-// small per-frame head, the data bytes straight from the log's shared segment,
-// and "}". Only data that spans several SSE lines (JSON with raw newlines) is
-// joined into a scratch string. Encoding a second, WebSocket-shaped copy of
-// every event in the log would double its memory for a saving of one ~60-byte
-// head per frame; with permessage-deflate Beast copies into its compressor
-// anyway.
+// This file is the session's I/O: handshake, reads, the one writer, sweeps
+// and shutdown. What the messages are is ws_ops.hpp (client -> server) and
+// ws_frame_codec.hpp (server -> client: event frames straight from the log's
+// bytes, control messages); what an op does is ws_dispatch.hpp, over the
+// stream op layer.
 //
 // Thread-safety: everything runs on the owning worker's thread except
 // subscribed::on_stream_ready (any thread, only posts).
@@ -32,18 +28,13 @@
 #include <array>
 #include <boost/asio/post.hpp>
 #include <boost/beast/websocket/stream.hpp>
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
-#include <boost/json/value.hpp>
-#include <charconv>
 #include <deque>
 #include <optional>
 
-#include "auth/jwt.hpp"
 #include "core/log_text.hpp"
-#include "core/stream_id.hpp"
-#include "transport/routes.hpp"
 #include "transport/sse_subscriber.hpp"  // completes worker::subscribers
+#include "transport/ws_dispatch.hpp"
+#include "transport/ws_frame_codec.hpp"
 #include "transport/ws_ops.hpp"
 
 namespace sluice::transport {
@@ -51,7 +42,6 @@ namespace sluice::transport {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
-namespace json = boost::json;
 using error_code = boost::system::error_code;
 
 namespace {
@@ -64,94 +54,10 @@ constexpr std::size_t max_control_bytes = 64u << 10;
 constexpr int max_invalid_in_a_row = 64;
 // A read buffer grown past this by a large message is released afterwards.
 constexpr std::size_t read_buffer_keep = 16u << 10;
-constexpr std::string_view frame_tail = "}";
 
-// One event of a log batch, viewed inside the batch's bytes.
-struct event_view {
-  std::uint64_t id = 0;
-  std::string_view type;
-  // The data itself, or when it spans several SSE lines, those "data: ..."
-  // lines (joined with LF when written).
-  std::string_view data;
-  bool multi_line = false;
-};
-
-// Splits bytes framed by core::sse_encoder (id line, optional event line,
-// one or more data lines, blank line) into events. False on anything else,
-// which would be a bug in the log.
-bool decode_events(std::string_view bytes, std::vector<event_view>& out) {
-  while (!bytes.empty()) {
-    event_view ev;
-    if (!bytes.starts_with("id: ")) return false;
-    auto nl = bytes.find('\n');
-    if (nl == std::string_view::npos) return false;
-    auto [end, ec] = std::from_chars(bytes.data() + 4, bytes.data() + nl, ev.id);
-    if (ec != std::errc() || end != bytes.data() + nl) return false;
-    bytes.remove_prefix(nl + 1);
-    ev.type = core::default_event_type;
-    if (bytes.starts_with("event: ")) {
-      nl = bytes.find('\n');
-      if (nl == std::string_view::npos) return false;
-      ev.type = bytes.substr(7, nl - 7);
-      bytes.remove_prefix(nl + 1);
-    }
-    const char* first = bytes.data();
-    int lines = 0;
-    while (bytes.starts_with("data: ")) {
-      nl = bytes.find('\n');
-      if (nl == std::string_view::npos) return false;
-      ev.data = bytes.substr(6, nl - 6);
-      ++lines;
-      bytes.remove_prefix(nl + 1);
-    }
-    if (lines == 0 || !bytes.starts_with('\n')) return false;
-    if (lines > 1) {
-      ev.multi_line = true;
-      ev.data = std::string_view(first, static_cast<std::size_t>(bytes.data() - first));
-    }
-    bytes.remove_prefix(1);
-    out.push_back(ev);
-  }
-  return true;
-}
-
-void join_data_lines(std::string_view lines, std::string& out) {
-  out.clear();
-  bool first = true;
-  while (!lines.empty()) {
-    auto nl = lines.find('\n');
-    if (!first) out.push_back('\n');
-    out.append(lines.substr(6, nl - 6));
-    first = false;
-    lines.remove_prefix(nl + 1);
-  }
-}
-
-std::string op_message(std::string_view op, std::string_view stream) {
-  std::string s = "{\"op\":\"";
-  s += op;
-  s += "\",\"stream\":\"";
-  s += stream;  // a valid stream id: nothing to escape
-  s += "\"}";
-  return s;
-}
-
-// {"error":{"code","message"}} of an HTTP reply made by json_error().
-std::pair<std::string, std::string> error_of(const http_reply& r) {
-  error_code ec;
-  json::value v = json::parse(r.body, ec);
-  if (!ec && v.is_object())
-    if (const auto* e = v.as_object().if_contains("error"); e && e->is_object()) {
-      const auto& o = e->as_object();
-      const auto* c = o.if_contains("code");
-      const auto* m = o.if_contains("message");
-      if (c && c->is_string() && m && m->is_string())
-        return {std::string(c->as_string()), std::string(m->as_string())};
-    }
-  return {"internal_error", "unexpected reply " + std::to_string(r.status)};
-}
-
-class ws_session final : public swept_connection, public std::enable_shared_from_this<ws_session> {
+class ws_session final : public swept_connection,
+                         public ws_stream_set,
+                         public std::enable_shared_from_this<ws_session> {
  public:
   ws_session(worker& w, tcp::socket socket, connection_token token, std::string client_address,
              std::shared_ptr<const auth::principal> principal)
@@ -168,11 +74,12 @@ class ws_session final : public swept_connection, public std::enable_shared_from
  private:
   // One subscribed stream: a cursor and at most one batch read from it.
   struct subscribed final : core::stream_waiter {
-    subscribed(ws_session& s, std::uint64_t serial_no, std::string stream_id, stream_reply r)
+    subscribed(ws_session& s, std::uint64_t serial_no, std::string stream_id,
+               streams::cursor_start c)
         : session(s),
           serial(serial_no),
           id(std::move(stream_id)),
-          sub(std::move(r.stream), r.next_seq, *this, r.coalesce) {
+          sub(std::move(c.stream), c.next_sequence, *this, c.coalesce) {
       session.worker_.ctx.metrics.open_subscribers.fetch_add(1, std::memory_order_relaxed);
     }
     ~subscribed() {
@@ -210,17 +117,14 @@ class ws_session final : public swept_connection, public std::enable_shared_from
   void invalid(std::string_view code, std::string_view message);
   // The --ws-ops-per-s token bucket: false when this op is over the budget.
   bool take_op_token();
-  std::size_t active_streams() const;
-  subscribed* find(std::string_view id);
-  void op_subscribe(const ws_op& op);
-  void op_unsubscribe(const ws_op& op);
-  void op_start(const ws_op& op);
-  // cancel and publish: runs the op's HTTP route and answers
-  // {"op":ack,"stream":id,"sequence":N}, or the route's error.
-  void op_route(const ws_op& op, std::string_view ack);
-  void add_subscription(const std::string& id, handler_result result);
-  void complete_request(request_context& ctx);
-  void send_control(std::string message);
+  // ws_stream_set (for dispatch_ws_op).
+  bool has_stream(std::string_view id) const override { return find(id) != nullptr; }
+  std::size_t active_streams() const override;
+  void add_stream(const std::string& id, streams::cursor_start cursor) override;
+  bool remove_stream(std::string_view id) override;
+  void send_control(std::string message) override;
+
+  subscribed* find(std::string_view id) const;
   void send_error(std::string_view code, std::string_view message, std::string_view stream = {});
   void on_ready(std::uint64_t serial);
   void pump();
@@ -234,7 +138,7 @@ class ws_session final : public swept_connection, public std::enable_shared_from
   worker& worker_;
   websocket::stream<tcp::socket> ws_;
   connection_token token_;
-  const std::string client_address_;
+  const std::string client_address_;                        // the peer (ops act as principal_)
   const std::shared_ptr<const auth::principal> principal_;  // from the upgrade's token
   std::optional<http::request<http::string_body>> upgrade_;  // until the handshake is done
   beast::flat_buffer read_buf_;
@@ -388,27 +292,9 @@ void ws_session::handle(std::string_view text) {
     if (!err->protocol) invalid_in_a_row_ = 0;
     return;
   }
-  const ws_op& op = std::get<ws_op>(parsed);
-  switch (op.kind) {
-    case ws_op_kind::ping:
-      send_control(R"({"op":"pong"})");
-      break;
-    case ws_op_kind::subscribe:
-      op_subscribe(op);
-      break;
-    case ws_op_kind::unsubscribe:
-      op_unsubscribe(op);
-      break;
-    case ws_op_kind::start:
-      op_start(op);
-      break;
-    case ws_op_kind::cancel:
-      op_route(op, "cancelled");
-      break;
-    case ws_op_kind::publish:
-      op_route(op, "published");
-      break;
-  }
+  const ws_op_context ctx{worker_.ctx.streams, principal_.get(), worker_.ioc.get_executor(),
+                          config().ws_max_streams_per_socket};
+  dispatch_ws_op(std::get<ws_op>(parsed), ctx, *this);
   invalid_in_a_row_ = 0;
 }
 
@@ -431,145 +317,24 @@ std::size_t ws_session::active_streams() const {
   return n;
 }
 
-ws_session::subscribed* ws_session::find(std::string_view id) {
+ws_session::subscribed* ws_session::find(std::string_view id) const {
   for (const auto& s : streams_)
     if (!s->removed && s->id == id) return s.get();
   return nullptr;
 }
 
-void ws_session::complete_request(request_context& ctx) {
-  ctx.target = ctx.path;
-  ctx.executor = worker_.ioc.get_executor();
-  ctx.client_address = client_address_;
-  ctx.subject = principal_->subject;
-  ctx.principal = principal_;
-}
-
-void ws_session::op_subscribe(const ws_op& op) {
-  const std::string* id = &op.stream;
-  if (find(*id)) {
-    send_error("already_subscribed", "this socket is already subscribed to the stream", *id);
-    return;
-  }
-  if (active_streams() >= config().ws_max_streams_per_socket) {
-    send_error(
-        "too_many_subscriptions",
-        "at most " + std::to_string(config().ws_max_streams_per_socket) + " streams per socket",
-        *id);
-    return;
-  }
-  // The same decisions as GET /v1/streams/{id}/events: one place.
-  request_context ctx = route_request_of(op);
-  complete_request(ctx);
-  add_subscription(*id, worker_.ctx.routes.dispatch(ctx));
-}
-
-void ws_session::add_subscription(const std::string& id, handler_result result) {
-  if (auto* reply = std::get_if<http_reply>(&result)) {
-    if (reply->status == 204) {  // the client already has the final event
-      send_control(op_message("end", id));
-      return;
-    }
-    auto [code, message] = error_of(*reply);
-    send_error(code, message, id);
-    return;
-  }
-  auto* sr = std::get_if<stream_reply>(&result);
-  if (sr == nullptr) {
-    send_error("internal_error", "unexpected reply to a subscription", id);
-    return;
-  }
-  if (!sr->preamble.empty()) {
-    json::object o;
-    o["op"] = "notice";
-    o["code"] = "history_truncated";
-    o["stream"] = id;
-    o["first_available"] = sr->next_seq;
-    send_control(json::serialize(o));
-  }
-  auto s = std::make_unique<subscribed>(*this, next_serial_++, id, std::move(*sr));
+void ws_session::add_stream(const std::string& id, streams::cursor_start cursor) {
+  auto s = std::make_unique<subscribed>(*this, next_serial_++, id, std::move(cursor));
   s->queued = true;
   ready_.push_back(s.get());
   streams_.push_back(std::move(s));
 }
 
-void ws_session::op_unsubscribe(const ws_op& op) {
-  const std::string* id = &op.stream;
-  subscribed* s = find(*id);
-  if (s == nullptr) {
-    send_error("not_subscribed", "this socket is not subscribed to the stream", *id);
-    return;
-  }
+bool ws_session::remove_stream(std::string_view id) {
+  subscribed* s = find(id);
+  if (s == nullptr) return false;
   remove(s);
-  // No frame of the stream follows this acknowledgement.
-  send_control(op_message("unsubscribed", *id));
-}
-
-void ws_session::op_start(const ws_op& op) {
-  streams::stream_service& service = worker_.ctx.streams;
-  if (!service.runs_available()) {
-    send_error("start_unavailable", "this server has no producer behind \"start\"");
-    return;
-  }
-  if (active_streams() >= config().ws_max_streams_per_socket) {
-    send_error(
-        "too_many_subscriptions",
-        "at most " + std::to_string(config().ws_max_streams_per_socket) + " streams per socket");
-    return;
-  }
-  streams::run_input in;
-  in.endpoint = "agent";
-  in.request = &op.request;
-  in.resuming = false;  // (a WebSocket start with lastEventId may start the run anew)
-  in.executor = worker_.ioc.get_executor();
-  auto run = service.start_run(principal_.get(), in);
-  if (!run) {
-    send_error(run.error().code, run.error().message);
-    return;
-  }
-  const std::string id = run->stream->id();
-  json::object o;
-  o["op"] = "started";
-  o["stream"] = id;
-  o["created"] = run->created;
-  send_control(json::serialize(o));
-  if (find(id)) return;  // a retried start of a run this socket already reads
-  request_context ctx;
-  ctx.method = "GET";
-  ctx.path = "/v1/streams/" + id + "/events";
-  complete_request(ctx);
-  if (op.last_event_id) ctx.last_event_id = *op.last_event_id;
-  add_subscription(id, worker_.ctx.routes.subscribe(ctx, std::move(run->stream)));
-}
-
-void ws_session::op_route(const ws_op& op, std::string_view ack) {
-  // The same validation and effect as the HTTP route: one place.
-  request_context ctx = route_request_of(op);
-  complete_request(ctx);
-  handler_result result = worker_.ctx.routes.dispatch(ctx);
-  const auto* reply = std::get_if<http_reply>(&result);
-  if (reply == nullptr) {
-    send_error("internal_error", "unexpected reply to the operation", op.stream);
-    return;
-  }
-  if (reply->status != 200) {
-    auto [code, message] = error_of(*reply);
-    send_error(code, message, op.stream);
-    return;
-  }
-  error_code ec;
-  json::value body = json::parse(reply->body, ec);
-  const json::value* seq =
-      !ec && body.is_object() ? body.get_object().if_contains("sequence") : nullptr;
-  if (seq == nullptr) {
-    send_error("internal_error", "unexpected reply to the operation", op.stream);
-    return;
-  }
-  json::object o;
-  o["op"] = ack;
-  o["stream"] = op.stream;
-  o["sequence"] = *seq;
-  send_control(json::serialize(o));
+  return true;
 }
 
 void ws_session::send_control(std::string message) {
@@ -580,12 +345,7 @@ void ws_session::send_control(std::string message) {
 
 void ws_session::send_error(std::string_view code, std::string_view message,
                             std::string_view stream) {
-  json::object o;
-  o["op"] = "error";
-  o["code"] = code;
-  o["message"] = message;
-  if (!stream.empty()) o["stream"] = stream;
-  send_control(json::serialize(o));
+  send_control(error_message(code, message, stream));
 }
 
 void ws_session::on_ready(std::uint64_t serial) {
@@ -636,7 +396,7 @@ void ws_session::pump() {
       case core::read_status::data: {
         bool ok = true;
         for (const auto& span : s->batch.spans)
-          ok = ok && decode_events(std::string_view(span.data, span.size), s->events);
+          ok = ok && decode_sse_events(std::string_view(span.data, span.size), s->events);
         if (!ok || s->events.empty()) {
           spdlog::error("ws: stream {} holds bytes outside the SSE framing", s->id);
           send_error("internal_error", "the stream could not be decoded", s->id);
@@ -658,14 +418,7 @@ void ws_session::pump() {
         continue;
       case core::read_status::window_exceeded: {
         m.add(m.retention_errors, 1);
-        const std::uint64_t first = s->sub.first_available();
-        json::object o;
-        o["op"] = "error";
-        o["code"] = "resume_window_exceeded";
-        o["message"] = "events before " + std::to_string(first) + " are no longer retained";
-        o["stream"] = s->id;
-        o["first_available"] = first;
-        send_control(json::serialize(o));
+        send_control(window_exceeded_message(s->id, s->sub.first_available()));
         remove(s);
         continue;
       }
@@ -675,17 +428,14 @@ void ws_session::pump() {
 
 void ws_session::write_event(subscribed& s) {
   const event_view& e = s.events[s.next_event++];
-  head_.clear();
-  head_.append("{\"stream\":\"").append(s.id).append("\",\"id\":");
-  char digits[24];
-  head_.append(digits, std::to_chars(digits, digits + sizeof digits, e.id).ptr);
-  head_.append(",\"event\":\"").append(e.type).append("\",\"data\":");
+  event_frame_head(s.id, e, head_);
   std::string_view data = e.data;
   if (e.multi_line) {
     join_data_lines(e.data, joined_);
     data = joined_;
   }
-  buffers_ = {net::buffer(head_), net::buffer(data.data(), data.size()), net::buffer(frame_tail)};
+  buffers_ = {net::buffer(head_), net::buffer(data.data(), data.size()),
+              net::buffer(event_frame_tail.data(), event_frame_tail.size())};
   in_flight_stream_ = &s;
   // Round-robin: the stream goes to the back; its next turn sends its next
   // event, or reads the log again.
