@@ -76,12 +76,10 @@ run: build web
 # The C++ tests also run under sanitizers: `make test` builds them in
 # build-asan (ASan + UBSan + LeakSanitizer) and build-tsan (ThreadSanitizer),
 # target sanitizer_tests only, and the main build's ctest runs them as
-# asan.NAME and tsan.NAME (one summary). `make test SANITIZERS=` skips the
+# asan.NAME and tsan.NAME (one summary): every C++ test program under both,
+# the fuzz corpus replays under asan. `make test SANITIZERS=` skips the
 # builds (ctest then reports those tests as skipped).
 SANITIZERS ?= asan tsan
-# ON: every C++ test program under the sanitizers (default: the verified set,
-# see tests/CMakeLists.txt and docs/testing.md).
-SANITIZE_ALL ?= OFF
 
 sanitizers: configure
 	@for s in $(SANITIZERS); do \
@@ -89,12 +87,11 @@ sanitizers: configure
 	    *) echo "SANITIZERS: unknown '$$s' (asan, tsan)"; exit 1;; esac; \
 	  echo "sanitizers: building the C++ tests in build-$$s ($$mode)"; \
 	  cmake -S . -B build-$$s -DCMAKE_BUILD_TYPE=Sanitize -DSLUICE_SANITIZE=$$mode \
-	    -DSLUICE_SANITIZE_ALL=$(SANITIZE_ALL) -DSLUICE_WERROR=OFF >/dev/null || exit 1; \
+	    -DSLUICE_WERROR=OFF >/dev/null || exit 1; \
 	  cmake --build build-$$s -j $(JOBS) --target sanitizer_tests || exit 1; \
 	done
 
 test: build web sanitizers
-	@cmake -S . -B $(BUILD_DIR) -DSLUICE_SANITIZE_ALL=$(SANITIZE_ALL) >/dev/null
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 # The benchmark suite (docs/benchmarks.md): installs its peers (bench/setup.sh),
@@ -109,13 +106,9 @@ bench: build
 # clang and libclang-rt-dev): installed when missing (apt-get as root, sudo
 # otherwise). A finding is saved as build-fuzz/artifacts/NAME-crash-* and
 # fails the run.
-# Not yet in the default list: http_route_fuzz ws_op_fuzz agent_request_fuzz
-# openai_chunk_fuzz searxng_results_fuzz. They link our Asio coroutine code,
-# which Debian 12's clang 14 does not compile with coverage instrumentation
-# ("Cannot represent a difference across sections", see docs/testing.md);
-# their corpus replays run in every `make test`.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= sse_parser_fuzz gzip_inflater_fuzz fts_query_fuzz html_to_text_fuzz
+FUZZ_TARGETS ?= sse_parser_fuzz http_route_fuzz ws_op_fuzz agent_request_fuzz \
+  openai_chunk_fuzz searxng_results_fuzz gzip_inflater_fuzz fts_query_fuzz html_to_text_fuzz
 fuzz: setup
 	@probe='extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }'; \
 	if ! echo "$$probe" | clang++ -x c++ -fsanitize=fuzzer -o /dev/null - >/dev/null 2>&1; then \

@@ -2,7 +2,9 @@
 // every compiler (and every `make test`, under the sanitizers too) runs the
 // target: each file whole, each of its prefixes at a few cut points, and a
 // fixed set of byte mutations of it (deterministic: a seeded generator).
-// Usage: NAME_replay CORPUS_DIR
+// Usage: NAME_replay [CORPUS_DIR] (default: the target's committed corpus,
+// fuzz/corpus/NAME, compiled in as SLUICE_FUZZ_CORPUS so the sanitizer runs
+// need no argument).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -26,16 +28,17 @@ void run(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+  if (argc > 2) {
+    std::fprintf(stderr, "usage: %s [CORPUS_DIR]\n", argv[0]);
     return 2;
   }
+  const char* dir = argc == 2 ? argv[1] : SLUICE_FUZZ_CORPUS;
   std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::directory_iterator(argv[1]))
+  for (const auto& e : std::filesystem::directory_iterator(dir))
     if (e.is_regular_file()) files.push_back(e.path());
   std::sort(files.begin(), files.end());
   if (files.empty()) {
-    std::fprintf(stderr, "no seed files in %s\n", argv[1]);
+    std::fprintf(stderr, "no seed files in %s\n", dir);
     return 1;
   }
   std::mt19937 rng(20261202);
