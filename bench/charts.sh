@@ -25,7 +25,7 @@ set logscale y
 set grid ytics
 set key top left
 set datafile missing "-"
-plot for [i=2:6] "$1" using i:xtic(1) title columnheader(i)
+plot for [i=2:7] "$1" using i:xtic(1) title columnheader(i)
 GP
 }
 bars "$WORK/chart/cpu.dat" "$OUT/bench-cpu-per-event.png" \
@@ -57,7 +57,7 @@ plot $plot
 GP
 }
 specs=()
-for p in floor sluice node fastapi; do specs+=("$WORK/pct-paced-$p-1.txt:$p"); done
+for p in floor sluice sluice-auth node fastapi; do specs+=("$WORK/pct-paced-$p-1.txt:$p"); done
 curves "$OUT/bench-latency-paced.png" \
   "Paced: 1,000 streams x 50 tokens/s, latency distribution (run 1)" "${specs[@]}"
 specs=()

@@ -165,6 +165,7 @@ struct options {
   std::string pub_path;  // empty: sub_path
   double settle_seconds = 0.2;
   std::string percentiles_file;  // tokens/fanout: latency percentile table for charts
+  std::string auth_header;       // "Authorization: Bearer ...\r\n" or empty (--token)
 };
 
 void print_usage(std::FILE* out) {
@@ -178,6 +179,9 @@ void print_usage(std::FILE* out) {
                "  --timeout-seconds S   give up after S seconds, report, exit 2 (default 120)\n"
                "  --json                one JSON object line on stdout (table goes to stderr)\n"
                "  --percentiles-file F  write the latency percentiles (tokens, fanout) to F\n"
+               "  --token T             send `Authorization: Bearer T` on every request\n"
+               "                        (for `sluice serve --auth jwt`; default: no token)\n"
+               "  --token-file F        the same, the token read from file F (keeps it out of ps)\n"
                " tokens mode (POST /v1/bench/tokens):\n"
                "  --tokens T            events per stream (default 2000)\n"
                "  --bytes B             payload bytes per event (default 8)\n"
@@ -290,7 +294,18 @@ options parse_options(int argc, char** argv) {
       o.percentiles_file = std::string(v);
     else if (name == "settle-seconds")
       o.settle_seconds = parse_double(name, v);
-    else
+    else if (name == "token" || name == "token-file") {
+      std::string token(v);
+      if (name == "token-file") {
+        std::ifstream in{std::string(v)};
+        if (!in) usage_error("cannot read --token-file '" + std::string(v) + "'");
+        std::getline(in, token);
+      }
+      while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+      if (token.empty() || token.find_first_of("\r\n") != std::string::npos)
+        usage_error("--" + std::string(name) + ": the token is empty or has a line break");
+      o.auth_header = "Authorization: Bearer " + token + "\r\n";
+    } else
       usage_error("unknown option --" + std::string(name));
   }
   return o;
@@ -860,8 +875,8 @@ void load_run::publish_one(std::int64_t now) {
                            "\"}";
   const std::string path = opts_.pub_path.empty() ? opts_.sub_path : opts_.pub_path;
   const std::string req =
-      "POST " + path + " HTTP/1.1\r\nHost: " + opts_.host +
-      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "POST " + path + " HTTP/1.1\r\nHost: " + opts_.host + "\r\n" + opts_.auth_header +
+      "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
       "\r\n\r\n" + body;
   const ssize_t w = send(pub_fd_, req.data(), req.size(), MSG_NOSIGNAL);
   if (w != static_cast<ssize_t>(req.size())) {
@@ -921,16 +936,17 @@ std::string load_run::build_request(int k) const {
     const std::string body = "{\"tokens\":" + std::to_string(opts_.tokens) +
                              ",\"bytes\":" + std::to_string(opts_.bytes) +
                              ",\"rate\":" + std::to_string(opts_.rate) + "}";
-    return "POST /v1/bench/tokens HTTP/1.1\r\nHost: " + host +
-           "\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: " +
+    return "POST /v1/bench/tokens HTTP/1.1\r\nHost: " + host + "\r\n" + opts_.auth_header +
+           "Content-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: " +
            std::to_string(body.size()) + "\r\n\r\n" + body;
   }
   if (opts_.mode == run_mode::fanout) {
-    return "GET " + opts_.sub_path + " HTTP/1.1\r\nHost: " + host +
-           "\r\nAccept: text/event-stream\r\n\r\n";
+    return "GET " + opts_.sub_path + " HTTP/1.1\r\nHost: " + host + "\r\n" + opts_.auth_header +
+           "Accept: text/event-stream\r\n\r\n";
   }
   return "GET /v1/streams/" + opts_.prefix + std::to_string(k) +
-         "/events HTTP/1.1\r\nHost: " + host + "\r\nAccept: text/event-stream\r\n\r\n";
+         "/events HTTP/1.1\r\nHost: " + host + "\r\n" + opts_.auth_header +
+         "Accept: text/event-stream\r\n\r\n";
 }
 
 void load_run::start_connections() {

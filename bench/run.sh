@@ -7,6 +7,9 @@
 #   floor    bench/floor_server.cpp: minimal single-threaded epoll server,
 #            one write per event, no framework, no guarantees (the floor)
 #   sluice   build/sluice serve --enable-bench --threads 1
+#   sluice-auth  the same with --auth jwt --jwt-secret-file F; the loadgen sends
+#            a token minted by `sluice token` on every request (tokens and
+#            paced only: what token verification costs, if anything)
 #   node     bench/peers/node_server.js: Node.js, built-in `http` only
 #   nchan    nginx + the nchan module (fan-out and idle only; it has no
 #            token producer)
@@ -29,7 +32,7 @@
 #   docs/bench-*.png               charts (gnuplot), unless CHARTS_DIR is empty
 #
 # Usage: bash bench/run.sh [BUILD_DIR]      (BUILD_DIR defaults to build)
-# Knobs: RUNS (2) PEERS ("floor sluice node nchan fastapi")
+# Knobs: RUNS (2) PEERS ("floor sluice sluice-auth node nchan fastapi")
 #        WORKLOADS ("tokens paced fanout10 fanout1000 idle wsidle")
 #        TOKENS_CONNECTIONS (1000) TOKENS (2000) PACED_TOKENS (200) PACED_RATE (50)
 #        FANOUT_CONNECTIONS (1000) IDLE_CONNECTIONS (10000) WS_IDLE_CONNECTIONS (2000)
@@ -44,7 +47,7 @@ case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 LOADGEN_BIN=$BUILD/sluice_loadgen
 
 RUNS=${RUNS:-2}
-PEERS=${PEERS:-"floor sluice node nchan fastapi"}
+PEERS=${PEERS:-"floor sluice sluice-auth node nchan fastapi"}
 WORKLOADS=${WORKLOADS:-"tokens paced fanout10 fanout1000 idle wsidle"}
 TOKENS_CONNECTIONS=${TOKENS_CONNECTIONS:-1000}
 TOKENS=${TOKENS:-2000}
@@ -79,6 +82,8 @@ available() {  # available PEER: its runtime is installed (bench/setup.sh)
 supports() {  # supports PEER WORKLOAD
   case "$1:$2" in
     nchan:tokens | nchan:paced) false ;;
+    sluice-auth:tokens | sluice-auth:paced) true ;;
+    sluice-auth:*) false ;;
     *:wsidle) [[ $1 == sluice ]] ;;
     *) true ;;
   esac
@@ -122,6 +127,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# sluice-auth: an HS256 secret for the server and a token for the loadgen,
+# minted by the server's own `sluice token` (run=true for /v1/bench/tokens).
+JWT_SECRET_FILE=$WORK/jwt-secret
+JWT_TOKEN_FILE=$WORK/jwt-token
+TOKEN_CMD=("$BUILD/sluice" token --jwt-secret-file "$JWT_SECRET_FILE" --sub bench --run
+           --subscribe '*' --publish '*' --ttl 2h)
+if [[ " $PEERS " == *" sluice-auth "* ]]; then
+  (umask 077; head -c 48 /dev/urandom | base64 -w0 >"$JWT_SECRET_FILE")
+  "${TOKEN_CMD[@]}" >"$JWT_TOKEN_FILE" || die "sluice token failed"
+fi
+
 # start_server PEER: starts it pinned to SERVER_CORE on a fresh port; sets
 # SERVER_PORT, MAIN_PID, SERVER_PID and SERVER_CMD (for the record).
 start_server() {
@@ -133,6 +149,11 @@ start_server() {
       # shellcheck disable=SC2206
       SERVER_CMD=("$BUILD/sluice" serve --enable-bench --max-connections-per-ip 0 --max-streams-per-subject 0 --host 127.0.0.1 --port "$SERVER_PORT"
                   --threads 1 --max-connections 20000 --heartbeat-ms 10000 $SLUICE_ARGS) ;;
+    sluice-auth)
+      # shellcheck disable=SC2206
+      SERVER_CMD=("$BUILD/sluice" serve --enable-bench --max-connections-per-ip 0 --max-streams-per-subject 0 --host 127.0.0.1 --port "$SERVER_PORT"
+                  --threads 1 --max-connections 20000 --heartbeat-ms 10000
+                  --auth jwt --jwt-secret-file "$JWT_SECRET_FILE" $SLUICE_ARGS) ;;
     floor) SERVER_CMD=("$BUILD/sluice_floor" --host 127.0.0.1 --port "$SERVER_PORT") ;;
     node) SERVER_CMD=(node "$ROOT/bench/peers/node_server.js" "$SERVER_PORT") ;;
     fastapi) SERVER_CMD=("$PYTHON" "$ROOT/bench/peers/fastapi_server.py" "$SERVER_PORT") ;;
@@ -234,10 +255,16 @@ run_one() {  # run_one WORKLOAD PEER RUN
   workload_args "$workload"
   local args=("${LOADGEN_ARGS[@]//@PORT@/$SERVER_PORT}")
   args=("${args[@]//@PID@/$SERVER_PID}")
+  [[ $peer == sluice-auth ]] && args+=(--token-file "$JWT_TOKEN_FILE")
   [[ $workload == paced || $workload == fanout* ]] &&
     args+=(--percentiles-file "$WORK/pct-$workload-$peer-$run.txt")
   if [[ $run == 1 ]]; then
-    echo "- $workload / $peer: \`taskset -c $SERVER_CORE ${SERVER_CMD[*]}\` then \`${LOADGEN[*]} ${LOADGEN_ARGS[*]}\`" \
+    local extra= token_opt=
+    if [[ $peer == sluice-auth ]]; then
+      token_opt=" --token-file $JWT_TOKEN_FILE"
+      extra=", the token minted by \`${TOKEN_CMD[*]//\*/\'*\'}\`"
+    fi
+    echo "- $workload / $peer: \`taskset -c $SERVER_CORE ${SERVER_CMD[*]}\` then \`${LOADGEN[*]} ${LOADGEN_ARGS[*]}$token_opt\`$extra" \
       | sed -e "s|$ROOT/||g" -e "s|$WORK|\$WORK|g" >>"$COMMANDS"
   fi
   echo "== $workload/$peer run $run" >&2
@@ -270,7 +297,7 @@ run_one() {  # run_one WORKLOAD PEER RUN
   local errs
   errs=$(field "$json" errors)
   [[ $(field "$json" publish_errors) =~ ^[1-9] ]] && errs=$((errs + $(field "$json" publish_errors)))
-  if [[ $rc != 0 && ($peer == sluice || $peer == floor) ]]; then FAILED=1; fi
+  if [[ $rc != 0 && ($peer == sluice* || $peer == floor) ]]; then FAILED=1; fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$workload" "$peer" "$run" "$events" "$(field "$json" expected_events)" \
     "$(field "$json" events_per_s)" "$cpu" "$per_event" \

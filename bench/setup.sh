@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what `make bench` needs beyond the build (Debian 12 packages only):
 # the peers (Node.js, nginx + nchan, FastAPI + uvicorn), gnuplot for the
-# charts, and linux-perf/strace for bench/profile.sh. Idempotent; run as root.
+# charts, linux-perf/strace for bench/profile.sh and heaptrack for memory per
+# connection (docs/benchmarks.md). Idempotent; run as root.
 set -euo pipefail
 PACKAGES=(nodejs nginx-light libnginx-mod-nchan python3-fastapi python3-uvicorn gnuplot-nox
-          linux-perf strace)
+          linux-perf strace heaptrack)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,7 +9,7 @@ import os
 import sys
 from collections import defaultdict
 
-PEER_ORDER = ["floor", "sluice", "node", "nchan", "fastapi"]
+PEER_ORDER = ["floor", "sluice", "sluice-auth", "node", "nchan", "fastapi"]
 
 
 def num(v):
@@ -212,6 +212,31 @@ def goals(rows):
     return lines
 
 
+def auth_table(rows):
+    """Sluice with --auth jwt against Sluice without, each ratio within one run."""
+    if not any(p == "sluice-auth" for (_w, p) in rows):
+        return []
+    lines = ["### Auth on against auth off (sluice-auth ÷ sluice, same run)", "",
+             "| workload | figure | auth off | auth on | on ÷ off |", "|---|---|---|---|---|"]
+    for w, figures in (
+        ("tokens", [("events/s", "events_per_s", f0), ("server CPU µs/event", "cpu_us_per_event", f2),
+                    ("TTFE p50 ms", "ttfe_p50_ms", f1), ("latency p99 ms", "p99_us", ms)]),
+        ("paced", [("server CPU µs/event", "cpu_us_per_event", f2), ("latency p50 ms", "p50_us", ms),
+                   ("latency p99 ms", "p99_us", ms), ("stream length max s", "stream_max_s", f2)]),
+    ):
+        off, on = rows.get((w, "sluice"), {}), rows.get((w, "sluice-auth"), {})
+        if not off or not on:
+            continue
+        for name, key, fmt in figures:
+            ratios = [num(on[r][key]) / num(off[r][key]) for r in on
+                      if r in off and num(on[r][key]) is not None and num(off[r][key])]
+            lines.append(f"| {w} | {name} | {rng([num(x[key]) for x in off.values()], fmt)} | "
+                         f"{rng([num(x[key]) for x in on.values()], fmt)} | "
+                         f"{rng(ratios, lambda v: f'{v:.2f}')} |")
+    lines.append("")
+    return lines
+
+
 def ms_unit(v):
     return f"{v / 1000:.2f} ms"
 
@@ -236,6 +261,7 @@ def chart_data(rows, d):
 def main():
     rows = load(sys.argv[1])
     print("\n".join(goals(rows)))
+    print("\n".join(auth_table(rows)))
     print("\n".join(tables(rows)))
     if len(sys.argv) > 3 and sys.argv[2] == "--chart-data":
         chart_data(rows, sys.argv[3])

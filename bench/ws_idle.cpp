@@ -154,9 +154,18 @@ int main(int argc, char** argv) {
   const std::string max_conn = std::to_string(o.connections + 100);
   pid_t server = ::fork();
   if (server == 0) {
-    std::vector<const char*> args{
-        o.sluice.c_str(),    "serve",          "--port",      port.c_str(), "--threads", "1",
-        "--max-connections", max_conn.c_str(), "--log-level", "warn"};
+    std::vector<const char*> args{o.sluice.c_str(),
+                                  "serve",
+                                  "--port",
+                                  port.c_str(),
+                                  "--threads",
+                                  "1",
+                                  "--max-connections",
+                                  max_conn.c_str(),
+                                  "--log-level",
+                                  "warn",
+                                  "--max-connections-per-ip",
+                                  "0"};
     for (const auto& a : o.serve_args) args.push_back(a.c_str());
     args.push_back(nullptr);
     ::execv(o.sluice.c_str(), const_cast<char* const*>(args.data()));
@@ -213,9 +222,9 @@ int main(int argc, char** argv) {
     const double n = o.connections;
     std::printf("deflate %s, %d connections, server RSS before %ld KiB\n",
                 o.deflate ? "on " : "off", o.connections, before);
-    std::printf("  idle:       RSS %ld KiB, +%.1f KiB per connection\n", idle,
+    std::printf("  idle:       RSS %ld KiB, +%.2f KiB per connection\n", idle,
                 static_cast<double>(idle - before) / n);
-    std::printf("  subscribed: RSS %ld KiB, +%.1f KiB per connection\n", subscribed,
+    std::printf("  subscribed: RSS %ld KiB, +%.2f KiB per connection\n", subscribed,
                 static_cast<double>(subscribed - before) / n);
     for (int s : fds) ::close(s);
   } catch (const std::exception& e) {

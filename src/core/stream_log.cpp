@@ -155,11 +155,14 @@ std::uint32_t stream_log::intern_delta_key_locked(const delta_event& d) {
   // Only equality of adjacent entries matters (see read()): the previous
   // delta is the only one a new delta can merge with. Numbers wrap past 0,
   // which means "not a delta"; neighbours always differ by one.
-  const delta_key_info& k = last_delta_key_;
+  // (Held by pointer: most streams have no deltas, and an idle stream is
+  // smaller without three empty strings.)
+  if (!last_delta_key_) last_delta_key_ = std::make_unique<delta_key_info>();
+  const delta_key_info& k = *last_delta_key_;
   if (last_delta_no_ != 0 && k.message_id == d.message_id && k.field == d.field &&
       k.type == d.type)
     return last_delta_no_;
-  last_delta_key_ = {d.message_id, d.field, d.type};
+  *last_delta_key_ = {d.message_id, d.field, d.type};
   last_delta_no_ = last_delta_no_ == UINT32_MAX ? 1 : last_delta_no_ + 1;
   return last_delta_no_;
 }

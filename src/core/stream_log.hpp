@@ -237,7 +237,7 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   // Coalescing only merges adjacent entries, so only the newest delta's key is
   // kept (O(1) per stream whatever ?delta= values clients send): a delta with
   // the same key gets the same number, any other a fresh one.
-  delta_key_info last_delta_key_;                        // guarded by mutex_
+  std::unique_ptr<delta_key_info> last_delta_key_;  // guarded by mutex_ (null before any delta)
   std::uint32_t last_delta_no_ = 0;                      // guarded by mutex_: 0 before any delta
   std::vector<subscription*> subscribers_;               // guarded by mutex_
   std::size_t waiting_count_ = 0;                        // guarded by mutex_

@@ -244,38 +244,41 @@ void sse_subscriber::hand_back() {
 
 void sse_subscriber::watch_peer() {
   peer_watch_pending_ = true;
-  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](
-                                                 boost::system::error_code ec) {
-    self->peer_watch_pending_ = false;
-    if (self->closed_) return;
-    if (self->handing_back_) {
-      self->closed_ = true;
-      start_http_session(self->worker_, std::move(self->socket_), std::move(self->token_), false);
-      return;
-    }
-    if (ec) {
-      self->close();
-      return;
-    }
-    char buf[512];
-    boost::system::error_code rec;
-    std::size_t n = self->socket_.read_some(net::buffer(buf), rec);
-    if (rec == net::error::would_block || rec == net::error::try_again) {
-      self->watch_peer();
-      return;
-    }
-    if (rec) {  // eof or reset: the client has gone
-      self->close();
-      return;
-    }
-    // Bytes from a client mid-stream are not a request we can serve now.
-    self->discarded_bytes_ += n;
-    if (self->discarded_bytes_ > max_discarded_bytes) {
-      self->close();
-      return;
-    }
-    self->watch_peer();
-  });
+  // Pending for the connection's life: exact_alloc keeps it small.
+  socket_.async_wait(
+      tcp::socket::wait_read,
+      exact_alloc(worker_.ioc, [self = shared_from_this()](boost::system::error_code ec) {
+        self->peer_watch_pending_ = false;
+        if (self->closed_) return;
+        if (self->handing_back_) {
+          self->closed_ = true;
+          start_http_session(self->worker_, std::move(self->socket_), std::move(self->token_),
+                             false);
+          return;
+        }
+        if (ec) {
+          self->close();
+          return;
+        }
+        char buf[512];
+        boost::system::error_code rec;
+        std::size_t n = self->socket_.read_some(net::buffer(buf), rec);
+        if (rec == net::error::would_block || rec == net::error::try_again) {
+          self->watch_peer();
+          return;
+        }
+        if (rec) {  // eof or reset: the client has gone
+          self->close();
+          return;
+        }
+        // Bytes from a client mid-stream are not a request we can serve now.
+        self->discarded_bytes_ += n;
+        if (self->discarded_bytes_ > max_discarded_bytes) {
+          self->close();
+          return;
+        }
+        self->watch_peer();
+      }));
 }
 
 void sse_subscriber::sweep(std::int64_t now_us) {

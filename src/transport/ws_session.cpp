@@ -28,7 +28,7 @@
 #include <array>
 #include <boost/asio/post.hpp>
 #include <boost/beast/websocket/stream.hpp>
-#include <deque>
+#include <boost/container/deque.hpp>
 #include <optional>
 
 #include "core/log_text.hpp"
@@ -54,6 +54,10 @@ constexpr std::size_t max_control_bytes = 64u << 10;
 constexpr int max_invalid_in_a_row = 64;
 // A read buffer grown past this by a large message is released afterwards.
 constexpr std::size_t read_buffer_keep = 16u << 10;
+// The first read of a message asks for at most this much, so the read that
+// waits on an idle socket holds a small buffer (Beast would prepare 1,536
+// bytes); the rest of a longer message follows in further reads.
+constexpr std::size_t first_read_bytes = 128;
 
 class ws_session final : public swept_connection,
                          public ws_stream_set,
@@ -138,13 +142,16 @@ class ws_session final : public swept_connection,
   worker& worker_;
   websocket::stream<tcp::socket> ws_;
   connection_token token_;
-  const std::string client_address_;                        // the peer (ops act as principal_)
-  const std::shared_ptr<const auth::principal> principal_;  // from the upgrade's token
-  std::optional<http::request<http::string_body>> upgrade_;  // until the handshake is done
+  const std::string client_address_;                           // the peer (ops act as principal_)
+  const std::shared_ptr<const auth::principal> principal_;     // from the upgrade's token
+  std::unique_ptr<http::request<http::string_body>> upgrade_;  // until the handshake is done
   beast::flat_buffer read_buf_;
   std::vector<std::unique_ptr<subscribed>> streams_;
-  std::deque<subscribed*> ready_;  // round-robin order of streams with something to read
-  std::deque<std::string> control_;
+  // Round-robin order of streams with something to read. (Boost's deque
+  // allocates nothing until used; std::deque allocates ~580 bytes when
+  // constructed, which an idle socket would hold.)
+  boost::container::deque<subscribed*> ready_;
+  boost::container::deque<std::string> control_;
   std::size_t control_bytes_ = 0;
   std::string in_flight_control_;
   subscribed* in_flight_stream_ = nullptr;  // its batch backs the write in flight
@@ -187,7 +194,7 @@ void ws_session::start(http::request<http::string_body> request) {
   }
   ws_.read_message_max(c.ws_max_message_bytes);
   ws_.auto_fragment(false);
-  upgrade_.emplace(std::move(request));
+  upgrade_ = std::make_unique<http::request<http::string_body>>(std::move(request));
   ws_.async_accept(*upgrade_, [self = shared_from_this()](error_code ec) {
     self->guarded("on_accepted", [&] { self->on_accepted(ec); });
   });
@@ -212,9 +219,13 @@ void ws_session::on_accepted(error_code ec) {
 void ws_session::read_next() {
   if (reading_ || closed_ || closing_ || close_) return;
   reading_ = true;
-  ws_.async_read(read_buf_, [self = shared_from_this()](error_code ec, std::size_t) {
-    self->guarded("on_read", [&] { self->on_read(ec); });
-  });
+  // A message arrives in one or more reads (see first_read_bytes); the read
+  // stays pending on an idle socket, so its operation is allocated exactly.
+  ws_.async_read_some(
+      read_buf_, read_buf_.size() == 0 ? first_read_bytes : 0,
+      exact_alloc(worker_.ioc, [self = shared_from_this()](error_code ec, std::size_t) {
+        self->guarded("on_read", [&] { self->on_read(ec); });
+      }));
 }
 
 void ws_session::on_read(error_code ec) {
@@ -226,6 +237,10 @@ void ws_session::on_read(error_code ec) {
     return;
   }
   if (closed_) return;
+  if (!ws_.is_message_done()) {
+    read_next();
+    return;
+  }
   if (!ws_.got_text()) {
     read_buf_.clear();
     if (!close_)
@@ -472,7 +487,7 @@ void ws_session::on_written(error_code ec, bool /*event_frame*/) {
 // Stops delivering `s`; frees it now, or after the write that uses its batch.
 void ws_session::remove(subscribed* s) {
   if (s->queued) {
-    std::erase(ready_, s);
+    ready_.erase(std::remove(ready_.begin(), ready_.end(), s), ready_.end());
     s->queued = false;
   }
   s->removed = true;

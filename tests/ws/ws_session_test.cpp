@@ -218,6 +218,29 @@ TEST_F(WsTest, PublishAndItsErrors) {
   EXPECT_EQ(c.read().at("code"), "invalid_delta");
 }
 
+// A message longer than the server's first read (it reads an idle socket
+// with a small buffer) arrives whole: as one large frame, and as a message
+// fragmented into many small frames.
+TEST_F(WsTest, LongAndFragmentedMessagesAreReadWhole) {
+  start();
+  ws_connection c(port());
+  const std::string text(5000, 'x');
+  const std::string big = R"({"op":"publish","stream":"big","data":")" + text + R"("})";
+  c.send(big);
+  EXPECT_EQ(c.read_text(), R"({"op":"published","stream":"big","sequence":1})");
+  auto& ws = c.stream();
+  ws.text(true);
+  for (std::size_t at = 0; at < big.size(); at += 100) {
+    const std::size_t n = std::min<std::size_t>(100, big.size() - at);
+    ws.write_some(at + n == big.size(), boost::asio::buffer(big.data() + at, n));
+  }
+  EXPECT_EQ(c.read_text(), R"({"op":"published","stream":"big","sequence":2})");
+  c.send(json::object{{"op", "ping"}});
+  EXPECT_EQ(c.read_text(), R"({"op":"pong"})");
+  auto r = log("big")->status();
+  EXPECT_EQ(r.last_sequence, 2u);
+}
+
 TEST_F(WsTest, UnsubscribeStopsFrames) {
   start();
   ws_connection c(port());
