@@ -422,14 +422,24 @@ handler_result router::publish(request_context& req, std::string_view id) {
   if (out.status != core::publish_status::ok)
     return json_error(409, "stream_ended", "the stream has ended; publishing is refused");
   metrics_.local().add(metrics_.local().events_published, items.size());
-  if (!ndjson) return json_ok("{\"sequence\":" + std::to_string(out.first_sequence) + "}");
-  std::string body = "{\"sequences\":[";
-  for (std::uint64_t s = out.first_sequence; s <= out.last_sequence; ++s) {
-    if (s != out.first_sequence) body += ',';
-    body += std::to_string(s);
+  http_reply reply;
+  if (!ndjson) {
+    reply = json_ok("{\"sequence\":" + std::to_string(out.first_sequence) + "}");
+  } else {
+    std::string body = "{\"sequences\":[";
+    for (std::uint64_t s = out.first_sequence; s <= out.last_sequence; ++s) {
+      if (s != out.first_sequence) body += ',';
+      body += std::to_string(s);
+    }
+    body += "]}";
+    reply = json_ok(std::move(body));
   }
-  body += "]}";
-  return json_ok(std::move(body));
+  // --fsync always: answered once the events are on disk (the store's writer).
+  if (core::stream_store* store = registry_.store(); store && store->acks_wait_for_disk())
+    reply.before_send = [store, stream = *log, seq = out.last_sequence](auto done) {
+      store->when_durable(*stream, seq, std::move(done));
+    };
+  return reply;
 }
 
 handler_result router::subscribe(request_context& req, std::shared_ptr<core::stream_log> log) {
