@@ -44,8 +44,9 @@ struct durable_config {
   std::uint64_t disk_budget_bytes = 0;
   // A stream's segment file is closed and a new one started past this size.
   std::uint32_t segment_bytes = 1u << 20;
-  // With fsync interval/never: how long the writer gathers before writing.
-  std::chrono::milliseconds write_delay{10};
+  // With fsync interval/never: how long the writer gathers before writing
+  // (0: the fsync interval, so each round writes and syncs once).
+  std::chrono::milliseconds write_delay{0};
   std::size_t max_open_files = 1024;
 };
 

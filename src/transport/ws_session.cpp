@@ -570,6 +570,25 @@ void ws_session::op_route(const ws_op& op, std::string_view ack) {
   o["op"] = ack;
   o["stream"] = op.stream;
   o["sequence"] = *seq;
+  if (reply->before_send) {
+    // --fsync always: acknowledged once the event is on disk (as over HTTP).
+    reply->before_send([w = weak_from_this(), &ioc = worker_.ioc, msg = json::serialize(o),
+                        stream = op.stream](bool ok) {
+      net::post(ioc, [w, msg, stream, ok] {
+        auto s = w.lock();
+        if (!s) return;
+        s->guarded("durable_ack", [&] {
+          if (ok)
+            s->send_control(msg);
+          else
+            s->send_error("store_unavailable",
+                          "the event was published but could not be written to disk", stream);
+          s->pump();
+        });
+      });
+    });
+    return;
+  }
   send_control(json::serialize(o));
 }
 
