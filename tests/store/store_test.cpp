@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "core/coalescer.hpp"
 #include "core/stream_registry.hpp"
@@ -468,4 +469,40 @@ TEST(DurableLog, SecondProcessOnTheSameFolderIsRefused) {
   dc.dir = d.path;
   auto a = std::make_shared<store::durable_log>(dc);
   EXPECT_THROW(store::durable_log b(dc), std::runtime_error);
+}
+
+TEST(DurableLog, ConcurrentPublishersAllComeBack) {
+  temp_dir d;
+  store::durable_config dc;
+  dc.fsync = store::fsync_mode::always;
+  dc.segment_bytes = 4096;
+  constexpr int threads = 4, per_thread = 500;
+  {
+    node n(d.path, {}, dc);
+    std::vector<std::thread> ts;
+    std::atomic<int> acked{0};
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        auto s = *n.registry.get_or_create("c" + std::to_string(t % 2));
+        for (int i = 0; i < per_thread; ++i) {
+          auto out = s->publish("message", "{\"t\":" + std::to_string(t) + "}");
+          std::mutex m;
+          std::condition_variable cv;
+          bool done = false;
+          n.store->when_durable(*s, out.last_sequence, [&](bool ok) {
+            std::lock_guard l(m);
+            done = true;
+            if (ok) acked.fetch_add(1);
+            cv.notify_all();
+          });
+          std::unique_lock l(m);
+          cv.wait(l, [&] { return done; });
+        }
+      });
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(acked.load(), threads * per_thread);
+  }
+  node n(d.path, {}, dc);
+  EXPECT_EQ(n.registry.find("c0")->status().last_sequence, 2u * per_thread);
+  EXPECT_EQ(n.registry.find("c1")->status().last_sequence, 2u * per_thread);
 }
