@@ -113,7 +113,7 @@ struct durable_log::queue {
   // writer starts a round before its delay is over (a burst is written in
   // cache-warm slices; a trickle waits for the delay and is written in one
   // write per stream).
-  static constexpr std::uint64_t wake_bytes = 256u << 10;
+  static constexpr std::uint64_t wake_bytes = 4u << 20;
   std::atomic<std::uint64_t> pending_bytes{0};
   std::atomic<bool> woken{false};
   std::uint64_t flush_requests = 0;                               // guarded by m
