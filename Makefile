@@ -6,6 +6,8 @@ JOBS ?= $(shell nproc)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 SERVE_ARGS ?=
+# Where `make run` keeps streams across restarts (git-ignored; docs/durability.md).
+DATA_DIR ?= data
 
 .PHONY: setup configure build web run test sanitizers bench fuzz clean format
 
@@ -71,7 +73,7 @@ web/app/dist/index.html: web/app/$(WEB_STAMP) web/client/dist/.sluice-built $(WE
 web: setup web/app/dist/index.html web/e2e/$(WEB_STAMP)
 
 run: build web
-	./$(BUILD_DIR)/sluice serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
+	./$(BUILD_DIR)/sluice serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) $(SERVE_ARGS)
 
 # The C++ tests also run under sanitizers: `make test` builds them in
 # build-asan (ASan + UBSan + LeakSanitizer) and build-tsan (ThreadSanitizer),

@@ -35,6 +35,11 @@ struct recording_set final : transport::ws_stream_set {
     const auto* op = !ec && v.is_object() ? v.as_object().if_contains("op") : nullptr;
     if (op == nullptr || !op->is_string()) std::abort();
   }
+  void send_control_when(streams::durable_wait wait, std::string message, std::string) override {
+    wait([this, message = std::move(message)](bool ok) mutable {
+      if (ok) send_control(std::move(message));
+    });
+  }
 };
 
 }  // namespace

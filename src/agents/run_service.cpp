@@ -118,6 +118,7 @@ boost::system::result<started_run> run_service::start(agent_request request, run
     return created.error();
   }
   auto log = *created;
+  log->set_local_producer();  // a restart ends the run "interrupted" (docs/durability.md)
   if (detach_grace_.count() > 0)
     log->cancel_when_unread(
         std::chrono::duration_cast<std::chrono::microseconds>(detach_grace_).count());

@@ -252,6 +252,7 @@ void add_bench_routes(transport::http_server& server) {
         // hundreds of MB that later measurements would otherwise inherit).
         (*log)->keep_finished_for(10'000'000);
         (*log)->cancel_when_unread(unread_grace_us);
+        (*log)->set_local_producer();  // a restart ends it "interrupted" (docs/durability.md)
         auto producer = std::make_shared<bench_producer>(req.executor, *log,
                                                          static_cast<std::uint64_t>(*tokens),
                                                          static_cast<std::size_t>(*bytes), *rate);

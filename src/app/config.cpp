@@ -113,6 +113,21 @@ void add_serve_options(CLI::App& cmd, serve_options& o) {
                "Serve POST /v1/bench/tokens, a benchmark workload (off: it lets anyone make the "
                "server produce events)")
       ->envname(env_name("enable-bench"));
+  // The embedded durable log (docs/durability.md).
+  opt(cmd, "data-dir", o.data_dir,
+      "Keep streams in append-only files in this folder so they survive a restart (make run: "
+      "data/); empty = memory only");
+  cmd.add_flag("--memory-only", o.memory_only, "Keep streams in memory only (ignores --data-dir)")
+      ->envname(env_name("memory-only"));
+  opt(cmd, "fsync", o.fsync,
+      "With --data-dir: always (a publish is answered once its event is on disk), interval "
+      "(synced every --fsync-interval-ms) or never (the OS decides)")
+      ->check(CLI::IsMember({"always", "interval", "never"}));
+  opt(cmd, "fsync-interval-ms", o.fsync_interval_ms,
+      "With --fsync interval: the longest a written event waits for its sync");
+  opt(cmd, "disk-budget", o.disk_budget,
+      "With --data-dir: bytes of segment files (e.g. 10G; 0 = no limit); above it the oldest "
+      "segments are deleted, then finished streams' files");
   opt(cmd, "log-level", o.log_level, "trace, debug, info, warn, error or off");
   opt(cmd, "web-root", o.web_root,
       "Folder of the built web page served at / (skipped when absent)");
@@ -183,6 +198,12 @@ void finish_serve_options(serve_options& o) {
         "--memory-budget must be bytes with an optional K/M/G/T suffix, "
         "or a percentage of RAM such as 25%");
   s.registry.memory_budget_bytes = *budget;
+  if (o.fsync_interval_ms < 1 || o.fsync_interval_ms > 60'000)
+    throw CLI::ValidationError("--fsync-interval-ms must be 1..60000");
+  auto disk = parse_memory_size(o.disk_budget, 0);
+  if (!disk || o.disk_budget.ends_with('%'))
+    throw CLI::ValidationError("--disk-budget must be bytes with an optional K/M/G/T suffix");
+  o.disk_budget_bytes = *disk;
   if (s.ws_max_streams_per_socket == 0 || s.ws_max_message_bytes < 1024)
     throw CLI::ValidationError(
         "--ws-max-streams-per-socket must be > 0, --ws-max-message-bytes >= 1024");

@@ -38,6 +38,14 @@ struct serve_options {
   // --memory-budget as given: bytes with an optional K/M/G/T suffix, or a
   // percentage of physical RAM ("25%", the default); "0" = no limit.
   std::string memory_budget = "25%";
+  // The embedded durable log (docs/durability.md). Empty data_dir or
+  // memory_only: streams live in memory only.
+  std::string data_dir;
+  bool memory_only = false;
+  std::string fsync = "interval";  // always | interval | never
+  long long fsync_interval_ms = 50;
+  std::string disk_budget = "0";        // bytes with K/M/G/T; 0 = no limit
+  std::uint64_t disk_budget_bytes = 0;  // resolved by finish_serve_options
 };
 
 // Adds the agent/search/model options (shared by `serve` and `ask`).

@@ -16,6 +16,7 @@
 #include "app/token_command.hpp"
 #include "app/watch_command.hpp"
 #include "search/corpus_indexer.hpp"
+#include "store/durable_log.hpp"
 #include "transport/http_server.hpp"
 
 namespace {
@@ -30,6 +31,24 @@ int serve(sluice::app::serve_options& opts) {
   else if (opts.server.auth.insecure_no_auth)
     spdlog::warn("access control: none, and --insecure-no-auth: anyone who reaches {} may do everything",
                  opts.server.host);
+  if (!opts.memory_only && !opts.data_dir.empty()) {
+    sluice::store::durable_config dc;
+    dc.dir = opts.data_dir;
+    dc.fsync = *sluice::store::parse_fsync_mode(opts.fsync);
+    dc.fsync_interval = std::chrono::milliseconds(opts.fsync_interval_ms);
+    dc.disk_budget_bytes = opts.disk_budget_bytes;
+    // The registry holds the store from now on; it writes what is pending
+    // and syncs when the server (and its registry) goes.
+    auto store = std::make_shared<sluice::store::durable_log>(dc);
+    const auto r = store->recover(server.registry());
+    spdlog::info(
+        "durable log: {} (--fsync {}): {} streams restored ({} events read, {} ended "
+        "interrupted, {} torn tails truncated, {} expired, {} dropped)",
+        opts.data_dir, opts.fsync, r.streams, r.events, r.interrupted, r.torn_tails, r.expired,
+        r.dropped);
+  } else {
+    spdlog::info("streams are kept in memory only (no --data-dir)");
+  }
   auto runtime = sluice::app::make_agent_runtime(opts.agents);
   sluice::agents::run_service runs(
       server.registry(), runtime.env, std::chrono::seconds(opts.agents.detach_grace_s),

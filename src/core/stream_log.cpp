@@ -116,11 +116,13 @@ stream_log::stream_log(std::string id, retention_limits limits, std::string owne
 void stream_log::cancel_when_unread(std::int64_t grace_us) {
   std::lock_guard lock(mutex_);
   unread_grace_us_ = grace_us;
+  if (journal_) journal_->meta_changed(meta_locked());
 }
 
 void stream_log::keep_finished_for(std::int64_t ttl_us) {
   std::lock_guard lock(mutex_);
   finished_ttl_us_ = ttl_us;
+  if (journal_) journal_->meta_changed(meta_locked());
 }
 
 stream_log::~stream_log() {
@@ -280,6 +282,7 @@ publish_outcome stream_log::publish_all(std::span<const publish_item> items) {
     }
   }
   last_activity_us_ = now;
+  if (journal_) journal_appended_locked(out.first_sequence);
   trim_locked();
   account_locked(retained_before);
   notify_locked();
@@ -318,9 +321,10 @@ void stream_log::end_cancelled_locked(
     const publish_item& item, std::int64_t now,
     std::vector<std::pair<std::uint64_t, std::function<void()>>>& handlers) {
   const std::size_t retained_before = retained_bytes_;
-  append_locked(item, now);
+  const publish_outcome appended = append_locked(item, now);
   end_locked(stream_state::cancelled, now);
   last_activity_us_ = now;
+  if (journal_) journal_appended_locked(appended.first_sequence);
   trim_locked();
   account_locked(retained_before);
   notify_locked();
@@ -519,6 +523,91 @@ read_status subscription::read(read_batch& out, std::size_t max_bytes) {
   next_seq_ = s;
   l.check_drain_locked();
   return read_status::data;
+}
+
+stream_log::stream_log(const stream_meta& meta, retention_limits limits,
+                       std::shared_ptr<std::atomic<std::int64_t>> memory)
+    : id_(meta.id),
+      owner_(meta.owner),
+      limits_(limits),
+      created_us_(meta.created_us),
+      memory_(std::move(memory)) {
+  last_activity_us_ = created_us_;
+  unread_since_us_ = realtime_us();
+  unread_grace_us_ = meta.unread_grace_us;
+  finished_ttl_us_ = meta.finished_ttl_us;
+  local_producer_ = meta.local_producer;
+}
+
+void stream_log::restore_event(const restored_event& r) {
+  std::lock_guard lock(mutex_);
+  assert(r.seq == next_seq_ || retained_count_locked() == 0);
+  if (retained_count_locked() == 0) first_seq_ = r.seq;
+  next_seq_ = r.seq;
+  const std::size_t retained_before = retained_bytes_;
+  entry e{};
+  char* p = reserve_locked(r.sse.size(), e.segment_no, e.offset);
+  std::memcpy(p, r.sse.data(), r.sse.size());
+  e.length = static_cast<std::uint32_t>(r.sse.size());
+  e.publish_us = r.publish_us;
+  e.delta_key = r.delta_key;
+  e.json_offset = r.json_offset;
+  e.text_begin = r.text_begin;
+  e.text_end = r.text_end;
+  // New deltas get numbers different from the last restored one.
+  if (r.delta_key != 0) {
+    last_delta_no_ = r.delta_key;
+    last_delta_key_ = {};
+  }
+  segments_.back()->size += e.length;
+  entries_.push_back(e);
+  retained_bytes_ += e.length;
+  ++next_seq_;
+  last_activity_us_ = std::max(last_activity_us_, r.publish_us);
+  trim_locked();
+  account_locked(retained_before);
+}
+
+void stream_log::restore_end(stream_state s, std::int64_t finished_us) {
+  std::lock_guard lock(mutex_);
+  end_locked(s, finished_us);
+}
+
+void stream_log::attach_journal(std::shared_ptr<stream_journal> journal) {
+  std::lock_guard lock(mutex_);
+  journal_ = std::move(journal);
+}
+
+void stream_log::set_local_producer() {
+  std::lock_guard lock(mutex_);
+  local_producer_ = true;
+  if (journal_) journal_->meta_changed(meta_locked());
+}
+
+stream_meta stream_log::meta() const {
+  std::lock_guard lock(mutex_);
+  return meta_locked();
+}
+
+stream_meta stream_log::meta_locked() const {
+  stream_meta m;
+  m.id = id_;
+  m.owner = owner_;
+  m.created_us = created_us_;
+  m.unread_grace_us = unread_grace_us_;
+  m.finished_ttl_us = finished_ttl_us_;
+  m.local_producer = local_producer_;
+  return m;
+}
+
+void stream_log::journal_appended_locked(std::uint64_t from) {
+  for (std::uint64_t s = from; s < next_seq_; ++s) {
+    const entry& e = entry_at_locked(s);
+    const bool last = s + 1 == next_seq_;
+    journal_->appended(journal_event{s, e.publish_us, segments_[e.segment_no - first_segment_no_],
+                                     e.offset, e.length, e.delta_key, e.json_offset, e.text_begin,
+                                     e.text_end, last ? state_ : stream_state::open});
+  }
 }
 
 }  // namespace sluice::core

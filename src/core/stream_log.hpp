@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/sse_encoder.hpp"
+#include "core/stream_store.hpp"
 
 namespace sluice::core {
 
@@ -183,6 +184,28 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   stream_status status() const;
   stream_state state() const;
 
+  // --- Persistence (see stream_store.hpp) ---
+  // A stream coming back from a store: id, owner and creation time from
+  // `meta`. Fill it with restore_event (in sequence order) and restore_end
+  // before anyone else sees it.
+  stream_log(const stream_meta& meta, retention_limits limits,
+             std::shared_ptr<std::atomic<std::int64_t>> memory = nullptr);
+  struct restored_event {
+    std::uint64_t seq = 0;
+    std::int64_t publish_us = 0;
+    std::string_view sse;  // the event's stored SSE bytes
+    std::uint32_t delta_key = 0, json_offset = 0, text_begin = 0, text_end = 0;
+  };
+  void restore_event(const restored_event& e);
+  void restore_end(stream_state s, std::int64_t finished_us);
+  // From now on every append and metadata change is told to `journal`. Set
+  // once, before the stream is shared (the registry does it at creation).
+  void attach_journal(std::shared_ptr<stream_journal> journal);
+  const std::shared_ptr<stream_journal>& journal() const { return journal_; }
+  // The producer lives in this process (see stream_meta::local_producer).
+  void set_local_producer();
+  stream_meta meta() const;
+
  private:
   friend class subscription;
 
@@ -218,6 +241,9 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   std::size_t retained_count_locked() const { return entries_.size() - entries_head_; }
   std::uint64_t last_seq_locked() const { return first_seq_ + retained_count_locked() - 1; }
   void build_coalesced_locked(std::uint64_t from, std::uint64_t to, read_batch& out) const;
+  // Tells the journal (if any) about the events from `from` to the head.
+  void journal_appended_locked(std::uint64_t from);
+  stream_meta meta_locked() const;
 
   const std::string id_;
   const std::string owner_;
@@ -250,6 +276,8 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   std::int64_t unread_since_us_ = 0;                     // guarded by mutex_
   std::int64_t unread_grace_us_ = 0;                     // guarded by mutex_
   std::int64_t finished_ttl_us_ = 0;                     // guarded by mutex_
+  bool local_producer_ = false;                          // guarded by mutex_
+  std::shared_ptr<stream_journal> journal_;  // set before the stream is shared; may be null
 };
 
 // A subscriber's cursor into one stream. Attaches on construction, detaches on

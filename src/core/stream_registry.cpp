@@ -83,6 +83,7 @@ std::size_t stream_registry::owned_by(std::string_view owner) const {
 stream_registry::stream_map::iterator stream_registry::erase_locked(stream_map& streams,
                                                                     stream_map::iterator it) {
   release_owner(it->second.log->owner());
+  if (store_) store_->erased(*it->second.log);
   size_.fetch_sub(1, std::memory_order_relaxed);
   return streams.erase(it);
 }
@@ -118,6 +119,7 @@ boost::system::result<std::shared_ptr<stream_log>> stream_registry::insert(std::
   }
   auto log =
       std::make_shared<stream_log>(std::string(id), config_.retention, std::string(owner), memory_);
+  if (store_) log->attach_journal(store_->open_journal(log->meta()));
   sh.streams.emplace(std::string(id), slot{log, mode == insert_mode::pending});
   return log;
 }
@@ -244,6 +246,27 @@ std::size_t stream_registry::sweep(std::int64_t now_us) {
     }
   }
   return freed;
+}
+
+void stream_registry::attach_store(std::shared_ptr<stream_store> store) {
+  store_ = std::move(store);
+}
+
+std::shared_ptr<stream_log> stream_registry::restore(const stream_meta& meta) {
+  shard& sh = shard_for(meta.id);
+  std::lock_guard lock(sh.mutex);
+  if (sh.streams.contains(meta.id)) return nullptr;
+  size_.fetch_add(1, std::memory_order_relaxed);
+  {
+    const std::string_view subject = charged_subject(meta.owner);
+    if (!subject.empty()) {
+      std::lock_guard owners(owners_mutex_);
+      ++owners_[std::string(subject)];
+    }
+  }
+  auto log = std::make_shared<stream_log>(meta, config_.retention, memory_);
+  sh.streams.emplace(meta.id, slot{log, false});
+  return log;
 }
 
 registry_counts stream_registry::counts() const {

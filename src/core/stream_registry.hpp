@@ -24,6 +24,7 @@
 #include <unordered_map>
 
 #include "core/stream_log.hpp"
+#include "core/stream_store.hpp"
 
 namespace sluice::core {
 
@@ -112,6 +113,17 @@ class stream_registry {
   // retained bytes are at most `target_bytes`. Returns the number freed.
   std::size_t evict_finished(std::size_t target_bytes);
 
+  // --- Persistence (see stream_store.hpp) ---
+  // Every stream created from now on gets a journal from `store`, and the
+  // store is told when the registry drops one. Call once, before serving.
+  void attach_store(std::shared_ptr<stream_store> store);
+  stream_store* store() const { return store_.get(); }
+  // Adds an empty stream to restore from a store (see stream_log's restore
+  // members), with this registry's retention and memory accounting; counted
+  // like a created one, past the budgets if need be (it existed before the
+  // restart). Null when the id is taken.
+  std::shared_ptr<stream_log> restore(const stream_meta& meta);
+
   registry_counts counts() const;
   std::size_t size() const;
   const registry_config& config() const { return config_; }
@@ -148,6 +160,7 @@ class stream_registry {
   mutable std::array<shard, shard_count> shards_;
   std::atomic<std::size_t> size_{0};
   const std::shared_ptr<std::atomic<std::int64_t>> memory_;
+  std::shared_ptr<stream_store> store_;  // set before serving; may be null
   std::mutex evict_mutex_;              // one eviction scan at a time
   std::int64_t fruitless_scan_us_ = 0;  // guarded by evict_mutex_
   mutable std::mutex owners_mutex_;     // after a shard's mutex, never before

@@ -195,7 +195,12 @@ op_result<publish_result> stream_service::publish(const auth::principal* who, st
   if (out.status != core::publish_status::ok)
     return error("stream_ended", 409, "the stream has ended; publishing is refused");
   if (counters_) counters_->published(items.size());
-  return publish_result{out.first_sequence, out.last_sequence};
+  publish_result r{out.first_sequence, out.last_sequence, {}};
+  if (core::stream_store* store = registry_.store(); store && store->acks_wait_for_disk())
+    r.wait_durable = [store, stream = *log, seq = out.last_sequence](auto done) {
+      store->when_durable(*stream, seq, std::move(done));
+    };
+  return r;
 }
 
 op_result<cursor_start> stream_service::open_cursor(std::shared_ptr<core::stream_log> log,

@@ -108,9 +108,16 @@ struct publish_input {
   std::string_view delta_field = "text";
 };
 
+// Set on a publish's result when acknowledgements wait for the disk
+// (--fsync always, see core/stream_store.hpp): call it with a completion that
+// receives true once the events are durable, false when they could not be
+// written (answer 503 store_unavailable). It may complete on any thread.
+using durable_wait = std::function<void(std::function<void(bool)>)>;
+
 struct publish_result {
   std::uint64_t first_sequence = 0;
   std::uint64_t last_sequence = 0;
+  durable_wait wait_durable;  // empty: the acknowledgement can go at once
 };
 
 // ---- subscribe -----------------------------------------------------------

@@ -5,6 +5,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -80,6 +81,20 @@ net::awaitable<boost::system::error_code> write_reply(beast::tcp_stream& stream,
   stream.expires_after(std::chrono::seconds(30));
   auto [ec, n] = co_await http::async_write(stream, res, tuple_awaitable);
   co_return ec;
+}
+
+// Waits for an http_reply's before_send (e.g. the event being on disk with
+// --fsync always); resumes on this coroutine's executor.
+net::awaitable<bool> await_before_send(const std::function<void(std::function<void(bool)>)>& wait) {
+  co_return co_await net::async_initiate<decltype(net::use_awaitable), void(bool)>(
+      [&wait](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        wait([h](bool ok) {
+          auto ex = net::get_associated_executor(*h);
+          net::post(ex, [h, ok]() mutable { std::move (*h)(ok); });
+        });
+      },
+      net::use_awaitable);
 }
 
 // Closes after letting the client read our response: stop sending, drain what
@@ -349,6 +364,14 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
       auto collected = co_await collector->run(stream, buffer, cfg.budgets.final_reply_timeout);
       if (!collected) co_return;  // the client left: nothing to answer
       result = std::move(*collected);
+    }
+    if (auto* reply = std::get_if<http_reply>(&result); reply && reply->before_send) {
+      auto wait = std::move(reply->before_send);
+      if (!co_await await_before_send(wait)) {
+        *reply = json_error(503, "store_unavailable",
+                            "the event was published but could not be written to disk");
+        reply->headers.emplace_back("Retry-After", "1");
+      }
     }
     for (auto& h : sc.routes.cors_headers(ctx)) {
       if (auto* reply = std::get_if<http_reply>(&result))

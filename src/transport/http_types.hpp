@@ -53,6 +53,10 @@ struct http_reply {
   std::string body;
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the reply is sent only after this calls its argument (from any
+  // thread): with true as it is, with false as 503 store_unavailable. The
+  // publish route sets it with --fsync always (see core/stream_store.hpp).
+  std::function<void(std::function<void(bool)>)> before_send;
 };
 
 // Serve `stream` as SSE to this connection, from `next_seq`.

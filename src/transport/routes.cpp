@@ -51,6 +51,13 @@ namespace {
 
 bool is_true(std::optional<std::string_view> v) { return v && (*v == "true" || *v == "1"); }
 
+// --fsync always: the reply is sent once the events are on disk (see
+// http_reply::before_send); otherwise `wait` is empty and nothing changes.
+http_reply with_durable_wait(http_reply r, streams::durable_wait wait) {
+  r.before_send = std::move(wait);
+  return r;
+}
+
 // Splits "/v1/streams/{id}/{rest}" into id and rest ("" when absent).
 bool split_stream_path(std::string_view path, std::string_view& id, std::string_view& rest) {
   constexpr std::string_view prefix = "/v1/streams/";
@@ -335,14 +342,17 @@ handler_result router::publish(request_context& req, std::string_view id) {
   in.ndjson = req.content_type.starts_with("application/x-ndjson");
   auto out = service_.publish(req.principal.get(), id, in);
   if (!out) return error_reply(out.error());
-  if (!in.ndjson) return json_ok("{\"sequence\":" + std::to_string(out->first_sequence) + "}");
+  if (!in.ndjson)
+    return with_durable_wait(
+        json_ok("{\"sequence\":" + std::to_string(out->first_sequence) + "}"),
+        std::move(out->wait_durable));
   std::string body = "{\"sequences\":[";
   for (std::uint64_t s = out->first_sequence; s <= out->last_sequence; ++s) {
     if (s != out->first_sequence) body += ',';
     body += std::to_string(s);
   }
   body += "]}";
-  return json_ok(std::move(body));
+  return with_durable_wait(json_ok(std::move(body)), std::move(out->wait_durable));
 }
 
 handler_result router::subscribe(request_context& req, std::shared_ptr<core::stream_log> log) {

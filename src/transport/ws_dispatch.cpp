@@ -102,6 +102,10 @@ void publish(const ws_op& op, const ws_op_context& ctx, ws_stream_set& s) {
   if (op.delta_field) in.delta_field = *op.delta_field;
   auto out = ctx.service.publish(ctx.who, op.stream, in);
   if (!out) return send_error(s, out.error(), op.stream);
+  if (out->wait_durable)
+    return s.send_control_when(std::move(out->wait_durable),
+                               ack_message("published", op.stream, out->first_sequence),
+                               op.stream);
   s.send_control(ack_message("published", op.stream, out->first_sequence));
 }
 

@@ -28,6 +28,10 @@ class ws_stream_set {
   virtual bool remove_stream(std::string_view id) = 0;
   // Queues a control message (sent before event frames ready at that moment).
   virtual void send_control(std::string message) = 0;
+  // Queues `message` once `wait` completes with true (the events are on
+  // disk, --fsync always), an error store_unavailable for `stream` if false.
+  virtual void send_control_when(streams::durable_wait wait, std::string message,
+                                 std::string stream) = 0;
 
  protected:
   ~ws_stream_set() = default;

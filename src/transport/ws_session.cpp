@@ -127,6 +127,8 @@ class ws_session final : public swept_connection,
   void add_stream(const std::string& id, streams::cursor_start cursor) override;
   bool remove_stream(std::string_view id) override;
   void send_control(std::string message) override;
+  void send_control_when(streams::durable_wait wait, std::string message,
+                         std::string stream) override;
 
   subscribed* find(std::string_view id) const;
   void send_error(std::string_view code, std::string_view message, std::string_view stream = {});
@@ -356,6 +358,26 @@ void ws_session::send_control(std::string message) {
   if (closed_ || closing_) return;
   control_bytes_ += message.size();
   control_.push_back(std::move(message));
+}
+
+void ws_session::send_control_when(streams::durable_wait wait, std::string message,
+                                   std::string stream) {
+  // --fsync always: acknowledged once the event is on disk (as over HTTP).
+  wait([w = weak_from_this(), &ioc = worker_.ioc, message = std::move(message),
+        stream = std::move(stream)](bool ok) mutable {
+    net::post(ioc, [w, message = std::move(message), stream = std::move(stream), ok]() mutable {
+      auto s = w.lock();
+      if (!s) return;
+      s->guarded("durable_ack", [&] {
+        if (ok)
+          s->send_control(std::move(message));
+        else
+          s->send_error("store_unavailable",
+                        "the event was published but could not be written to disk", stream);
+        s->pump();
+      });
+    });
+  });
 }
 
 void ws_session::send_error(std::string_view code, std::string_view message,

@@ -30,6 +30,12 @@ struct recording_set final : transport::ws_stream_set {
     return std::erase_if(streams, [&](const auto& s) { return s.first == id; }) > 0;
   }
   void send_control(std::string message) override { sent.push_back(std::move(message)); }
+  void send_control_when(streams::durable_wait wait, std::string message,
+                         std::string) override {
+    wait([this, message = std::move(message)](bool ok) mutable {
+      if (ok) sent.push_back(std::move(message));
+    });
+  }
 };
 
 class WsDispatch : public ::testing::Test {

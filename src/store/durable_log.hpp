@@ -1,0 +1,113 @@
+// The embedded durable log: streams kept in append-only segment files under
+// --data-dir, so they survive a restart (see docs/durability.md).
+//
+// Layout: DIR/LOCK (held with flock while a server uses DIR) and, per stream,
+// DIR/streams/s_<id>/<first sequence, 20 digits>.seg. Each segment starts with
+// a meta record (id, owner, times, flags), then event records (record_format.hpp).
+//
+// The in-memory log stays the hot path: a publish hands its journal the
+// encoded bytes (a reference to the immutable segment, no copy) with the
+// stream's lock held; one writer thread takes every journal's new events in
+// one batch, appends them (one write per stream per batch) and syncs as the
+// fsync mode says (group commit: everything written in a round shares that
+// round's syncs).
+//
+// Thread-safety: all public members are thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "core/stream_registry.hpp"
+#include "core/stream_store.hpp"
+
+namespace sluice::store {
+
+enum class fsync_mode { always, interval, never };
+std::optional<fsync_mode> parse_fsync_mode(std::string_view text);
+
+struct durable_config {
+  std::filesystem::path dir;
+  fsync_mode fsync = fsync_mode::interval;
+  std::chrono::milliseconds fsync_interval{50};
+  // Bytes of all segment files together (0: no limit); above it the oldest
+  // segments are deleted (never a stream's newest), then finished streams'
+  // files, oldest finished first.
+  std::uint64_t disk_budget_bytes = 0;
+  // A stream's segment file is closed and a new one started past this size.
+  std::uint32_t segment_bytes = 1u << 20;
+  // With fsync interval/never: how long the writer gathers before writing
+  // (0: the fsync interval, so each round writes and syncs once).
+  std::chrono::milliseconds write_delay{0};
+  std::size_t max_open_files = 1024;
+};
+
+struct recovery_stats {
+  std::size_t streams = 0;      // restored into the registry
+  std::size_t events = 0;       // events read (before memory retention)
+  std::size_t interrupted = 0;  // open local-producer streams ended "interrupted"
+  std::size_t torn_tails = 0;   // files truncated at a torn or corrupt record
+  std::size_t expired = 0;      // finished past their TTL: deleted
+  std::size_t dropped = 0;      // unusable (no meta) or empty: deleted
+};
+
+struct writer_stats {
+  std::uint64_t records_written = 0;
+  std::uint64_t bytes_written = 0;  // record bytes (headers, index, SSE bytes)
+  std::uint64_t syncs = 0;          // fdatasync/fsync calls
+  std::uint64_t rounds = 0;
+  std::uint64_t disk_bytes = 0;  // bytes in live segment files now
+};
+
+// Create with std::make_shared (recover() hands the registry a reference).
+class durable_log final : public core::stream_store,
+                          public std::enable_shared_from_this<durable_log> {
+ public:
+  // Creates DIR (and DIR/streams) when absent and locks it. Throws
+  // std::runtime_error when it cannot, or another process holds the lock.
+  explicit durable_log(durable_config config);
+  ~durable_log() override;  // writes and syncs what is pending, then stops
+
+  // Loads every stored stream into `registry` (within its retention and
+  // TTL), starts the writer, attaches this store to the registry and ends
+  // open local-producer streams with {"code":"interrupted"}. Call once,
+  // before serving.
+  recovery_stats recover(core::stream_registry& registry);
+
+  // Blocks until everything published before the call is written (and,
+  // unless fsync never, synced). For tests and shutdown.
+  void flush();
+  writer_stats stats() const;
+  const durable_config& config() const { return config_; }
+
+  // core::stream_store
+  std::shared_ptr<core::stream_journal> open_journal(const core::stream_meta& meta) override;
+  void erased(const core::stream_log& log) noexcept override;
+  bool acks_wait_for_disk() const noexcept override { return config_.fsync == fsync_mode::always; }
+  void when_durable(const core::stream_log& log, std::uint64_t seq,
+                    std::function<void(bool)> done) override;
+
+  struct journal;  // one stream's files (durable_log.cpp)
+  struct queue;    // what publishers hand the writer
+
+ private:
+  void run_writer();
+  void start_writer();
+
+  const durable_config config_;
+  int lock_fd_ = -1;
+  core::retention_limits retention_;
+  std::shared_ptr<queue> queue_;
+  std::vector<std::shared_ptr<journal>> recovered_;  // recover() -> the writer thread
+  std::thread writer_;
+};
+
+}  // namespace sluice::store

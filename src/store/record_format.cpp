@@ -1,0 +1,182 @@
+#include "store/record_format.hpp"
+
+#include <zlib.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <cstring>
+
+namespace sluice::store {
+namespace {
+
+void put_u16(std::string& out, std::uint16_t v) {
+  char b[2] = {static_cast<char>(v & 0xff), static_cast<char>(v >> 8)};
+  out.append(b, 2);
+}
+void put_u32(std::string& out, std::uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(b, 4);
+}
+void put_u64(std::string& out, std::uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(b, 8);
+}
+std::uint32_t get_u32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+std::uint64_t get_u64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::uint32_t crc_of(const char* p, std::size_t n) {
+  uLong c = crc32(0L, Z_NULL, 0);
+  // zlib takes uInt lengths: feed in chunks (records are bounded anyway).
+  while (n > 0) {
+    const uInt chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
+    c = crc32(c, reinterpret_cast<const Bytef*>(p), chunk);
+    p += chunk;
+    n -= chunk;
+  }
+  return static_cast<std::uint32_t>(c);
+}
+
+// Reserves the header, returns its offset; finish_record fills it in.
+std::size_t begin_record(std::string& out, record_type type, std::uint8_t flags) {
+  const std::size_t at = out.size();
+  put_u32(out, 0);  // crc
+  put_u32(out, 0);  // length
+  out.push_back(static_cast<char>(type));
+  out.push_back(static_cast<char>(flags));
+  put_u16(out, 0);
+  return at;
+}
+
+void finish_record(std::string& out, std::size_t at) {
+  const std::size_t len = out.size() - at - record_header_bytes;
+  char* h = out.data() + at;
+  for (int i = 0; i < 4; ++i) h[4 + i] = static_cast<char>((len >> (8 * i)) & 0xff);
+  const std::uint32_t crc = crc_of(h + 4, out.size() - at - 4);
+  for (int i = 0; i < 4; ++i) h[i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+}
+
+}  // namespace
+
+std::size_t event_record_size(const event_index& index, std::size_t sse_bytes) {
+  return record_header_bytes + 16 + (index.delta_key != 0 ? 16 : 0) + sse_bytes;
+}
+
+void append_event_record(std::string& out, const event_index& index, std::string_view sse) {
+  std::uint8_t flags = static_cast<std::uint8_t>(static_cast<unsigned>(index.end_state) << 1);
+  if (index.delta_key != 0) flags |= 1;
+  const std::size_t at = begin_record(out, record_type::event, flags);
+  put_u64(out, index.seq);
+  put_u64(out, static_cast<std::uint64_t>(index.publish_us));
+  if (index.delta_key != 0) {
+    put_u32(out, index.delta_key);
+    put_u32(out, index.json_offset);
+    put_u32(out, index.text_begin);
+    put_u32(out, index.text_end);
+  }
+  out.append(sse);
+  finish_record(out, at);
+}
+
+void append_meta_record(std::string& out, const core::stream_meta& meta) {
+  boost::json::object o;
+  o["id"] = meta.id;
+  o["owner"] = meta.owner;
+  o["created_us"] = meta.created_us;
+  o["unread_grace_us"] = meta.unread_grace_us;
+  o["finished_ttl_us"] = meta.finished_ttl_us;
+  o["local_producer"] = meta.local_producer;
+  const std::size_t at = begin_record(out, record_type::meta, 0);
+  out.append(boost::json::serialize(o));
+  finish_record(out, at);
+}
+
+parse_status next_record(std::string_view bytes, std::size_t& pos, parsed_record& out) {
+  if (pos >= bytes.size()) return parse_status::end;
+  const std::size_t left = bytes.size() - pos;
+  if (left < record_header_bytes) return parse_status::torn;
+  const char* h = bytes.data() + pos;
+  const std::uint32_t crc = get_u32(h);
+  const std::uint32_t len = get_u32(h + 4);
+  if (len > max_record_payload) return parse_status::corrupt;
+  if (left - record_header_bytes < len) return parse_status::torn;
+  if (crc_of(h + 4, record_header_bytes - 4 + len) != crc) return parse_status::corrupt;
+  const auto type = static_cast<std::uint8_t>(h[8]);
+  if (type != static_cast<std::uint8_t>(record_type::meta) &&
+      type != static_cast<std::uint8_t>(record_type::event))
+    return parse_status::corrupt;
+  out.type = static_cast<record_type>(type);
+  out.flags = static_cast<std::uint8_t>(h[9]);
+  out.payload = bytes.substr(pos + record_header_bytes, len);
+  pos += record_header_bytes + len;
+  return parse_status::ok;
+}
+
+bool decode_event(const parsed_record& r, event_index& index, std::string_view& sse) {
+  if (r.type != record_type::event) return false;
+  const bool delta = (r.flags & 1) != 0;
+  const unsigned state = (r.flags >> 1) & 3;
+  if (state > 2 || (r.flags & ~0x7u) != 0) return false;
+  const std::size_t fixed = 16 + (delta ? 16 : 0);
+  if (r.payload.size() <= fixed) return false;
+  const char* p = r.payload.data();
+  index.seq = get_u64(p);
+  index.publish_us = static_cast<std::int64_t>(get_u64(p + 8));
+  index.delta_key = index.json_offset = index.text_begin = index.text_end = 0;
+  if (delta) {
+    index.delta_key = get_u32(p + 16);
+    index.json_offset = get_u32(p + 20);
+    index.text_begin = get_u32(p + 24);
+    index.text_end = get_u32(p + 28);
+  }
+  index.end_state = static_cast<core::stream_state>(state);
+  sse = r.payload.substr(fixed);
+  if (index.seq == 0) return false;
+  // A delta's text range must lie inside its JSON inside the event bytes
+  // (the coalescer copies from there).
+  if (delta &&
+      (index.delta_key == 0 || index.json_offset >= sse.size() ||
+       index.text_begin > index.text_end || index.text_end > sse.size() - index.json_offset))
+    return false;
+  return true;
+}
+
+std::optional<core::stream_meta> decode_meta(const parsed_record& r) {
+  if (r.type != record_type::meta) return std::nullopt;
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(r.payload, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const auto& o = v.as_object();
+  core::stream_meta m;
+  auto str = [&](const char* k, std::string& dst) {
+    const auto* x = o.if_contains(k);
+    if (x == nullptr || !x->is_string()) return false;
+    dst = x->as_string();
+    return true;
+  };
+  auto num = [&](const char* k, std::int64_t& dst) {
+    const auto* x = o.if_contains(k);
+    if (x == nullptr || !x->is_int64()) return false;
+    dst = x->as_int64();
+    return true;
+  };
+  const auto* lp = o.if_contains("local_producer");
+  if (!str("id", m.id) || !str("owner", m.owner) || !num("created_us", m.created_us) ||
+      !num("unread_grace_us", m.unread_grace_us) || !num("finished_ttl_us", m.finished_ttl_us) ||
+      lp == nullptr || !lp->is_bool())
+    return std::nullopt;
+  m.local_producer = lp->as_bool();
+  return m;
+}
+
+}  // namespace sluice::store
