@@ -234,6 +234,13 @@ std::string new_epoch() {
 redis_stream_store::redis_stream_store(redis_client& client, store_options options)
     : client_(client), opts_(std::move(options)) {}
 
+std::string redis_stream_store::publish_script_sha() {
+  return scripts()[s_publish].sha;
+}
+std::string_view redis_stream_store::publish_script_source() {
+  return publish_lua;
+}
+
 std::string redis_stream_store::meta_key(std::string_view id) {
   return "{s:" + std::string(id) + "}:meta";
 }

@@ -130,6 +130,10 @@ class redis_stream_store {
   static constexpr std::string_view leases_key = "sluice:leases";
 
   const store_options& options() const { return opts_; }
+  // The publish script's SHA1 (for EVALSHA from other tools, e.g.
+  // redis-benchmark in docs/scaling.md) and its source.
+  static std::string publish_script_sha();
+  static std::string_view publish_script_source();
 
   // Creates an open stream with a new random epoch, or returns the existing
   // one's fields (created = false). A new stream starts with no history
