@@ -117,6 +117,13 @@ bool redis_server_process::launch_and_wait(clock::time_point deadline) {
                                    options_.appendonly ? "yes" : "no",
                                    "--appendfsync",
                                    "always"};
+  if (!options_.tls_cert_file.empty()) {
+    for (const auto& a :
+         {std::string("--tls-port"), std::to_string(tls_port_), std::string("--tls-cert-file"),
+          options_.tls_cert_file, std::string("--tls-key-file"), options_.tls_key_file,
+          std::string("--tls-auth-clients"), std::string("no")})
+      args.push_back(a);
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -150,6 +157,10 @@ void redis_server_process::start() {
   }
   for (int attempt = 0; attempt < 10; ++attempt) {
     port_ = pick_free_port();
+    if (!options_.tls_cert_file.empty()) {
+      do tls_port_ = pick_free_port();
+      while (tls_port_ == port_);
+    }
     if (launch_and_wait(deadline)) return;
   }
   throw std::runtime_error("redis-server failed to start; log:\n" + log_tail());

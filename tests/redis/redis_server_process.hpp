@@ -15,6 +15,10 @@ namespace sluice::redis::testing {
 
 struct redis_server_options {
   bool appendonly = false;  // AOF with appendfsync always
+  // When both are set, TLS is served on tls_port() too (no client
+  // certificates asked); the plain port stays for the readiness PING.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class redis_server_process {
@@ -37,6 +41,7 @@ class redis_server_process {
 
   bool running() const { return pid_ > 0; }
   unsigned short port() const { return port_; }
+  unsigned short tls_port() const { return tls_port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
   const std::string& dir() const { return dir_; }
   // A command through redis-cli (for setup/inspection); its output.
@@ -49,6 +54,7 @@ class redis_server_process {
   redis_server_options options_;
   std::string dir_;
   unsigned short port_ = 0;
+  unsigned short tls_port_ = 0;
   pid_t pid_ = -1;
 };
 

@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "../llm_openai/tls_test_proxy.hpp"
 #include "redis/redis_client.hpp"
 #include "redis/redis_stream_store.hpp"
 #include "redis/redis_subscriber.hpp"
@@ -214,6 +215,40 @@ publish_batch batch(std::string stream, std::vector<std::string> data,
   for (auto& d : data) b.events.push_back({"delta", std::move(d)});
   b.final_state = std::move(final_state);
   return b;
+}
+
+TEST_F(RedisTest, TlsWithCertificateVerification) {
+  const auto cert = sluice::test::make_self_signed_certificate("IP:127.0.0.1");
+  sluice::test::temp_file cert_file(cert.cert_pem);
+  sluice::test::temp_file key_file(cert.key_pem);
+  redis_server_options o;
+  o.tls_cert_file = cert_file.path().string();
+  o.tls_key_file = key_file.path().string();
+  start_server(o);
+  auto opts = client_options(*server);
+  opts.endpoint = *parse_redis_url("rediss://127.0.0.1:" + std::to_string(server->tls_port()));
+  {
+    // Not trusted (only the system's CAs): a typed TLS failure that says why.
+    redis_client untrusted(io.get_executor(), opts);
+    untrusted.start();
+    EXPECT_EQ(run(io, untrusted.wait_connected(300ms)), redis_errc::store_unavailable);
+    EXPECT_NE(untrusted.last_error().find("TLS handshake"), std::string::npos)
+        << untrusted.last_error();
+    EXPECT_NE(untrusted.last_error().find("certificate"), std::string::npos)
+        << untrusted.last_error();
+  }
+  opts.ca_file = cert_file.path().string();
+  redis_client trusted(io.get_executor(), opts);
+  trusted.start();
+  ASSERT_FALSE(run(io, trusted.wait_connected(10s))) << trusted.last_error();
+  redis_stream_store store(trusted, test_store_options("tls"));
+  run(io, [&]() -> net::awaitable<void> {
+    EXPECT_TRUE(co_await store.create_stream("over-tls", ""));
+    auto p = co_await store.publish(batch("over-tls", make_args("{\"secure\":true}")));
+    EXPECT_TRUE(p && p->last_seq == 1u);
+    auto r = co_await store.read_after("over-tls", 0, "", 10);
+    EXPECT_TRUE(r && r->events.size() == 1 && r->events[0].data == "{\"secure\":true}");
+  }());
 }
 
 TEST_F(RedisTest, PublishAssignsSequencesAndRefusesAfterTheFinalEvent) {
