@@ -4,6 +4,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <vector>
 
 #include "net/http_url.hpp"
 #include "net/outbound_connection.hpp"
@@ -71,42 +72,43 @@ net::awaitable<error_code> redis_connection::open(const redis_endpoint& e, bool 
       co_return redis_errc::tls_failed;
     }
   }
-  // AUTH and SELECT in one write; their replies in order.
+  // AUTH, SELECT and a PING in one write; their replies in order. The PING
+  // makes "connected" mean "Redis answers" (a hung Redis still accepts TCP
+  // connections).
   std::string hello;
-  std::size_t expected = 0;
+  std::vector<const char*> names;
   if (e.password) {
     if (e.username.empty())
       resp_reader::append_command(hello, {"AUTH", *e.password});
     else
       resp_reader::append_command(hello, {"AUTH", e.username, *e.password});
-    ++expected;
+    names.push_back("AUTH");
   }
   if (e.db != 0) {
     resp_reader::append_command(hello, {"SELECT", std::to_string(e.db)});
-    ++expected;
+    names.push_back("SELECT");
   }
+  resp_reader::append_command(hello, {"PING"});
+  names.push_back("PING");
   lowest().expires_at(by);
-  if (!hello.empty()) {
-    if (auto ec = co_await write(hello)) {
-      detail = "connection to " + e.redacted() + " lost during AUTH/SELECT";
-      co_return redis_errc::store_unavailable;
+  if (auto ec = co_await write(hello)) {
+    detail = "connection to " + e.redacted() + " lost before it answered";
+    co_return redis_errc::store_unavailable;
+  }
+  for (const char* name : names) {
+    auto r = co_await read_reply();
+    if (!r) {
+      detail = "no answer to " + std::string(name) + " from " + e.redacted() + ": " +
+               r.error().message();
+      co_return r.error() == redis_errc::store_unavailable ? r.error()
+                                                           : error_code(redis_errc::protocol_error);
     }
-    for (std::size_t i = 0; i < expected; ++i) {
-      auto r = co_await read_reply();
-      if (!r) {
-        detail =
-            "connection to " + e.redacted() + " lost during AUTH/SELECT: " + r.error().message();
-        co_return r.error() == redis_errc::store_unavailable
-            ? r.error()
-            : error_code(redis_errc::protocol_error);
-      }
-      if (r->is_error()) {
-        // Redis's own text (e.g. "WRONGPASS invalid username-password pair"):
-        // it never repeats the password.
-        detail = "Redis at " + e.redacted() + " refused " +
-                 (i == 0 && e.password ? "AUTH" : "SELECT") + ": " + r->str.substr(0, 200);
-        co_return redis_errc::auth_failed;
-      }
+    if (r->is_error()) {
+      // Redis's own text (e.g. "WRONGPASS invalid username-password pair"):
+      // it never repeats the password.
+      detail = "Redis at " + e.redacted() + " refused " + name + ": " + r->str.substr(0, 200);
+      co_return std::string_view(name) == "PING" ? error_code(redis_errc::server_error)
+                                                 : error_code(redis_errc::auth_failed);
     }
   }
   lowest().expires_never();

@@ -131,6 +131,7 @@ class redis_subscriber::impl : public std::enable_shared_from_this<impl> {
       ops_.clear();
       for (const auto& c : wanted_) ops_.emplace_back(true, c);
       resubscribe_pending_ = connections_ > 1;
+      ping_sent_.reset();
       if (resubscribe_pending_ && wanted_.empty()) announce_resubscribed();
       changed_.notify_all();
       co_await (reader() || writer());
@@ -161,8 +162,15 @@ class redis_subscriber::impl : public std::enable_shared_from_this<impl> {
           spdlog::error("redis subscriber: {}; closing the connection", reply.error().message());
         co_return;
       }
-      // Pub/Sub pushes: [kind, channel, payload-or-count].
+      // Pub/Sub pushes: [kind, channel, payload-or-count]; our health PING
+      // is answered ["pong", ""] (or +PONG while nothing is subscribed).
       const auto& v = *reply;
+      if ((v.type == resp_value::kind::status && v.str == "PONG") ||
+          (v.is_array() && v.elements.size() == 2 && v.elements[0].is_string() &&
+           v.elements[0].str == "pong")) {
+        ping_sent_.reset();
+        continue;
+      }
       if (!v.is_array() || v.elements.size() != 3 || !v.elements[0].is_string() ||
           !v.elements[1].is_string()) {
         if (v.is_error()) {
@@ -197,9 +205,27 @@ class redis_subscriber::impl : public std::enable_shared_from_this<impl> {
     std::string buffer;
     for (;;) {
       if (ops_.empty()) {
-        (void)co_await writer_wake_.async_wait(tuple_awaitable);
+        // Idle: a PING every half request_timeout finds a dead connection
+        // (a half-open TCP connection would otherwise look quiet for hours).
+        writer_wake_.expires_after(opts_.request_timeout / 2);
+        auto [ec] = co_await writer_wake_.async_wait(tuple_awaitable);
         auto cs = co_await net::this_coro::cancellation_state;
         if (cs.cancelled() != net::cancellation_type::none || stopped_) co_return;
+        if (!ec) {
+          const auto now = clock::now();
+          if (ping_sent_) {
+            if (now - *ping_sent_ > opts_.request_timeout) {
+              spdlog::warn("redis subscriber: no PONG within {} ms; reconnecting",
+                           opts_.request_timeout.count());
+              co_return;
+            }
+          } else {
+            ping_sent_ = now;
+            buffer.clear();
+            resp_reader::append_command(buffer, {"PING"});
+            if (co_await conn_->write(buffer)) co_return;
+          }
+        }
         continue;
       }
       // Consecutive operations of one kind share a command.
@@ -232,6 +258,7 @@ class redis_subscriber::impl : public std::enable_shared_from_this<impl> {
   bool stopped_ = false;
   bool connected_ = false;
   bool resubscribe_pending_ = false;
+  std::optional<clock::time_point> ping_sent_;  // a health PING awaits its PONG
   std::uint64_t connections_ = 0;
   std::string last_error_;
 };

@@ -169,6 +169,7 @@ void redis_server_process::start() {
 void redis_server_process::kill() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);
+  ::kill(pid_, SIGCONT);
   int status = 0;
   ::waitpid(pid_, &status, 0);
   pid_ = -1;
@@ -180,6 +181,14 @@ void redis_server_process::stop() {
   int status = 0;
   ::waitpid(pid_, &status, 0);
   pid_ = -1;
+}
+
+void redis_server_process::freeze() {
+  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+}
+
+void redis_server_process::thaw() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
 }
 
 void redis_server_process::wipe_data() {

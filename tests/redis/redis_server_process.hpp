@@ -36,6 +36,10 @@ class redis_server_process {
   void kill();
   // SIGTERM and reap (a clean shutdown).
   void stop();
+  // SIGSTOP / SIGCONT: a Redis that hangs (connections stay open, nothing
+  // is answered).
+  void freeze();
+  void thaw();
   // Removes the directory's data files (a Redis that comes back empty).
   void wipe_data();
 

@@ -217,6 +217,49 @@ publish_batch batch(std::string stream, std::vector<std::string> data,
   return b;
 }
 
+TEST_F(RedisTest, AHungRedisIsDetectedByTimeoutsAndHealthPings) {
+  start_server();
+  auto opts = client_options(*server);
+  opts.request_timeout = 300ms;
+  redis_client c(io.get_executor(), opts);
+  c.start();
+  ASSERT_FALSE(run(io, c.wait_connected(10s)));
+  std::vector<std::string> got;
+  std::size_t resubscribed = 0;
+  redis_subscriber sub(io.get_executor(), opts,
+                       {[&](std::string_view, std::string_view p) { got.emplace_back(p); },
+                        [&] { ++resubscribed; }});
+  sub.start();
+  ASSERT_FALSE(run(io, sub.subscribe("hang-test")));
+  server->freeze();
+  run(io, [&]() -> net::awaitable<void> {
+    // A command to a Redis that does not answer: a typed error after
+    // request_timeout, not a wait forever.
+    auto r = co_await c.command(make_args("PING"));
+    EXPECT_EQ(r.error(), redis_errc::store_unavailable);
+    // The idle subscriber's PING gets no PONG: it drops the connection,
+    // and a new one is not "connected" until Redis answers.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (sub.connected() && std::chrono::steady_clock::now() < deadline) co_await pause(10ms);
+    EXPECT_FALSE(sub.connected());
+    EXPECT_FALSE(c.connected());
+    auto refused = co_await c.command(make_args("PING"));
+    EXPECT_EQ(refused.error(), redis_errc::store_unavailable);
+  }());
+  server->thaw();
+  ASSERT_TRUE(run(io, usable(c)));
+  run(io, [&]() -> net::awaitable<void> {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (resubscribed == 0 && std::chrono::steady_clock::now() < deadline) co_await pause(10ms);
+    EXPECT_GE(resubscribed, 1u);
+    auto n = co_await c.command(make_args("PUBLISH", "hang-test", "after"));
+    EXPECT_TRUE(n && n->integer == 1);
+    deadline = std::chrono::steady_clock::now() + 10s;
+    while (got.empty() && std::chrono::steady_clock::now() < deadline) co_await pause(10ms);
+  }());
+  EXPECT_EQ(got, std::vector<std::string>{"after"});
+}
+
 TEST_F(RedisTest, TlsWithCertificateVerification) {
   const auto cert = sluice::test::make_self_signed_certificate("IP:127.0.0.1");
   sluice::test::temp_file cert_file(cert.cert_pem);
