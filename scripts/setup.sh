@@ -3,11 +3,13 @@
 # all is present.
 #
 # Usage: bash scripts/setup.sh [PROFILE...]      (default: all)
-#   build  the compiler and libraries for the server (`make build`)
+#   build  the compiler and libraries for the server (`make build`; hiredis
+#          for the Redis layer's protocol reader)
 #   web    + Node.js >= 18 and npm for the page (`make run`)
-#   test   + web, GoogleTest, curl and Chromium (the page's browser tests) (`make test`)
+#   test   + web, GoogleTest, curl, Chromium (the page's browser tests) and
+#          redis-server + redis-tools (the Redis tests start their own server) (`make test`)
 #   fuzz   + clang and its libFuzzer runtime (`make fuzz`)
-#   bench  + curl (`make bench`)
+#   bench  + curl, redis-server and redis-tools (redis-benchmark) (`make bench`)
 #   all    every profile above
 # The Makefile passes the profiles its goals need.
 #
@@ -35,13 +37,15 @@ done
 
 pkgs=(build-essential cmake ccache pkg-config
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-      libssl-dev zlib1g-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev)
+      libssl-dev zlib1g-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev
+      libhiredis-dev)  # the Redis layer's RESP reader (src/redis)
 if ((want_test)); then
   pkgs+=(libgtest-dev curl
-         chromium)  # the web page's browser tests (driven by playwright-core, never a downloaded browser)
+         chromium  # the web page's browser tests (driven by playwright-core, never a downloaded browser)
+         redis-server redis-tools)  # tests/redis start a real redis-server; redis-cli
 fi
 if ((want_bench)) && ! ((want_test)); then
-  pkgs+=(curl)
+  pkgs+=(curl redis-server redis-tools)  # redis-benchmark for the Redis ceiling
 fi
 if ((want_fuzz)); then
   pkgs+=(clang libclang-rt-14-dev)  # libFuzzer and the sanitizer runtimes
