@@ -53,6 +53,7 @@ http_server::http_server(server_config config)
 
 http_server::~http_server() {
   if (running_) shutdown();
+  workers_.clear();
 }
 
 router& http_server::routes() {
@@ -247,7 +248,8 @@ void http_server::shutdown() {
     w->ioc.restart();
     w->ioc.poll();
   }
-  workers_.clear();
+  // The workers (and their io_contexts) live on until ~http_server: other
+  // threads (e.g. a search pool finishing a task) may still post to them.
   spdlog::info("stopped");
 }
 

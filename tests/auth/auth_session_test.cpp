@@ -193,8 +193,10 @@ class AuthServer : public ::testing::Test {
   std::filesystem::path dir_;
   testing::temp_corpus corpus_;
   std::filesystem::path index_;
-  std::unique_ptr<agents::search_service> search_;
+  // Destroyed in reverse: runs, then the search pool (its threads post to the
+  // server's io_contexts), then the server.
   std::unique_ptr<transport::http_server> server_;
+  std::unique_ptr<agents::search_service> search_;
   std::unique_ptr<agents::run_service> runs_;
 };
 
