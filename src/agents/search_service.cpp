@@ -31,13 +31,15 @@ boost::system::result<search::search_index*> thread_index(const std::filesystem:
   return &indexes.emplace(path, std::move(*opened)).first->second;
 }
 
+// What the pool tasks share with the awaiting coroutine. It holds no I/O
+// object: the last task may release it on a pool thread after the caller's
+// io_context is gone. The coroutine's timer is reached through `wake`, which
+// the coroutine clears (under the mutex) before the timer goes.
 struct gather {
-  gather(net::any_io_executor ex, std::size_t queries, bool with_web)
-      : wake(ex), local(queries), web(with_web ? queries : 0), remaining(queries + web.size()) {
-    wake.expires_at(net::steady_timer::time_point::max());
-  }
-  net::steady_timer wake;  // cancelled (from its own executor) when all are done
+  gather(std::size_t queries, bool with_web)
+      : local(queries), web(with_web ? queries : 0), remaining(queries + web.size()) {}
   std::mutex mutex;
+  net::steady_timer* wake = nullptr;  // guarded by mutex; null once the coroutine left
   std::vector<boost::system::result<std::vector<search_hit>>> local;  // guarded by mutex
   std::vector<search::searxng_outcome> web;                           // guarded by mutex
   std::size_t remaining;                                              // guarded by mutex
@@ -46,8 +48,28 @@ struct gather {
 // Called by each pool task after storing its result, under g->mutex. The
 // wake-up holds `g`: the awaiting coroutine may have gone (cancelled).
 void one_done(const std::shared_ptr<gather>& g) {
-  if (--g->remaining == 0) net::post(g->wake.get_executor(), [g] { g->wake.cancel(); });
+  if (--g->remaining == 0 && g->wake != nullptr)
+    net::post(g->wake->get_executor(), [g] {
+      std::lock_guard lock(g->mutex);
+      if (g->wake != nullptr) g->wake->cancel();
+    });
 }
+
+// Points g->wake at the coroutine's timer for as long as the coroutine (or
+// its frame, when destroyed suspended) is there.
+struct wake_registration {
+  wake_registration(std::shared_ptr<gather> g, net::steady_timer& t) : g_(std::move(g)) {
+    std::lock_guard lock(g_->mutex);
+    g_->wake = &t;
+  }
+  wake_registration(const wake_registration&) = delete;
+  wake_registration& operator=(const wake_registration&) = delete;
+  ~wake_registration() {
+    std::lock_guard lock(g_->mutex);
+    g_->wake = nullptr;
+  }
+  std::shared_ptr<gather> g_;
+};
 
 // dedup_hits over the fused list, except that a near-duplicate pair of a
 // corpus passage and a web result always keeps the corpus passage: the
@@ -123,7 +145,10 @@ net::awaitable<boost::system::result<search_report>> search_service::search_many
     queued_->fetch_sub(tasks, std::memory_order_relaxed);
     co_return make_error_code(search_service_errc::busy);
   }
-  auto g = std::make_shared<gather>(ex, queries.size(), web_ != nullptr);
+  auto g = std::make_shared<gather>(queries.size(), web_ != nullptr);
+  net::steady_timer wake(ex);  // cancelled (from its own executor) when all are done
+  wake.expires_at(net::steady_timer::time_point::max());
+  const wake_registration registered(g, wake);
   // Web requests first: they are the slow ones, so they start while the
   // local searches fill the remaining threads.
   for (std::size_t i = 0; web_ && i < queries.size(); ++i) {
@@ -148,7 +173,7 @@ net::awaitable<boost::system::result<search_report>> search_service::search_many
                 one_done(g);
               });
   }
-  co_await g->wake.async_wait(net::as_tuple(net::use_awaitable));
+  co_await wake.async_wait(net::as_tuple(net::use_awaitable));
   // Local lists first: on equal fused scores the corpus passage ranks first.
   std::vector<std::vector<search_hit>> lists;
   std::unordered_set<std::string> web_ids;
