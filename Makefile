@@ -97,10 +97,12 @@ test: build web sanitizers
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 # The benchmark suite (docs/benchmarks.md): installs its peers (bench/setup.sh),
-# then runs every workload against Sluice, the floor server and the peers.
+# then runs every workload against Sluice, the floor server and the peers;
+# then the two-node run (Redis, node A, node B; docs/scaling.md).
 bench: build
 	bash bench/setup.sh
 	bash bench/run.sh $(BUILD_DIR)
+	bash bench/redis/run_two_node_bench.sh $(BUILD_DIR)
 
 # libFuzzer on every parser that takes bytes from the network (fuzz/), each
 # for FUZZ_SECONDS, starting from its committed seeds (fuzz/corpus/NAME; new

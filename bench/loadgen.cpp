@@ -163,6 +163,7 @@ struct options {
   bool json = false;
   std::string sub_path = "/v1/streams/fanout/events";
   std::string pub_path;  // empty: sub_path
+  int pub_port = 0;      // 0: port (fanout: publish to another node than the subscribers')
   double settle_seconds = 0.2;
   std::string percentiles_file;  // tokens/fanout: latency percentile table for charts
   std::string auth_header;       // "Authorization: Bearer ...\r\n" or empty (--token)
@@ -194,6 +195,8 @@ void print_usage(std::FILE* out) {
                " fanout mode (--connections subscribers, --tokens events, --bytes, --rate):\n"
                "  --sub-path P          subscribers GET P (default /v1/streams/fanout/events)\n"
                "  --pub-path P          the publisher POSTs each event to P (default: sub-path)\n"
+               "  --pub-port P          the publisher connects to port P of --host (default:\n"
+               "                        --port; e.g. node A while subscribers read node B)\n"
                "  --settle-seconds S    wait after the last subscriber's head (default 0.2)\n");
 }
 
@@ -290,6 +293,8 @@ options parse_options(int argc, char** argv) {
       o.sub_path = std::string(v);
     else if (name == "pub-path")
       o.pub_path = std::string(v);
+    else if (name == "pub-port")
+      o.pub_port = static_cast<int>(parse_long(name, v, 1, 65535));
     else if (name == "percentiles-file")
       o.percentiles_file = std::string(v);
     else if (name == "settle-seconds")
@@ -749,12 +754,12 @@ void raise_nofile_limit() {
   }
 }
 
-sockaddr_storage resolve(const options& o, socklen_t& len) {
+sockaddr_storage resolve(const options& o, int port_number, socklen_t& len) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  const std::string port = std::to_string(o.port);
+  const std::string port = std::to_string(port_number);
   if (int rc = getaddrinfo(o.host.c_str(), port.c_str(), &hints, &res); rc != 0 || !res) {
     std::fprintf(stderr, "sluice_loadgen: cannot resolve %s: %s\n", o.host.c_str(),
                  gai_strerror(rc));
@@ -770,7 +775,8 @@ sockaddr_storage resolve(const options& o, socklen_t& len) {
 class load_run {
  public:
   explicit load_run(const options& o) : opts_(o) {
-    addr_ = resolve(o, addr_len_);
+    addr_ = resolve(o, o.port, addr_len_);
+    pub_addr_ = resolve(o, o.pub_port > 0 ? o.pub_port : o.port, pub_addr_len_);
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) {
       std::perror("epoll_create1");
@@ -810,6 +816,8 @@ class load_run {
   const options& opts_;
   sockaddr_storage addr_{};
   socklen_t addr_len_ = 0;
+  sockaddr_storage pub_addr_{};  // the publisher's server (--pub-port)
+  socklen_t pub_addr_len_ = 0;
   int epoll_fd_ = -1;
   std::vector<std::unique_ptr<connection>> conns_;
   run_stats stats_;
@@ -840,8 +848,9 @@ class load_run {
 };
 
 void load_run::start_publisher() {
-  pub_fd_ = socket(addr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (pub_fd_ < 0 || connect(pub_fd_, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) < 0) {
+  pub_fd_ = socket(pub_addr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (pub_fd_ < 0 ||
+      connect(pub_fd_, reinterpret_cast<const sockaddr*>(&pub_addr_), pub_addr_len_) < 0) {
     std::perror("publisher connect");
     ++pub_errors_;
     publish_done_ns_ = monotonic_ns();

@@ -6,8 +6,9 @@
 #   build  the compiler and libraries for the server (`make build`; hiredis
 #          for the Redis layer's protocol reader)
 #   web    + Node.js >= 18 and npm for the page (`make run`)
-#   test   + web, GoogleTest, curl, Chromium (the page's browser tests) and
-#          redis-server + redis-tools (the Redis tests start their own server) (`make test`)
+#   test   + web, GoogleTest, curl, Chromium (the page's browser tests),
+#          redis-server + redis-tools (the Redis tests start their own server)
+#          and nginx (the two-node tests run scripts/two-nodes.sh) (`make test`)
 #   fuzz   + clang and its libFuzzer runtime (`make fuzz`)
 #   bench  + curl, redis-server and redis-tools (redis-benchmark) (`make bench`)
 #   all    every profile above
@@ -42,7 +43,8 @@ pkgs=(build-essential cmake ccache pkg-config
 if ((want_test)); then
   pkgs+=(libgtest-dev curl
          chromium  # the web page's browser tests (driven by playwright-core, never a downloaded browser)
-         redis-server redis-tools)  # tests/redis start a real redis-server; redis-cli
+         redis-server redis-tools  # tests/redis start a real redis-server; redis-cli
+         nginx)  # the load balancer of scripts/two-nodes.sh (tests/two_nodes)
 fi
 if ((want_bench)) && ! ((want_test)); then
   pkgs+=(curl redis-server redis-tools)  # redis-benchmark for the Redis ceiling

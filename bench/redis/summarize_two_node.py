@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Tables of bench/redis/run_two_node_bench.sh: one JSON line per run, and the
+redis-benchmark ceiling ("PIPELINE REPEAT CALLS_PER_S" lines). Ratios are
+taken within one repeat (the same minutes of a shared machine), then given as
+ranges over repeats."""
+import json
+import sys
+
+
+def rng(values, fmt="{:.0f}"):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+
+def main():
+    runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    ceiling = [line.split() for line in open(sys.argv[2]) if line.strip()]
+    by = {}
+    for r in runs:
+        by.setdefault((r["workload"], r["config"]), []).append(r)
+    configs = [c for c in ("single", "single-redis", "two-node") if any(k[1] == c for k in by)]
+
+    def repeats(workload, config):
+        return {r["repeat"]: r for r in by.get((workload, config), [])}
+
+    print("## Throughput (unpaced fan-out)")
+    print()
+    print("| configuration | delivered events/s | publish rate (events/s) | p99 latency (µs) | errors | × single (same repeat) |")
+    print("|---|---|---|---|---|---|")
+    single = repeats("unpaced", "single")
+    for c in configs:
+        rs = repeats("unpaced", c)
+        ratios = [rs[k]["loadgen"]["events_per_s"] / single[k]["loadgen"]["events_per_s"]
+                  for k in rs if k in single and single[k]["loadgen"]["events_per_s"]]
+        print(f"| {c} | {rng([r['loadgen']['events_per_s'] for r in rs.values()])} "
+              f"| {rng([r['loadgen'].get('publish_rate') for r in rs.values()])} "
+              f"| {rng([r['loadgen']['latency_us_p99'] for r in rs.values()])} "
+              f"| {rng([r['loadgen']['errors'] for r in rs.values()])} "
+              f"| {rng(ratios, '{:.2f}')} |")
+    print()
+    print("## Latency and CPU at moderate load (paced fan-out)")
+    print()
+    print("| configuration | p50 (µs) | p99 (µs) | p99 added vs single, same repeat (µs) | CPU s: fan-out node | CPU s: node A | CPU s: Redis | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    single = repeats("paced", "single")
+    for c in configs:
+        rs = repeats("paced", c)
+        added = [rs[k]["loadgen"]["latency_us_p99"] - single[k]["loadgen"]["latency_us_p99"]
+                 for k in rs if k in single]
+        fan = [r["cpu_s"].get("node_b", r["cpu_s"].get("node")) for r in rs.values()]
+        print(f"| {c} | {rng([r['loadgen']['latency_us_p50'] for r in rs.values()])} "
+              f"| {rng([r['loadgen']['latency_us_p99'] for r in rs.values()])} "
+              f"| {rng(added) if c != 'single' else '-'} "
+              f"| {rng(fan, '{:.2f}')} "
+              f"| {rng([r['cpu_s'].get('node_a') for r in rs.values()], '{:.2f}')} "
+              f"| {rng([r['cpu_s'].get('redis') for r in rs.values()], '{:.2f}')} "
+              f"| {rng([r['loadgen']['errors'] for r in rs.values()])} |")
+    print()
+    print("## Ceiling of Redis itself (redis-benchmark, the publish script by EVALSHA, 1 event per call, 1 connection)")
+    print()
+    print("| pipeline | calls/s = events/s |")
+    print("|---|---|")
+    for p in sorted({c[0] for c in ceiling}, key=int):
+        vals = [float(c[2]) for c in ceiling if c[0] == p and len(c) > 2]
+        print(f"| -P {p} | {rng(vals)} |")
+    print()
+    # The targets of issue 9.
+    un_single = repeats("unpaced", "single")
+    un_two = repeats("unpaced", "two-node")
+    ratios = [un_two[k]["loadgen"]["events_per_s"] / un_single[k]["loadgen"]["events_per_s"]
+              for k in un_two if k in un_single and un_single[k]["loadgen"]["events_per_s"]]
+    p_single = repeats("paced", "single")
+    p_two = repeats("paced", "two-node")
+    added = [p_two[k]["loadgen"]["latency_us_p99"] - p_single[k]["loadgen"]["latency_us_p99"]
+             for k in p_two if k in p_single]
+    print("## Targets (issue 9)")
+    print()
+    print("| target | measured | met? |")
+    print("|---|---|---|")
+    if ratios:
+        met = "yes" if min(ratios) >= 0.5 else ("in some repeats" if max(ratios) >= 0.5 else "**no**")
+        print(f"| cross-node delivery throughput ≥ 0.5 × single-node | {rng(ratios, '{:.2f}')} × | {met} |")
+    if added:
+        met = "yes" if max(added) < 2000 else ("in some repeats" if min(added) < 2000 else "**no**")
+        print(f"| p99 added latency < 2 ms at moderate load | {rng(added)} µs | {met} |")
+
+
+if __name__ == "__main__":
+    main()
