@@ -128,6 +128,17 @@ void add_serve_options(CLI::App& cmd, serve_options& o) {
   opt(cmd, "disk-budget", o.disk_budget,
       "With --data-dir: bytes of segment files (e.g. 10G; 0 = no limit); above it the oldest "
       "segments are deleted, then finished streams' files");
+  // Many nodes (docs/scaling.md).
+  opt(cmd, "redis", o.redis,
+      "Share streams with other nodes through Redis: redis://[[user]:password@]host[:port][/db] "
+      "(rediss:// for TLS, verified); empty = one node (exclusive with --data-dir)");
+  opt(cmd, "redis-ca-file", o.redis_ca_file,
+      "With rediss://: a PEM CA certificate trusted besides the system's");
+  opt(cmd, "node-id", o.node_id,
+      "With --redis: this node's name ([A-Za-z0-9._:-]{1,128}; default hostname:port:random)");
+  opt(cmd, "run-lease-s", o.run_lease_s,
+      "With --redis: a run's lease; a node that stops renewing it for this long has its runs "
+      "ended with producer_lost by another node (0.1..3600)");
   opt(cmd, "log-level", o.log_level, "trace, debug, info, warn, error or off");
   opt(cmd, "web-root", o.web_root,
       "Folder of the built web page served at / (skipped when absent)");
@@ -171,6 +182,12 @@ void finish_serve_options(serve_options& o) {
   s.max_stream_duration = seconds(d.max_stream_duration_s);
   s.shutdown_deadline = milliseconds(d.shutdown_deadline_ms);
   s.registry.finished_ttl_us = d.finished_ttl_s * 1'000'000;
+  if (!o.redis.empty() && !o.memory_only && !o.data_dir.empty())
+    throw CLI::ValidationError(
+        "--redis and --data-dir are exclusive: with --redis, Redis keeps the streams (use "
+        "--memory-only or --data-dir '' with --redis)");
+  if (!(o.run_lease_s >= 0.1 && o.run_lease_s <= 3600))
+    throw CLI::ValidationError("--run-lease-s must be 0.1..3600");
   s.registry.idle_open_limit_us = d.idle_stream_s * 1'000'000;
   if (s.heartbeat_interval.count() <= 0) throw CLI::ValidationError("--heartbeat-ms must be > 0");
   if (s.gzip_window_bits < 9 || s.gzip_window_bits > 15)

@@ -46,6 +46,11 @@ struct serve_options {
   long long fsync_interval_ms = 50;
   std::string disk_budget = "0";        // bytes with K/M/G/T; 0 = no limit
   std::uint64_t disk_budget_bytes = 0;  // resolved by finish_serve_options
+  // Many nodes (docs/scaling.md): redis:// or rediss:// URL; empty = one node.
+  std::string redis;
+  std::string redis_ca_file;  // rediss://: a PEM CA trusted besides the system's
+  std::string node_id;        // empty: hostname:port:random
+  double run_lease_s = 15;    // a run's lease in Redis
 };
 
 // Adds the agent/search/model options (shared by `serve` and `ask`).

@@ -2,19 +2,23 @@
 //   sluice serve            the HTTP/SSE server
 //   sluice index DIR        build a corpus index for the agents
 //   sluice token ...        mint an HS256 token for --auth jwt
-#include <CLI/CLI.hpp>
-#include <filesystem>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
+#include <filesystem>
+
 #include "agents/run_service.hpp"
-#include "app/ask_command.hpp"
-#include "app/auth_options.hpp"
 #include "app/agent_routes.hpp"
 #include "app/agent_setup.hpp"
+#include "app/ask_command.hpp"
+#include "app/auth_options.hpp"
 #include "app/bench_producer.hpp"
 #include "app/config.hpp"
 #include "app/token_command.hpp"
 #include "app/watch_command.hpp"
+#include "cluster/cluster_node.hpp"
+#include "core/stream_id.hpp"
+#include "redis/redis_url.hpp"
 #include "search/corpus_indexer.hpp"
 #include "store/durable_log.hpp"
 #include "transport/http_server.hpp"
@@ -29,9 +33,31 @@ int serve(sluice::app::serve_options& opts) {
   if (const auto* v = server.routes().verifier())
     spdlog::info("access control: --auth jwt ({})", sluice::auth::to_string(v->alg()));
   else if (opts.server.auth.insecure_no_auth)
-    spdlog::warn("access control: none, and --insecure-no-auth: anyone who reaches {} may do everything",
-                 opts.server.host);
-  if (!opts.memory_only && !opts.data_dir.empty()) {
+    spdlog::warn(
+        "access control: none, and --insecure-no-auth: anyone who reaches {} may do everything",
+        opts.server.host);
+  std::shared_ptr<sluice::cluster::cluster_node> node;
+  if (!opts.redis.empty()) {
+    sluice::cluster::cluster_options co;
+    auto endpoint = sluice::redis::parse_redis_url(opts.redis);
+    if (!endpoint) throw std::runtime_error("--redis: " + endpoint.error().message);
+    co.redis.endpoint = std::move(*endpoint);
+    co.redis.ca_file = opts.redis_ca_file;
+    co.store.node_id =
+        opts.node_id.empty() ? sluice::cluster::default_node_id(opts.server.port) : opts.node_id;
+    if (!sluice::core::is_valid_stream_id(co.store.node_id))
+      throw std::runtime_error("--node-id must match [A-Za-z0-9._:-]{1,128}");
+    co.store.run_lease = std::chrono::milliseconds(static_cast<long long>(opts.run_lease_s * 1000));
+    co.store.max_events = opts.server.registry.retention.max_events;
+    co.store.finished_ttl = std::chrono::milliseconds(opts.server.registry.finished_ttl_us / 1000);
+    co.pending_limit = std::chrono::milliseconds(opts.server.registry.pending_limit_us / 1000);
+    node = std::make_shared<sluice::cluster::cluster_node>(server.registry(), co);
+    server.registry().attach_store(node);
+    server.streams().set_backend(node);
+    node->start();
+    spdlog::info("streams are shared through Redis at {} as node {} (run lease {} s)",
+                 co.redis.endpoint.redacted(), co.store.node_id, opts.run_lease_s);
+  } else if (!opts.memory_only && !opts.data_dir.empty()) {
     sluice::store::durable_config dc;
     dc.dir = opts.data_dir;
     dc.fsync = *sluice::store::parse_fsync_mode(opts.fsync);
@@ -50,9 +76,9 @@ int serve(sluice::app::serve_options& opts) {
     spdlog::info("streams are kept in memory only (no --data-dir)");
   }
   auto runtime = sluice::app::make_agent_runtime(opts.agents);
-  sluice::agents::run_service runs(
-      server.registry(), runtime.env, std::chrono::seconds(opts.agents.detach_grace_s),
-      {opts.agents.max_runs, opts.agents.max_runs_per_subject});
+  sluice::agents::run_service runs(server.registry(), runtime.env,
+                                   std::chrono::seconds(opts.agents.detach_grace_s),
+                                   {opts.agents.max_runs, opts.agents.max_runs_per_subject});
   if (auto b = opts.server.registry.memory_budget_bytes; b != 0)
     spdlog::info("memory budget for retained events: {} KiB", b >> 10);
   if (opts.enable_bench) sluice::app::add_bench_routes(server);
@@ -64,6 +90,7 @@ int serve(sluice::app::serve_options& opts) {
   sluice::app::add_agent_ws_start(server, runs);
   server.start();
   server.run_until_signal();
+  if (node) node->stop();
   return 0;
 }
 
@@ -73,7 +100,8 @@ int main(int argc, char** argv) {
   CLI::App app{"Sluice: resumable streams of AI agent work over Server-Sent Events"};
   app.require_subcommand(1);
   // Options of a subcommand go in a section named after it, e.g. [serve] port = 8080.
-  app.set_config("--config", "", "Read options from a TOML/INI file: [serve] then long option names");
+  app.set_config("--config", "",
+                 "Read options from a TOML/INI file: [serve] then long option names");
 
   sluice::app::serve_options serve_opts;
   CLI::App* serve_cmd = app.add_subcommand("serve", "Run the HTTP/SSE server");
@@ -81,8 +109,11 @@ int main(int argc, char** argv) {
   sluice::app::add_auth_options(*serve_cmd, serve_opts.server.auth);
 
   std::string index_dir, index_db = SLUICE_DEFAULT_INDEX;
-  CLI::App* index_cmd = app.add_subcommand("index", "Build a SQLite FTS5 index of .md/.txt/.html files");
-  index_cmd->add_option("DIR", index_dir, "Folder to index")->required()->check(CLI::ExistingDirectory);
+  CLI::App* index_cmd =
+      app.add_subcommand("index", "Build a SQLite FTS5 index of .md/.txt/.html files");
+  index_cmd->add_option("DIR", index_dir, "Folder to index")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   index_cmd->add_option("--db", index_db, "Index file to write")->capture_default_str();
 
   int ask_exit = 0;

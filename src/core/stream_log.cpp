@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cassert>
-#include <chrono>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 
@@ -142,8 +142,9 @@ char* stream_log::reserve_locked(std::size_t size, std::uint32_t& segment_no,
                                  std::uint32_t& offset) {
   log_segment* seg = segments_.empty() ? nullptr : segments_.back().get();
   if (seg == nullptr || seg->capacity - seg->size < size) {
-    std::size_t cap = seg == nullptr ? first_segment_capacity
-                                     : std::min<std::size_t>(seg->capacity * 2u, max_segment_capacity);
+    std::size_t cap = seg == nullptr
+                          ? first_segment_capacity
+                          : std::min<std::size_t>(seg->capacity * 2u, max_segment_capacity);
     cap = std::max(cap, size);
     segments_.push_back(std::make_shared<log_segment>(cap));
     seg = segments_.back().get();
@@ -161,8 +162,7 @@ std::uint32_t stream_log::intern_delta_key_locked(const delta_event& d) {
   // smaller without three empty strings.)
   if (!last_delta_key_) last_delta_key_ = std::make_unique<delta_key_info>();
   const delta_key_info& k = *last_delta_key_;
-  if (last_delta_no_ != 0 && k.message_id == d.message_id && k.field == d.field &&
-      k.type == d.type)
+  if (last_delta_no_ != 0 && k.message_id == d.message_id && k.field == d.field && k.type == d.type)
     return last_delta_no_;
   *last_delta_key_ = {d.message_id, d.field, d.type};
   last_delta_no_ = last_delta_no_ == UINT32_MAX ? 1 : last_delta_no_ + 1;
@@ -289,6 +289,40 @@ publish_outcome stream_log::publish_all(std::span<const publish_item> items) {
   return out;
 }
 
+publish_outcome stream_log::append_mirrored(std::uint64_t first_seq,
+                                            std::span<const publish_item> items,
+                                            stream_state end_state) {
+  const std::int64_t now = realtime_us();
+  std::lock_guard lock(mutex_);
+  if (state_ != stream_state::open || items.empty() || first_seq == 0)
+    return {publish_status::stream_ended, 0, 0};
+  if (retained_count_locked() == 0 && next_seq_ == 1)
+    first_seq_ = next_seq_ = first_seq;
+  else if (first_seq != next_seq_)
+    return {publish_status::stream_ended, 0, 0};
+  publish_outcome out{};
+  const std::size_t retained_before = retained_bytes_;
+  for (const publish_item& item : items) {
+    publish_outcome one = append_locked(item, now);
+    if (out.first_sequence == 0) out.first_sequence = one.first_sequence;
+    out.last_sequence = one.last_sequence;
+  }
+  if (end_state != stream_state::open) end_locked(end_state, now);
+  last_activity_us_ = now;
+  if (journal_) journal_appended_locked(out.first_sequence);
+  trim_locked();
+  account_locked(retained_before);
+  notify_locked();
+  return out;
+}
+
+void stream_log::set_read_elsewhere(bool read) {
+  std::lock_guard lock(mutex_);
+  if (read_elsewhere_ == read) return;
+  read_elsewhere_ = read;
+  if (!read) unread_since_us_ = realtime_us();
+}
+
 bool stream_log::cancel(std::string_view reason) {
   std::vector<std::pair<std::uint64_t, std::function<void()>>> handlers;
   {
@@ -386,7 +420,7 @@ stream_status stream_log::status() const {
   s.created_us = created_us_;
   s.finished_us = finished_us_;
   s.last_activity_us = last_activity_us_;
-  s.unread_since_us = subscribers_.empty() ? unread_since_us_ : 0;
+  s.unread_since_us = subscribers_.empty() && !read_elsewhere_ ? unread_since_us_ : 0;
   s.unread_grace_us = unread_grace_us_;
   s.finished_ttl_us = finished_ttl_us_;
   return s;
@@ -400,7 +434,8 @@ stream_state stream_log::state() const {
 void stream_log::build_coalesced_locked(std::uint64_t from, std::uint64_t to,
                                         read_batch& out) const {
   const entry& last = entry_at_locked(to);
-  const char* last_bytes = segments_[last.segment_no - first_segment_no_]->bytes.get() + last.offset;
+  const char* last_bytes =
+      segments_[last.segment_no - first_segment_no_]->bytes.get() + last.offset;
   const std::size_t id_len = 5 + static_cast<std::size_t>(decimal_digits(to));
   const char* json = last_bytes + last.json_offset;
   const std::size_t json_len = last.length - last.json_offset - 2;  // minus "\n\n"
@@ -425,8 +460,8 @@ void stream_log::build_coalesced_locked(std::uint64_t from, std::uint64_t to,
   o.append(json + 1, last.text_begin - 1);  // `"field":"` after the opening brace
   for (std::uint64_t s = from; s <= to; ++s) {
     const entry& e = entry_at_locked(s);
-    const char* b = segments_[e.segment_no - first_segment_no_]->bytes.get() + e.offset +
-                    e.json_offset;
+    const char* b =
+        segments_[e.segment_no - first_segment_no_]->bytes.get() + e.offset + e.json_offset;
     o.append(b + e.text_begin, e.text_end - e.text_begin);
   }
   o.append(json + last.text_end, json_len - last.text_end);

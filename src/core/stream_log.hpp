@@ -55,7 +55,7 @@ struct delta_event {
   std::string type;        // SSE event type
   std::string message_id;  // deltas of the same message id (and type, field) merge
   std::string field;
-  std::string json;        // {"<field>":"<escaped text>", ...rest}
+  std::string json;              // {"<field>":"<escaped text>", ...rest}
   std::uint32_t text_begin = 0;  // escaped text range inside `json`
   std::uint32_t text_end = 0;
 };
@@ -184,6 +184,20 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   stream_status status() const;
   stream_state state() const;
 
+  // --- Mirrors (a cluster store keeps the stream; see docs/scaling.md) ---
+  // Appends `items` as sequences first_seq, first_seq + 1, ...: an empty log
+  // starts at first_seq, a non-empty one only continues at its next
+  // sequence (anything else appends nothing: status stream_ended, sequences
+  // 0). When `end_state` is not open the last item ends the stream in it
+  // (cancel handlers are not run: a mirror has no producer). Subscribers are
+  // woken as for a publish.
+  publish_outcome append_mirrored(std::uint64_t first_seq, std::span<const publish_item> items,
+                                  stream_state end_state);
+  // Readers of this stream on other nodes keep it read: while set, the
+  // unread grace (cancel_when_unread) does not run; when cleared without a
+  // local subscriber, the grace starts again from now.
+  void set_read_elsewhere(bool read);
+
   // --- Persistence (see stream_store.hpp) ---
   // A stream coming back from a store: id, owner and creation time from
   // `meta`. Fill it with restore_event (in sequence order) and restore_end
@@ -213,7 +227,7 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
     std::uint32_t segment_no;  // absolute segment number
     std::uint32_t offset;      // of the event's bytes in the segment
     std::uint32_t length;
-    std::uint32_t delta_key;  // 0: not a delta; equal in two adjacent entries iff same message
+    std::uint32_t delta_key;    // 0: not a delta; equal in two adjacent entries iff same message
     std::uint32_t json_offset;  // deltas: offset of the JSON inside the event bytes
     std::uint32_t text_begin;   // deltas: escaped text range, relative to the JSON
     std::uint32_t text_end;
@@ -252,31 +266,32 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   const std::shared_ptr<std::atomic<std::int64_t>> memory_;  // may be null
 
   mutable std::mutex mutex_;
-  stream_state state_ = stream_state::open;             // guarded by mutex_
-  std::uint64_t next_seq_ = 1;                           // guarded by mutex_
-  std::uint64_t first_seq_ = 1;                          // guarded by mutex_: seq of entries_[entries_head_]
-  std::vector<entry> entries_;                           // guarded by mutex_
-  std::size_t entries_head_ = 0;                         // guarded by mutex_
-  std::size_t retained_bytes_ = 0;                       // guarded by mutex_
-  std::vector<std::shared_ptr<log_segment>> segments_;   // guarded by mutex_
-  std::uint32_t first_segment_no_ = 0;                   // guarded by mutex_
+  stream_state state_ = stream_state::open;  // guarded by mutex_
+  std::uint64_t next_seq_ = 1;               // guarded by mutex_
+  std::uint64_t first_seq_ = 1;              // guarded by mutex_: seq of entries_[entries_head_]
+  std::vector<entry> entries_;               // guarded by mutex_
+  std::size_t entries_head_ = 0;             // guarded by mutex_
+  std::size_t retained_bytes_ = 0;           // guarded by mutex_
+  std::vector<std::shared_ptr<log_segment>> segments_;  // guarded by mutex_
+  std::uint32_t first_segment_no_ = 0;                  // guarded by mutex_
   // Coalescing only merges adjacent entries, so only the newest delta's key is
   // kept (O(1) per stream whatever ?delta= values clients send): a delta with
   // the same key gets the same number, any other a fresh one.
   std::unique_ptr<delta_key_info> last_delta_key_;  // guarded by mutex_ (null before any delta)
-  std::uint32_t last_delta_no_ = 0;                      // guarded by mutex_: 0 before any delta
-  std::vector<subscription*> subscribers_;               // guarded by mutex_
-  std::size_t waiting_count_ = 0;                        // guarded by mutex_
-  std::function<void()> drain_waiter_;                   // guarded by mutex_
-  std::size_t drain_max_lag_ = 0;                        // guarded by mutex_
+  std::uint32_t last_delta_no_ = 0;                 // guarded by mutex_: 0 before any delta
+  std::vector<subscription*> subscribers_;          // guarded by mutex_
+  std::size_t waiting_count_ = 0;                   // guarded by mutex_
+  std::function<void()> drain_waiter_;              // guarded by mutex_
+  std::size_t drain_max_lag_ = 0;                   // guarded by mutex_
   std::vector<std::pair<std::uint64_t, std::function<void()>>> cancel_handlers_;  // guarded
-  std::uint64_t next_handler_id_ = 1;                    // guarded by mutex_
-  std::int64_t finished_us_ = 0;                         // guarded by mutex_
-  std::int64_t last_activity_us_ = 0;                    // guarded by mutex_
-  std::int64_t unread_since_us_ = 0;                     // guarded by mutex_
-  std::int64_t unread_grace_us_ = 0;                     // guarded by mutex_
-  std::int64_t finished_ttl_us_ = 0;                     // guarded by mutex_
-  bool local_producer_ = false;                          // guarded by mutex_
+  std::uint64_t next_handler_id_ = 1;        // guarded by mutex_
+  std::int64_t finished_us_ = 0;             // guarded by mutex_
+  std::int64_t last_activity_us_ = 0;        // guarded by mutex_
+  std::int64_t unread_since_us_ = 0;         // guarded by mutex_
+  std::int64_t unread_grace_us_ = 0;         // guarded by mutex_
+  std::int64_t finished_ttl_us_ = 0;         // guarded by mutex_
+  bool local_producer_ = false;              // guarded by mutex_
+  bool read_elsewhere_ = false;              // guarded by mutex_
   std::shared_ptr<stream_journal> journal_;  // set before the stream is shared; may be null
 };
 

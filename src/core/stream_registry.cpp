@@ -38,7 +38,9 @@ stream_registry::shard& stream_registry::shard_for(std::string_view id) const {
 }
 
 namespace {
-constexpr std::string_view reader_owner_prefix = "\x1f" "reader:";
+constexpr std::string_view reader_owner_prefix =
+    "\x1f"
+    "reader:";
 }  // namespace
 
 std::string reader_owner(std::string_view subject) {
@@ -225,7 +227,7 @@ std::size_t stream_registry::sweep(std::int64_t now_us) {
                  now_us - st.last_activity_us >= config_.idle_open_limit_us) {
         to_cancel.push_back({sl.log, "idle"});
       } else if (st.subscribers == 0 && st.state == stream_state::open && st.unread_grace_us > 0 &&
-                 now_us - st.unread_since_us >= st.unread_grace_us) {
+                 st.unread_since_us != 0 && now_us - st.unread_since_us >= st.unread_grace_us) {
         to_cancel.push_back({sl.log, "no reader"});
       }
       ++it;
@@ -267,6 +269,18 @@ std::shared_ptr<stream_log> stream_registry::restore(const stream_meta& meta) {
   auto log = std::make_shared<stream_log>(meta, config_.retention, memory_);
   sh.streams.emplace(meta.id, slot{log, false});
   return log;
+}
+
+bool stream_registry::drop(std::string_view id, const stream_log* log) {
+  std::shared_ptr<stream_log> victim;  // destroyed after the shard lock is released
+  shard& sh = shard_for(id);
+  std::lock_guard lock(sh.mutex);
+  auto it = sh.streams.find(id);
+  if (it == sh.streams.end() || it->second.log.get() != log) return false;
+  if (it->second.log->status().subscribers != 0) return false;
+  victim = it->second.log;
+  erase_locked(sh.streams, it);
+  return true;
 }
 
 registry_counts stream_registry::counts() const {

@@ -124,6 +124,10 @@ class stream_registry {
   // restart). Null when the id is taken.
   std::shared_ptr<stream_log> restore(const stream_meta& meta);
 
+  // Drops stream `id` if it is still `log` and nobody subscribes (a cluster
+  // node letting go of a mirror). False otherwise.
+  bool drop(std::string_view id, const stream_log* log);
+
   registry_counts counts() const;
   std::size_t size() const;
   const registry_config& config() const { return config_; }
@@ -161,9 +165,9 @@ class stream_registry {
   std::atomic<std::size_t> size_{0};
   const std::shared_ptr<std::atomic<std::int64_t>> memory_;
   std::shared_ptr<stream_store> store_;  // set before serving; may be null
-  std::mutex evict_mutex_;              // one eviction scan at a time
-  std::int64_t fruitless_scan_us_ = 0;  // guarded by evict_mutex_
-  mutable std::mutex owners_mutex_;     // after a shard's mutex, never before
+  std::mutex evict_mutex_;               // one eviction scan at a time
+  std::int64_t fruitless_scan_us_ = 0;   // guarded by evict_mutex_
+  mutable std::mutex owners_mutex_;      // after a shard's mutex, never before
   std::unordered_map<std::string, std::size_t, string_hash, std::equal_to<>>
       owners_;  // streams per non-empty owner; guarded by owners_mutex_
 };

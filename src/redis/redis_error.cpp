@@ -38,6 +38,10 @@ class category final : public boost::system::error_category {
         return "resume_window_exceeded: the events after the cursor are no longer retained";
       case redis_errc::lease_lost:
         return "lease_lost: the run's lease expired";
+      case redis_errc::has_producer:
+        return "has_producer: a run's producer writes this stream";
+      case redis_errc::sequence_conflict:
+        return "sequence_conflict: the batch does not continue at the stream's next sequence";
     }
     return "unknown redis error";
   }

@@ -27,6 +27,8 @@ enum class redis_errc {
   history_truncated,       // the stream's epoch differs: its history was lost
   resume_window_exceeded,  // the events after the cursor were trimmed away
   lease_lost,              // the run's lease expired and was claimed elsewhere
+  has_producer,            // an external publish into a stream a run's producer writes
+  sequence_conflict,       // a producer's batch does not continue at the stream's next sequence
 };
 
 const boost::system::error_category& redis_category() noexcept;

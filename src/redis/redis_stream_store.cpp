@@ -20,26 +20,45 @@ namespace {
 
 // KEYS: meta, events. ARGV: 1 expected epoch ('' any), 2 maxlen (0: none),
 // 3 final state ('' stays open), 4 finished ttl ms, 5 idle ttl ms,
-// 6 batch id ('' none), 7 wake channel, 8.. type, data pairs.
+// 6 batch id ('' none), 7 wake channel, [8 writer options], then type, data
+// pairs. The options argument is there when the count of arguments is even
+// (older callers, e.g. the benchmark's command line, send none):
+// "<expected first seq or ''>|<writer>", writer 'x' an external publisher
+// (refused while a run's producer writes the stream), 'p' the producer.
 constexpr std::string_view publish_lua = R"lua(
-local m = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'last_seq', 'batch', 'batch_first', 'batch_last')
+local m = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'last_seq', 'batch', 'batch_first', 'batch_last', 'producer')
 if not m[1] then return redis.error_reply('SLUICE_NOT_FOUND') end
 if ARGV[1] ~= '' and m[2] ~= ARGV[1] then return redis.error_reply('SLUICE_EPOCH') end
 if ARGV[6] ~= '' and m[4] == ARGV[6] then
   return {tonumber(m[5]), tonumber(m[6]), 1}
 end
 if m[1] ~= 'open' then return redis.error_reply('SLUICE_ENDED ' .. m[1]) end
-local n = (#ARGV - 7) / 2
+local base = 8
+local expect_first = ''
+local writer = ''
+if #ARGV % 2 == 0 then
+  base = 9
+  local bar = string.find(ARGV[8], '|', 1, true)
+  if bar then
+    expect_first = string.sub(ARGV[8], 1, bar - 1)
+    writer = string.sub(ARGV[8], bar + 1)
+  end
+end
+if writer == 'x' and m[7] == '1' then return redis.error_reply('SLUICE_PRODUCER') end
+local n = (#ARGV - base + 1) / 2
 local last = tonumber(m[3])
 local first = last + 1
+if expect_first ~= '' and tonumber(expect_first) ~= first then
+  return redis.error_reply('SLUICE_SEQ ' .. m[3])
+end
 local maxlen = tonumber(ARGV[2])
 for i = 0, n - 1 do
   last = last + 1
   local id = string.format('%d-0', last)
   if maxlen > 0 then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id, 't', ARGV[8 + 2 * i], 'd', ARGV[9 + 2 * i])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id, 't', ARGV[base + 2 * i], 'd', ARGV[base + 1 + 2 * i])
   else
-    redis.call('XADD', KEYS[2], id, 't', ARGV[8 + 2 * i], 'd', ARGV[9 + 2 * i])
+    redis.call('XADD', KEYS[2], id, 't', ARGV[base + 2 * i], 'd', ARGV[base + 1 + 2 * i])
   end
 end
 local last_s = string.format('%d', last)
@@ -62,7 +81,8 @@ redis.call('PUBLISH', ARGV[7], last_s)
 return {first, last, 0}
 )lua";
 
-// KEYS: meta, events. ARGV: 1 epoch, 2 owner, 3 idle ttl ms.
+// KEYS: meta, events. ARGV: 1 epoch, 2 owner, 3 idle ttl ms, 4 '1': a run's
+// producer writes it (external publishes are refused).
 constexpr std::string_view create_lua = R"lua(
 local m = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'owner', 'last_seq')
 if m[1] then return {0, m[1], m[2], m[3] or '', m[4]} end
@@ -70,6 +90,7 @@ redis.call('DEL', KEYS[2])
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'state', 'open', 'epoch', ARGV[1], 'owner', ARGV[2], 'last_seq', '0',
            'created_at', string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)))
+if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'producer', '1') end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return {1, 'open', ARGV[1], ARGV[2], '0'}
@@ -77,7 +98,7 @@ return {1, 'open', ARGV[1], ARGV[2], '0'}
 
 // KEYS: meta, events. ARGV: 1 after (decimal), 2 expected epoch ('' any), 3 count.
 constexpr std::string_view read_lua = R"lua(
-local m = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'owner', 'last_seq', 'created_at', 'finished_at', 'node')
+local m = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'owner', 'last_seq', 'created_at', 'finished_at', 'node', 'producer')
 if not m[1] then return redis.error_reply('SLUICE_NOT_FOUND') end
 if ARGV[2] ~= '' and m[2] ~= ARGV[2] then return redis.error_reply('SLUICE_EPOCH') end
 local entries = {}
@@ -86,7 +107,7 @@ if tonumber(ARGV[1]) < tonumber(m[4]) and tonumber(ARGV[3]) > 0 then
   if ARGV[1] ~= '0' then start = '(' .. ARGV[1] .. '-0' end
   entries = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[3])
 end
-return {{m[1], m[2], m[3] or '', m[4], m[5] or '', m[6] or '', m[7] or ''}, entries}
+return {{m[1], m[2], m[3] or '', m[4], m[5] or '', m[6] or '', m[7] or '', m[8] or ''}, entries}
 )lua";
 
 // KEYS: run. ARGV: 1 stream, 2 owner, 3 ttl ms.
@@ -171,6 +192,8 @@ error_code script_error(const resp_value& v) {
   if (v.str.find("SLUICE_NOT_FOUND") != std::string::npos) return redis_errc::stream_not_found;
   if (v.str.find("SLUICE_EPOCH") != std::string::npos) return redis_errc::history_truncated;
   if (v.str.find("SLUICE_ENDED") != std::string::npos) return redis_errc::stream_ended;
+  if (v.str.find("SLUICE_PRODUCER") != std::string::npos) return redis_errc::has_producer;
+  if (v.str.find("SLUICE_SEQ") != std::string::npos) return redis_errc::sequence_conflict;
   return redis_errc::server_error;
 }
 
@@ -321,12 +344,13 @@ net::awaitable<result<resp_value>> redis_stream_store::run_script(call c) {
 }
 
 net::awaitable<result<created_stream>> redis_stream_store::create_stream(std::string id,
-                                                                         std::string owner) {
+                                                                         std::string owner,
+                                                                         bool producer) {
   if (!valid_name(id) || owner.size() > 1024) co_return error_code(redis_errc::invalid_argument);
-  call c_{
-      s_create,
-      {meta_key(id), events_key(id), new_epoch(), owner, std::to_string(opts_.idle_ttl.count())},
-      2};
+  call c_{s_create,
+          {meta_key(id), events_key(id), new_epoch(), owner, std::to_string(opts_.idle_ttl.count()),
+           producer ? "1" : ""},
+          2};
   auto r = co_await run_script(std::move(c_));
   if (!r) co_return r.error();
   const auto& v = *r;
@@ -357,7 +381,7 @@ error_code redis_stream_store::check_batch(const publish_batch& b) const {
 redis_stream_store::call redis_stream_store::publish_call(publish_batch& b) const {
   call c{s_publish, {}, 2};
   auto& a = c.keys_and_args;
-  a.reserve(9 + 2 * b.events.size());
+  a.reserve(10 + 2 * b.events.size());
   a.push_back(meta_key(b.stream_id));
   a.push_back(events_key(b.stream_id));
   a.push_back(std::move(b.epoch));
@@ -367,6 +391,11 @@ redis_stream_store::call redis_stream_store::publish_call(publish_batch& b) cons
   a.push_back(std::to_string(opts_.idle_ttl.count()));
   a.push_back(std::move(b.batch_id));
   a.push_back(wake_channel(b.stream_id));
+  if (b.expected_first_seq != 0 || b.writer != publish_writer::any)
+    a.push_back((b.expected_first_seq != 0 ? std::to_string(b.expected_first_seq) : "") +
+                (b.writer == publish_writer::external   ? "|x"
+                 : b.writer == publish_writer::producer ? "|p"
+                                                        : "|"));
   for (auto& e : b.events) {
     a.push_back(std::move(e.type));
     a.push_back(std::move(e.data));
@@ -405,7 +434,8 @@ net::awaitable<result<std::vector<result<published>>>> redis_stream_store::publi
 net::awaitable<result<read_result>> redis_stream_store::read_after(std::string id,
                                                                    std::uint64_t after,
                                                                    std::string expected_epoch,
-                                                                   std::size_t max_events) {
+                                                                   std::size_t max_events,
+                                                                   bool from_retained) {
   if (!valid_name(id) || expected_epoch.size() > 64)
     co_return error_code(redis_errc::invalid_argument);
   max_events = std::min(max_events, opts_.max_read_events);
@@ -418,7 +448,7 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
   const auto& v = *r;
   if (v.is_error()) co_return script_error(v);
   if (!v.is_array() || v.elements.size() != 2 || !v.elements[0].is_array() ||
-      v.elements[0].elements.size() != 7 || !v.elements[1].is_array())
+      v.elements[0].elements.size() != 8 || !v.elements[1].is_array())
     co_return error_code(redis_errc::unexpected_reply);
   const auto& m = v.elements[0].elements;
   read_result out;
@@ -426,6 +456,7 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
   out.meta.epoch = str_or_empty(m[1]);
   out.meta.owner = str_or_empty(m[2]);
   out.meta.node = str_or_empty(m[6]);
+  out.meta.producer = str_or_empty(m[7]) == "1";
   if (!as_u64(m[3], out.meta.last_seq) || !as_i64_or_empty(m[4], out.meta.created_at_ms) ||
       !as_i64_or_empty(m[5], out.meta.finished_at_ms))
     co_return error_code(redis_errc::unexpected_reply);
@@ -443,6 +474,8 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
       co_return error_code(redis_errc::unexpected_reply);
     // Sequences are contiguous: a first entry past after+1 means the events
     // in between were trimmed (retention).
+    if (ev.seq != expect && from_retained && expect == after + 1 && ev.seq > expect)
+      expect = ev.seq;  // the retained window starts later: read from there
     if (ev.seq != expect)
       co_return error_code(ev.seq > expect && expect == after + 1
                                ? redis_errc::resume_window_exceeded
@@ -579,6 +612,48 @@ net::awaitable<result<cancel_outcome>> redis_stream_store::request_cancel(std::s
     co_return error_code(redis_errc::unexpected_reply);
   co_return cancel_outcome{str_or_empty(v.elements[0]), str_or_empty(v.elements[1]),
                            v.elements[2].integer};
+}
+
+net::awaitable<result<void>> redis_stream_store::mark_read(std::vector<std::string> stream_ids,
+                                                           std::chrono::milliseconds ttl) {
+  if (stream_ids.empty()) co_return result<void>();
+  std::vector<command_args> cmds;
+  cmds.reserve(stream_ids.size());
+  for (const auto& id : stream_ids) {
+    if (!valid_name(id)) co_return error_code(redis_errc::invalid_argument);
+    cmds.push_back(make_args("SET", readers_key(id), opts_.node_id, "PX",
+                             std::to_string(std::max<long long>(1, ttl.count()))));
+  }
+  auto r = co_await client_.pipeline(std::move(cmds));
+  if (!r) co_return r.error();
+  co_return result<void>();
+}
+
+net::awaitable<result<std::vector<bool>>> redis_stream_store::read_elsewhere(
+    std::vector<std::string> stream_ids) {
+  std::vector<bool> out;
+  if (stream_ids.empty()) co_return out;
+  std::vector<command_args> cmds;
+  cmds.reserve(stream_ids.size());
+  for (const auto& id : stream_ids) {
+    if (!valid_name(id)) co_return error_code(redis_errc::invalid_argument);
+    cmds.push_back(make_args("EXISTS", readers_key(id)));
+  }
+  auto r = co_await client_.pipeline(std::move(cmds));
+  if (!r) co_return r.error();
+  for (const auto& v : *r) out.push_back(v.is_integer() && v.integer > 0);
+  co_return out;
+}
+
+net::awaitable<result<std::string>> redis_stream_store::cancel_reason(std::string stream_id) {
+  if (!valid_name(stream_id)) co_return error_code(redis_errc::invalid_argument);
+  auto c = co_await client_.command(make_args("HGET", meta_key(stream_id), "cancel"));
+  if (!c) co_return c.error();
+  co_return str_or_empty(*c);
+}
+
+std::string redis_stream_store::readers_key(std::string_view id) {
+  return "{s:" + std::string(id) + "}:read";
 }
 
 }  // namespace sluice::redis

@@ -55,6 +55,7 @@ struct stream_meta {
   std::int64_t created_at_ms = 0;
   std::int64_t finished_at_ms = 0;  // 0 while open
   std::string node;                 // lease holder, empty if none
+  bool producer = false;            // a run's producer writes it (create_stream producer)
   bool open() const { return state == "open"; }
 };
 
@@ -71,6 +72,11 @@ struct stream_event {
   std::string data;
 };
 
+// Who writes a batch: an external publisher is refused (has_producer) in a
+// stream a run's producer writes (created with producer = true); `any`
+// (the default) is not checked.
+enum class publish_writer { any, external, producer };
+
 struct publish_batch {
   std::string stream_id;
   std::string epoch;                 // expected epoch; empty: any (history_truncated if it differs)
@@ -80,6 +86,10 @@ struct publish_batch {
   // stream's previous batch returns that batch's sequences (duplicate = true)
   // instead of appending again (a retry after an unknown outcome).
   std::string batch_id;
+  // Non-zero: the batch must start at this sequence (else sequence_conflict:
+  // a producer's write-behind never forks or skips).
+  std::uint64_t expected_first_seq = 0;
+  publish_writer writer = publish_writer::any;
 };
 
 struct published {
@@ -127,6 +137,7 @@ class redis_stream_store {
   static std::string wake_channel(std::string_view stream_id);
   static std::string run_key(std::string_view request_id);
   static std::string cancel_channel(std::string_view node_id);
+  static std::string readers_key(std::string_view stream_id);
   static constexpr std::string_view leases_key = "sluice:leases";
 
   const store_options& options() const { return opts_; }
@@ -138,8 +149,10 @@ class redis_stream_store {
   // Creates an open stream with a new random epoch, or returns the existing
   // one's fields (created = false). A new stream starts with no history
   // (a left-over events key is deleted).
-  boost::asio::awaitable<boost::system::result<created_stream>> create_stream(std::string stream_id,
-                                                                              std::string owner);
+  // `producer`: a run's producer writes the stream (external publishes are
+  // refused with has_producer).
+  boost::asio::awaitable<boost::system::result<created_stream>> create_stream(
+      std::string stream_id, std::string owner, bool producer = false);
 
   // Appends one batch atomically; errors: stream_not_found, stream_ended,
   // history_truncated (epoch), invalid_argument, store_unavailable.
@@ -153,11 +166,13 @@ class redis_stream_store {
   // stream's meta, read atomically. Errors: stream_not_found,
   // history_truncated (the epoch differs from a non-empty expected_epoch, or
   // `after` is beyond the stream's last sequence), resume_window_exceeded
-  // (events after `after` were trimmed).
+  // (events after `after` were trimmed; with `from_retained`, a trimmed
+  // start is no error: the events start at the first retained one).
   boost::asio::awaitable<boost::system::result<read_result>> read_after(std::string stream_id,
                                                                         std::uint64_t after,
                                                                         std::string expected_epoch,
-                                                                        std::size_t max_events);
+                                                                        std::size_t max_events,
+                                                                        bool from_retained = false);
   boost::asio::awaitable<boost::system::result<stream_meta>> status(std::string stream_id);
 
   // Run registry: binds request_id to a stream once; a second registration
@@ -184,6 +199,17 @@ class redis_stream_store {
   // its cancel channel (the producer then publishes its final event).
   boost::asio::awaitable<boost::system::result<cancel_outcome>> request_cancel(
       std::string stream_id, std::string reason);
+  // The reason of a requested cancel ("" when none).
+  boost::asio::awaitable<boost::system::result<std::string>> cancel_reason(std::string stream_id);
+
+  // Reader presence across nodes: a node with readers of these streams
+  // marks them read for `ttl` ({s:ID}:read); read_elsewhere tells, per
+  // stream, whether some node did (so a run nobody reads anywhere is
+  // cancelled, one read on another node is not).
+  boost::asio::awaitable<boost::system::result<void>> mark_read(std::vector<std::string> stream_ids,
+                                                                std::chrono::milliseconds ttl);
+  boost::asio::awaitable<boost::system::result<std::vector<bool>>> read_elsewhere(
+      std::vector<std::string> stream_ids);
 
  private:
   struct call {

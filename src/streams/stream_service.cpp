@@ -126,6 +126,60 @@ bool stream_service::may_read(const auth::principal& who, std::string_view id,
   return who.may_subscribe(id) || (existing && who.owns(existing->owner()));
 }
 
+std::optional<op_error> stream_service::prepare_publish(const auth::principal* who,
+                                                        std::string_view id,
+                                                        const publish_input& in,
+                                                        std::vector<owned_event>& events) const {
+  if (auto e = check_caller(who)) return *e;
+  if (!core::is_valid_stream_id(id)) return invalid_stream_id();
+  if (!who->may_publish(id))
+    return forbidden("this token may not publish to this stream (sluice.publish)");
+  if (!core::is_valid_event_name(in.type))
+    return error("invalid_event_name", 400, "event must match [A-Za-z0-9._:-]{1,128}");
+  if (in.delta_of && !core::is_valid_event_name(*in.delta_of))
+    return error("invalid_delta", 400, "delta (a message id) must match [A-Za-z0-9._:-]{1,128}");
+  auto add_value = [&](std::string_view text, std::size_t line) -> std::optional<op_error> {
+    boost::system::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec) {
+      std::string msg = "body is not valid JSON";
+      if (in.ndjson) msg += " (line " + std::to_string(line) + ")";
+      msg += ": " + ec.message();
+      return error("malformed_json", 400, std::move(msg));
+    }
+    if (in.delta_of) {
+      if (!v.is_object())
+        return error("invalid_delta", 400, "a delta's data must be a JSON object");
+      auto d = core::make_delta_event(in.type, *in.delta_of, in.delta_field, v.as_object());
+      if (!d)
+        return error(
+            "invalid_delta", 400,
+            "a delta's data must have a string member \"" + std::string(in.delta_field) + "\"");
+      // What the log would write for it (its compact JSON).
+      events.push_back({std::string(in.type), std::move(d->json)});
+      return std::nullopt;
+    }
+    events.push_back({std::string(in.type), std::string(text)});
+    return std::nullopt;
+  };
+  if (in.ndjson) {
+    std::string_view body = in.body;
+    std::size_t line = 0;
+    while (!body.empty()) {
+      ++line;
+      auto nl = body.find('\n');
+      std::string_view l = trim_json_space(body.substr(0, nl));
+      body = nl == std::string_view::npos ? std::string_view() : body.substr(nl + 1);
+      if (l.empty()) continue;
+      if (auto err = add_value(l, line)) return *err;
+    }
+    if (events.empty()) return error("malformed_json", 400, "no JSON value in the body");
+  } else {
+    if (auto err = add_value(trim_json_space(in.body), 1)) return *err;
+  }
+  return std::nullopt;
+}
+
 op_result<publish_result> stream_service::publish(const auth::principal* who, std::string_view id,
                                                   const publish_input& in) {
   if (auto e = check_caller(who)) return *e;
@@ -311,6 +365,126 @@ op_result<run_started> stream_service::start_run(const auth::principal* who, con
   if (!run->created && !may_attach(*who, *run->stream)) return stream_not_found();
   run->wants_stream = plan->wants_stream;
   return std::move(*run);
+}
+
+}  // namespace sluice::streams
+
+// ---- asynchronous ops ------------------------------------------------------
+
+namespace sluice::streams {
+
+namespace {
+
+op_error invalid_last_event_id() {
+  return {"invalid_last_event_id", 400, "Last-Event-ID must be a sequence number", 0};
+}
+
+}  // namespace
+
+void stream_service::publish_async(std::shared_ptr<const auth::principal> who, std::string_view id,
+                                   const publish_input& in, op_callback<publish_result> done) {
+  if (!backend_) return done(publish(who.get(), id, in));
+  std::vector<owned_event> events;
+  if (auto e = prepare_publish(who.get(), id, in, events)) return done(std::move(*e));
+  backend_->publish(std::string(id), who->subject, std::move(events), in.final,
+                    [this, done = std::move(done)](op_result<publish_result> r) {
+                      if (r && counters_)
+                        counters_->published(r->last_sequence - r->first_sequence + 1);
+                      done(std::move(r));
+                    });
+}
+
+void stream_service::subscribe_async(std::shared_ptr<const auth::principal> who,
+                                     std::string_view id, const subscribe_input& in,
+                                     op_callback<cursor_start> done) {
+  if (!backend_) return done(subscribe(who.get(), id, in));
+  if (auto e = check_caller(who.get())) return done(std::move(*e));
+  if (!core::is_valid_stream_id(id)) return done(invalid_stream_id());
+  std::optional<std::uint64_t> last;
+  if (in.last_event_id && !(last = parse_event_id(*in.last_event_id)))
+    return done(invalid_last_event_id());
+  // The reader's options outlive the request's buffers.
+  std::optional<std::string> last_text;
+  if (in.last_event_id) last_text.emplace(*in.last_event_id);
+  const bool coalesce = in.coalesce;
+  auto check = [who, sid = std::string(id)](const std::string& owner) -> std::optional<op_error> {
+    if (who->may_subscribe(sid) || who->owns(owner)) return std::nullopt;
+    return stream_not_found();
+  };
+  backend_->open(std::string(id), last, !(last && *last > 0), std::move(check),
+                 [this, last, last_text = std::move(last_text), coalesce,
+                  done = std::move(done)](op_result<std::shared_ptr<core::stream_log>> r) {
+                   if (!r) {
+                     if (r.error().code == "stream_not_found" && last && *last > 0)
+                       return done(op_error{"unknown_last_event_id", 409,
+                                            "the stream has no event " + *last_text, 0});
+                     return done(r.error());
+                   }
+                   subscribe_input again;
+                   if (last_text) again.last_event_id = *last_text;
+                   again.coalesce = coalesce;
+                   done(open_cursor(std::move(*r), again));
+                 });
+}
+
+void stream_service::status_async(std::shared_ptr<const auth::principal> who, std::string_view id,
+                                  op_callback<stream_info> done) {
+  if (!backend_) return done(status(who.get(), id));
+  if (auto e = check_caller(who.get())) return done(std::move(*e));
+  if (!core::is_valid_stream_id(id)) return done(invalid_stream_id());
+  backend_->status(
+      std::string(id),
+      [who, sid = std::string(id)](const std::string& owner) -> std::optional<op_error> {
+        if (who->may_subscribe(sid) || who->owns(owner)) return std::nullopt;
+        return stream_not_found();
+      },
+      std::move(done));
+}
+
+void stream_service::cancel_async(std::shared_ptr<const auth::principal> who, std::string_view id,
+                                  std::optional<std::string_view> reason,
+                                  op_callback<cancel_result> done) {
+  if (!backend_) return done(cancel(who.get(), id, reason));
+  if (auto e = check_caller(who.get())) return done(std::move(*e));
+  if (!core::is_valid_stream_id(id)) return done(invalid_stream_id());
+  const std::string_view text = reason.value_or("cancelled by request");
+  if (text.size() > 256 || !is_clean_utf8(text))
+    return done(error("invalid_reason", 400, "reason must be UTF-8 text of at most 256 bytes"));
+  backend_->cancel(
+      std::string(id), std::string(text),
+      [who, sid = std::string(id)](const std::string& owner) -> std::optional<op_error> {
+        if (who->may_publish(sid) || who->owns(owner)) return std::nullopt;
+        return stream_not_found();
+      },
+      std::move(done));
+}
+
+void stream_service::start_run_async(std::shared_ptr<const auth::principal> who,
+                                     const run_input& in, op_callback<run_started> done) {
+  if (!backend_) return done(start_run(who.get(), in));
+  if (auto e = check_run(who.get())) return done(std::move(*e));
+  if (launcher_ == nullptr)
+    return done(
+        op_error{"start_unavailable", 503, "this server has no producer behind \"start\"", 1});
+  if (in.request == nullptr) return done(error("invalid_request", 400, "a run needs a request"));
+  auto plan = launcher_->plan(in.endpoint, *in.request);
+  if (!plan) return done(plan.error());
+  const bool wants_stream = plan->wants_stream;
+  auto shared_plan = std::make_shared<run_plan>(std::move(*plan));
+  auto check =
+      [who, rid = shared_plan->request_id](const std::string& owner) -> std::optional<op_error> {
+    if (who->owns(owner) || who->may_subscribe(rid)) return std::nullopt;
+    return stream_not_found();
+  };
+  auto launch = [shared_plan, ex = in.executor, subject = who->subject]() {
+    return shared_plan->launch(ex, subject);
+  };
+  backend_->start_run(shared_plan->request_id, who->subject, in.resuming, std::move(check),
+                      std::move(launch), in.executor,
+                      [wants_stream, done = std::move(done)](op_result<run_started> r) {
+                        if (r) r->wants_stream = wants_stream;
+                        done(std::move(r));
+                      });
 }
 
 }  // namespace sluice::streams

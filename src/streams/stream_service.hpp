@@ -24,11 +24,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "auth/jwt.hpp"
 #include "auth/principal.hpp"
@@ -204,6 +206,49 @@ struct run_input {
   boost::asio::any_io_executor executor;  // where a new producer runs
 };
 
+// ---- a shared store below (many nodes) ---------------------------------------
+
+template <class T>
+using op_callback = std::function<void(op_result<T>)>;
+
+// One event of a publish, owned (it outlives the request while the store
+// answers).
+struct owned_event {
+  std::string type;
+  std::string data;
+};
+
+// What the service needs from a store that keeps streams beyond this process
+// (cluster/cluster_node: Redis behind many nodes). Validation and access
+// decisions stay in the service: the backend says who owns a stream and asks
+// `check` (on any thread) before it acts; `check` returns the refusal, if
+// any. Completions may run on any thread, exactly once.
+class stream_backend {
+ public:
+  using access_check = std::function<std::optional<op_error>(const std::string& owner)>;
+  virtual ~stream_backend() = default;
+
+  // Appends `events` to stream `id` (created, owned by `owner`, when absent),
+  // all or nothing; the last one ends it when `final`.
+  virtual void publish(std::string id, std::string owner, std::vector<owned_event> events,
+                       bool final, op_callback<publish_result> done) = 0;
+  // A local log holding stream `id` (a mirror, or the local producer's own
+  // log), caught up at least to the store's head and to `after`. A stream
+  // that does not exist: with `create_pending`, a local mirror that waits
+  // for its first event; else stream_not_found.
+  virtual void open(std::string id, std::optional<std::uint64_t> after, bool create_pending,
+                    access_check check, op_callback<std::shared_ptr<core::stream_log>> done) = 0;
+  virtual void status(std::string id, access_check check, op_callback<stream_info> done) = 0;
+  virtual void cancel(std::string id, std::string reason, access_check check,
+                      op_callback<cancel_result> done) = 0;
+  // Starts a run (or attaches to the one holding request_id, on any node).
+  // `launch` starts the producer here (called on the executor it was given);
+  // `check` decides an attach; `resuming`: a run that does not exist is 404.
+  virtual void start_run(std::string request_id, std::string owner, bool resuming,
+                         access_check check, std::function<op_result<run_started>()> launch,
+                         boost::asio::any_io_executor launch_on, op_callback<run_started> done) = 0;
+};
+
 class stream_service {
  public:
   // Throws std::runtime_error when link_ttl_s is not 1..31622400.
@@ -262,14 +307,65 @@ class stream_service {
   core::stream_registry& registry() { return registry_; }
   const auth::verifier* verifier() const { return config_.verifier.get(); }
 
+  // --- The same ops, asynchronous: what transports call. Without a backend
+  // they complete inline (on the calling thread) exactly as the synchronous
+  // ops; with one (set before serving) they complete on any thread once the
+  // shared store answered. `who` is kept alive until then.
+  void set_backend(std::shared_ptr<stream_backend> backend) { backend_ = std::move(backend); }
+  stream_backend* backend() const { return backend_.get(); }
+  void publish_async(std::shared_ptr<const auth::principal> who, std::string_view id,
+                     const publish_input& in, op_callback<publish_result> done);
+  void subscribe_async(std::shared_ptr<const auth::principal> who, std::string_view id,
+                       const subscribe_input& in, op_callback<cursor_start> done);
+  void status_async(std::shared_ptr<const auth::principal> who, std::string_view id,
+                    op_callback<stream_info> done);
+  void cancel_async(std::shared_ptr<const auth::principal> who, std::string_view id,
+                    std::optional<std::string_view> reason, op_callback<cancel_result> done);
+  void start_run_async(std::shared_ptr<const auth::principal> who, const run_input& in,
+                       op_callback<run_started> done);
+
  private:
   bool may_read(const auth::principal& who, std::string_view id,
                 const std::shared_ptr<core::stream_log>& existing) const;
+  // A publish's checks and its events, as a backend stores them (a delta as
+  // its compact JSON).
+  std::optional<op_error> prepare_publish(const auth::principal* who, std::string_view id,
+                                          const publish_input& in,
+                                          std::vector<owned_event>& events) const;
 
   core::stream_registry& registry_;
   const service_config config_;
   op_counters* const counters_;
   std::shared_ptr<const run_launcher> launcher_;
+  std::shared_ptr<stream_backend> backend_;
 };
+
+// Runs an asynchronous op: returns its result when it completed inline,
+// else nullopt, and `later` gets the result (on the completing thread).
+template <class T>
+std::optional<op_result<T>> complete_inline_or_later(
+    const std::function<void(op_callback<T>)>& start, op_callback<T> later) {
+  struct state {
+    std::mutex m;
+    std::optional<op_result<T>> result;
+    bool returned = false;
+    op_callback<T> later;
+  };
+  auto st = std::make_shared<state>();
+  st->later = std::move(later);
+  start([st](op_result<T> r) {
+    std::unique_lock lock(st->m);
+    if (!st->returned) {
+      st->result.emplace(std::move(r));
+      return;
+    }
+    lock.unlock();
+    st->later(std::move(r));
+  });
+  std::lock_guard lock(st->m);
+  st->returned = true;
+  if (st->result) return std::move(st->result);
+  return std::nullopt;
+}
 
 }  // namespace sluice::streams

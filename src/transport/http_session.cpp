@@ -97,6 +97,20 @@ net::awaitable<bool> await_before_send(const std::function<void(std::function<vo
       net::use_awaitable);
 }
 
+// Waits for a deferred_reply's result (an op waiting for a shared store);
+// resumes on this coroutine's executor.
+net::awaitable<handler_result> await_deferred(const deferred_reply& d) {
+  co_return co_await net::async_initiate<decltype(net::use_awaitable), void(handler_result)>(
+      [&d](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        d.start([h](handler_result r) {
+          auto ex = net::get_associated_executor(*h);
+          net::post(ex, [h, r = std::move(r)]() mutable { std::move (*h)(std::move(r)); });
+        });
+      },
+      net::use_awaitable);
+}
+
 // Closes after letting the client read our response: stop sending, drain what
 // it still sends for a moment, then close (a close with unread input would
 // reset the connection and could destroy the response in flight).
@@ -358,6 +372,10 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
                       core::log_escape(ctx.path), core::log_escape(e.what()));
         result = json_error(500, "internal_error", "the request failed on the server");
       }
+    }
+    while (auto* later = std::get_if<deferred_reply>(&result)) {
+      const deferred_reply d = std::move(*later);
+      result = co_await await_deferred(d);
     }
     if (auto* fin = std::get_if<final_event_reply>(&result)) {
       auto collector = std::make_shared<final_event_collector>(w.ioc.get_executor(), fin->stream);

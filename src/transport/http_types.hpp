@@ -2,6 +2,7 @@
 // app/ can register routes without compiling HTTP machinery.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -12,17 +13,15 @@
 #include <variant>
 #include <vector>
 
-#include <boost/asio/any_io_executor.hpp>
-
 #include "auth/principal.hpp"
 #include "core/stream_log.hpp"
 
 namespace sluice::transport {
 
 struct request_context {
-  std::string_view method;  // upper-case, e.g. "GET"
-  std::string_view target;  // as received
-  std::string path;         // percent-decoded
+  std::string_view method;                                 // upper-case, e.g. "GET"
+  std::string_view target;                                 // as received
+  std::string path;                                        // percent-decoded
   std::vector<std::pair<std::string, std::string>> query;  // percent-decoded
   std::string_view body;
   std::string_view content_type;
@@ -64,7 +63,7 @@ struct stream_reply {
   std::shared_ptr<core::stream_log> stream;
   std::uint64_t next_seq = 1;
   bool coalesce = true;
-  std::string preamble;  // extra SSE bytes after the retry hint (e.g. a notice)
+  std::string preamble;       // extra SSE bytes after the retry hint (e.g. a notice)
   std::string extra_headers;  // "Name: value\r\n" lines added to the head (CORS)
 };
 
@@ -74,7 +73,15 @@ struct final_event_reply {
   std::shared_ptr<core::stream_log> stream;
 };
 
-using handler_result = std::variant<http_reply, stream_reply, final_event_reply>;
+struct deferred_reply;
+using handler_result = std::variant<http_reply, stream_reply, final_event_reply, deferred_reply>;
+
+// An answer that comes later (an op waiting for a shared store, see
+// streams::stream_backend): the session calls `start` once with a
+// completion, which it may call from any thread with the real result.
+struct deferred_reply {
+  std::function<void(std::function<void(handler_result)>)> start;
+};
 using route_handler = std::function<handler_result(request_context&)>;
 
 // {"error":{"code":...,"message":...}} with `status`.

@@ -6,6 +6,7 @@
 #include <boost/json/value.hpp>
 #include <charconv>
 #include <chrono>
+#include <mutex>
 #include <stdexcept>
 
 #include "core/coalescer.hpp"
@@ -49,13 +50,50 @@ http_reply json_ok(std::string body, unsigned status) {
 
 namespace {
 
-bool is_true(std::optional<std::string_view> v) { return v && (*v == "true" || *v == "1"); }
+bool is_true(std::optional<std::string_view> v) {
+  return v && (*v == "true" || *v == "1");
+}
 
 // --fsync always: the reply is sent once the events are on disk (see
 // http_reply::before_send); otherwise `wait` is empty and nothing changes.
 http_reply with_durable_wait(http_reply r, streams::durable_wait wait) {
   r.before_send = std::move(wait);
   return r;
+}
+
+// An op answered by `render`: at once when it completed inline (one node),
+// else as a deferred_reply completed when the shared store answers.
+template <class T, class Start, class Render>
+handler_result op_reply(Start start, Render render) {
+  struct state {
+    std::mutex m;
+    std::optional<streams::op_result<T>> early;
+    std::function<void(handler_result)> done;
+  };
+  auto st = std::make_shared<state>();
+  auto now = streams::complete_inline_or_later<T>(
+      [&start](streams::op_callback<T> cb) { start(std::move(cb)); },
+      [st, render](streams::op_result<T> r) {
+        std::unique_lock lock(st->m);
+        if (!st->done) {
+          st->early.emplace(std::move(r));
+          return;
+        }
+        auto done = std::move(st->done);
+        lock.unlock();
+        done(render(std::move(r)));
+      });
+  if (now) return render(std::move(*now));
+  return deferred_reply{[st, render](std::function<void(handler_result)> done) {
+    std::unique_lock lock(st->m);
+    if (st->early) {
+      auto r = std::move(*st->early);
+      lock.unlock();
+      done(render(std::move(r)));
+      return;
+    }
+    st->done = std::move(done);
+  }};
 }
 
 // Splits "/v1/streams/{id}/{rest}" into id and rest ("" when absent).
@@ -75,7 +113,9 @@ std::int64_t unix_now() {
       .count();
 }
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 bool iequal(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -260,7 +300,9 @@ handler_result router::preflight(const request_context& req) {
   return r;
 }
 
-void router::serve_static(std::filesystem::path root) { static_.emplace(std::move(root)); }
+void router::serve_static(std::filesystem::path root) {
+  static_.emplace(std::move(root));
+}
 
 void router::add(std::string method, std::string path, route_handler handler) {
   routes_[{std::move(method), std::move(path)}] = std::move(handler);
@@ -325,8 +367,7 @@ handler_result router::dispatch(request_context& req) {
     }
   }
   for (const auto& [key, handler] : routes_)
-    if (key.second == req.path)
-      return json_error(405, "method_not_allowed", "use " + key.first);
+    if (key.second == req.path) return json_error(405, "method_not_allowed", "use " + key.first);
   if (static_ && (req.method == "GET" || req.method == "HEAD") && !path.starts_with("/v1/"))
     if (auto file = static_->serve(path)) return std::move(*file);
   return json_error(404, "not_found", "no such endpoint");
@@ -340,19 +381,23 @@ handler_result router::publish(request_context& req, std::string_view id) {
   in.delta_field = req.param("delta_field").value_or("text");
   in.body = req.body;
   in.ndjson = req.content_type.starts_with("application/x-ndjson");
-  auto out = service_.publish(req.principal.get(), id, in);
-  if (!out) return error_reply(out.error());
-  if (!in.ndjson)
-    return with_durable_wait(
-        json_ok("{\"sequence\":" + std::to_string(out->first_sequence) + "}"),
-        std::move(out->wait_durable));
-  std::string body = "{\"sequences\":[";
-  for (std::uint64_t s = out->first_sequence; s <= out->last_sequence; ++s) {
-    if (s != out->first_sequence) body += ',';
-    body += std::to_string(s);
-  }
-  body += "]}";
-  return with_durable_wait(json_ok(std::move(body)), std::move(out->wait_durable));
+  const bool ndjson = in.ndjson;
+  return op_reply<streams::publish_result>(
+      [&](auto done) { service_.publish_async(req.principal, id, in, std::move(done)); },
+      [ndjson](streams::op_result<streams::publish_result> out) -> handler_result {
+        if (!out) return error_reply(out.error());
+        if (!ndjson)
+          return with_durable_wait(
+              json_ok("{\"sequence\":" + std::to_string(out->first_sequence) + "}"),
+              std::move(out->wait_durable));
+        std::string body = "{\"sequences\":[";
+        for (std::uint64_t s = out->first_sequence; s <= out->last_sequence; ++s) {
+          if (s != out->first_sequence) body += ',';
+          body += std::to_string(s);
+        }
+        body += "]}";
+        return with_durable_wait(json_ok(std::move(body)), std::move(out->wait_durable));
+      });
 }
 
 handler_result router::subscribe(request_context& req, std::shared_ptr<core::stream_log> log) {
@@ -362,35 +407,48 @@ handler_result router::subscribe(request_context& req, std::shared_ptr<core::str
 }
 
 handler_result router::subscribe_route(request_context& req, std::string_view id) {
-  auto c = service_.subscribe(req.principal.get(), id, subscribe_input_of(req));
-  if (!c) return error_reply(c.error());
-  return cursor_reply(*c);
+  return op_reply<streams::cursor_start>(
+      [&](auto done) {
+        service_.subscribe_async(req.principal, id, subscribe_input_of(req), std::move(done));
+      },
+      [](streams::op_result<streams::cursor_start> c) -> handler_result {
+        if (!c) return error_reply(c.error());
+        return cursor_reply(*c);
+      });
 }
 
 handler_result router::status(request_context& req, std::string_view id) {
-  auto info = service_.status(req.principal.get(), id);
-  if (!info) return error_reply(info.error());
-  const core::stream_status& st = info->status;
-  json::object o;
-  o["id"] = info->id;
-  o["state"] = core::to_string(st.state);
-  o["first_sequence"] = st.first_sequence;
-  o["last_sequence"] = st.last_sequence;
-  o["retained_events"] = st.retained_events;
-  o["retained_bytes"] = st.retained_bytes;
-  o["subscribers"] = st.subscribers;
-  o["created_us"] = st.created_us;
-  if (st.finished_us != 0)
-    o["finished_us"] = st.finished_us;
-  else
-    o["finished_us"] = nullptr;
-  return json_ok(json::serialize(o));
+  return op_reply<streams::stream_info>(
+      [&](auto done) { service_.status_async(req.principal, id, std::move(done)); },
+      [](streams::op_result<streams::stream_info> info) -> handler_result {
+        if (!info) return error_reply(info.error());
+        const core::stream_status& st = info->status;
+        json::object o;
+        o["id"] = info->id;
+        o["state"] = core::to_string(st.state);
+        o["first_sequence"] = st.first_sequence;
+        o["last_sequence"] = st.last_sequence;
+        o["retained_events"] = st.retained_events;
+        o["retained_bytes"] = st.retained_bytes;
+        o["subscribers"] = st.subscribers;
+        o["created_us"] = st.created_us;
+        if (st.finished_us != 0)
+          o["finished_us"] = st.finished_us;
+        else
+          o["finished_us"] = nullptr;
+        return json_ok(json::serialize(o));
+      });
 }
 
 handler_result router::cancel(request_context& req, std::string_view id) {
-  auto out = service_.cancel(req.principal.get(), id, req.param("reason"));
-  if (!out) return error_reply(out.error());
-  return json_ok("{\"cancelled\":true,\"sequence\":" + std::to_string(out->sequence) + "}");
+  return op_reply<streams::cancel_result>(
+      [&](auto done) {
+        service_.cancel_async(req.principal, id, req.param("reason"), std::move(done));
+      },
+      [](streams::op_result<streams::cancel_result> out) -> handler_result {
+        if (!out) return error_reply(out.error());
+        return json_ok("{\"cancelled\":true,\"sequence\":" + std::to_string(out->sequence) + "}");
+      });
 }
 
 handler_result router::share_link(request_context& req, std::string_view id) {
@@ -420,11 +478,25 @@ handler_result router::run(request_context& req, std::string_view endpoint) {
   in.request = &body;
   in.resuming = req.last_event_id.has_value();
   in.executor = req.executor;
-  auto run = service_.start_run(req.principal.get(), in);
-  if (!run) return error_reply(run.error());
-  if (!run->wants_stream) return final_event_reply{run->stream};
-  // A retried POST (same requestId) resumes after its Last-Event-ID.
-  return subscribe(req, std::move(run->stream));
+  // The reader's start (Last-Event-ID, ?coalesce) is copied: the result may
+  // come later, on another thread.
+  std::optional<std::string> last;
+  if (req.last_event_id) last.emplace(*req.last_event_id);
+  const bool coalesce = subscribe_input_of(req).coalesce;
+  return op_reply<streams::run_started>(
+      [&](auto done) { service_.start_run_async(req.principal, in, std::move(done)); },
+      [this, last = std::move(last),
+       coalesce](streams::op_result<streams::run_started> run) -> handler_result {
+        if (!run) return error_reply(run.error());
+        if (!run->wants_stream) return final_event_reply{run->stream};
+        // A retried POST (same requestId) resumes after its Last-Event-ID.
+        streams::subscribe_input sin;
+        if (last) sin.last_event_id = *last;
+        sin.coalesce = coalesce;
+        auto c = service_.open_cursor(std::move(run->stream), sin);
+        if (!c) return error_reply(c.error());
+        return cursor_reply(*c);
+      });
 }
 
 }  // namespace sluice::transport

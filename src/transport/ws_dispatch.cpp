@@ -28,6 +28,20 @@ void add_cursor(ws_stream_set& s, const std::string& id,
   s.add_stream(id, std::move(*c));
 }
 
+// Runs an op and `then` with its result: at once when it completed inline
+// (one node), else later on the session's thread.
+template <class T, class Start, class Then>
+void run_op(ws_stream_set& s, Start start, Then then) {
+  auto later = s.later();
+  auto now = streams::complete_inline_or_later<T>(
+      [&start](streams::op_callback<T> cb) { start(std::move(cb)); },
+      [later, then](streams::op_result<T> r) {
+        auto shared = std::make_shared<streams::op_result<T>>(std::move(r));
+        later([then, shared](ws_stream_set& s) { then(s, std::move(*shared)); });
+      });
+  if (now) then(s, std::move(*now));
+}
+
 bool room_for_one_more(ws_stream_set& s, const ws_op_context& ctx, std::string_view stream) {
   if (s.active_streams() < ctx.max_streams) return true;
   s.send_control(error_message("too_many_subscriptions",
@@ -46,7 +60,17 @@ void subscribe(const ws_op& op, const ws_op_context& ctx, ws_stream_set& s) {
   streams::subscribe_input in;
   if (op.last_event_id) in.last_event_id = *op.last_event_id;
   in.coalesce = op.coalesce;
-  add_cursor(s, op.stream, ctx.service.subscribe(ctx.who, op.stream, in));
+  run_op<streams::cursor_start>(
+      s, [&](auto done) { ctx.service.subscribe_async(ctx.who, op.stream, in, std::move(done)); },
+      [id = op.stream](ws_stream_set& s, streams::op_result<streams::cursor_start> c) {
+        // (Another subscribe of the same stream may have completed first.)
+        if (c && s.has_stream(id)) {
+          s.send_control(error_message("already_subscribed",
+                                       "this socket is already subscribed to the stream", id));
+          return;
+        }
+        add_cursor(s, id, std::move(c));
+      });
 }
 
 void unsubscribe(const ws_op& op, ws_stream_set& s) {
@@ -72,25 +96,32 @@ void start(const ws_op& op, const ws_op_context& ctx, ws_stream_set& s) {
   // not exist starts it; the cursor then answers unknown_last_event_id.)
   in.resuming = false;
   in.executor = ctx.executor;
-  auto run = ctx.service.start_run(ctx.who, in);
-  if (!run) {
-    send_error(s, run.error());
-    return;
-  }
-  const std::string id = run->stream->id();
-  s.send_control(started_message(id, run->created));
-  if (s.has_stream(id)) return;  // a retried start of a run this socket already reads
-  streams::subscribe_input cursor;
-  if (op.last_event_id) cursor.last_event_id = *op.last_event_id;
-  add_cursor(s, id, ctx.service.open_cursor(std::move(run->stream), cursor));
+  run_op<streams::run_started>(
+      s, [&](auto done) { ctx.service.start_run_async(ctx.who, in, std::move(done)); },
+      [&service = ctx.service, last = op.last_event_id](
+          ws_stream_set& s, streams::op_result<streams::run_started> run) {
+        if (!run) {
+          send_error(s, run.error());
+          return;
+        }
+        const std::string id = run->stream->id();
+        s.send_control(started_message(id, run->created));
+        if (s.has_stream(id)) return;  // a retried start of a run this socket already reads
+        streams::subscribe_input cursor;
+        if (last) cursor.last_event_id = *last;
+        add_cursor(s, id, service.open_cursor(std::move(run->stream), cursor));
+      });
 }
 
 void cancel(const ws_op& op, const ws_op_context& ctx, ws_stream_set& s) {
   std::optional<std::string_view> reason;
   if (op.reason) reason = *op.reason;
-  auto out = ctx.service.cancel(ctx.who, op.stream, reason);
-  if (!out) return send_error(s, out.error(), op.stream);
-  s.send_control(ack_message("cancelled", op.stream, out->sequence));
+  run_op<streams::cancel_result>(
+      s, [&](auto done) { ctx.service.cancel_async(ctx.who, op.stream, reason, std::move(done)); },
+      [id = op.stream](ws_stream_set& s, streams::op_result<streams::cancel_result> out) {
+        if (!out) return send_error(s, out.error(), id);
+        s.send_control(ack_message("cancelled", id, out->sequence));
+      });
 }
 
 void publish(const ws_op& op, const ws_op_context& ctx, ws_stream_set& s) {
@@ -100,13 +131,15 @@ void publish(const ws_op& op, const ws_op_context& ctx, ws_stream_set& s) {
   in.final = op.final;
   if (op.delta) in.delta_of = *op.delta;
   if (op.delta_field) in.delta_field = *op.delta_field;
-  auto out = ctx.service.publish(ctx.who, op.stream, in);
-  if (!out) return send_error(s, out.error(), op.stream);
-  if (out->wait_durable)
-    return s.send_control_when(std::move(out->wait_durable),
-                               ack_message("published", op.stream, out->first_sequence),
-                               op.stream);
-  s.send_control(ack_message("published", op.stream, out->first_sequence));
+  run_op<streams::publish_result>(
+      s, [&](auto done) { ctx.service.publish_async(ctx.who, op.stream, in, std::move(done)); },
+      [id = op.stream](ws_stream_set& s, streams::op_result<streams::publish_result> out) {
+        if (!out) return send_error(s, out.error(), id);
+        if (out->wait_durable)
+          return s.send_control_when(std::move(out->wait_durable),
+                                     ack_message("published", id, out->first_sequence), id);
+        s.send_control(ack_message("published", id, out->first_sequence));
+      });
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,12 @@ class ws_stream_set {
   // disk, --fsync always), an error store_unavailable for `stream` if false.
   virtual void send_control_when(streams::durable_wait wait, std::string message,
                                  std::string stream) = 0;
+  // For an op that completes later (a shared store, see
+  // streams::stream_backend): a function that may be called from any thread
+  // with `f`, which then runs on the session's thread with the session (if it
+  // still exists), followed by sending what it queued.
+  using continuation = std::function<void(ws_stream_set&)>;
+  virtual std::function<void(continuation)> later() = 0;
 
  protected:
   ~ws_stream_set() = default;
@@ -39,9 +46,9 @@ class ws_stream_set {
 
 struct ws_op_context {
   streams::stream_service& service;
-  const auth::principal* who;             // the upgrade's principal (never null on /v1/ws)
-  boost::asio::any_io_executor executor;  // runs started by this socket run here
-  std::size_t max_streams = 64;           // --ws-max-streams-per-socket
+  std::shared_ptr<const auth::principal> who;  // the upgrade's principal (never null on /v1/ws)
+  boost::asio::any_io_executor executor;       // runs started by this socket run here
+  std::size_t max_streams = 64;                // --ws-max-streams-per-socket
 };
 
 // Carries out `op` (not ping: the session answers it) and queues its replies.

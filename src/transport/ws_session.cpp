@@ -129,6 +129,7 @@ class ws_session final : public swept_connection,
   void send_control(std::string message) override;
   void send_control_when(streams::durable_wait wait, std::string message,
                          std::string stream) override;
+  std::function<void(continuation)> later() override;
 
   subscribed* find(std::string_view id) const;
   void send_error(std::string_view code, std::string_view message, std::string_view stream = {});
@@ -309,7 +310,7 @@ void ws_session::handle(std::string_view text) {
     if (!err->protocol) invalid_in_a_row_ = 0;
     return;
   }
-  const ws_op_context ctx{worker_.ctx.streams, principal_.get(), worker_.ioc.get_executor(),
+  const ws_op_context ctx{worker_.ctx.streams, principal_, worker_.ioc.get_executor(),
                           config().ws_max_streams_per_socket};
   dispatch_ws_op(std::get<ws_op>(parsed), ctx, *this);
   invalid_in_a_row_ = 0;
@@ -378,6 +379,19 @@ void ws_session::send_control_when(streams::durable_wait wait, std::string messa
       });
     });
   });
+}
+
+std::function<void(ws_stream_set::continuation)> ws_session::later() {
+  return [w = weak_from_this(), &ioc = worker_.ioc](continuation f) {
+    net::post(ioc, [w, f = std::move(f)] {
+      auto s = w.lock();
+      if (!s || s->closed_) return;
+      s->guarded("deferred_op", [&] {
+        f(*s);
+        s->pump();
+      });
+    });
+  };
 }
 
 void ws_session::send_error(std::string_view code, std::string_view message,

@@ -30,8 +30,11 @@ struct recording_set final : transport::ws_stream_set {
     return std::erase_if(streams, [&](const auto& s) { return s.first == id; }) > 0;
   }
   void send_control(std::string message) override { sent.push_back(std::move(message)); }
-  void send_control_when(streams::durable_wait wait, std::string message,
-                         std::string) override {
+  // (One node: every op completes inline, so nothing comes later.)
+  std::function<void(continuation)> later() override {
+    return [this](continuation f) { f(*this); };
+  }
+  void send_control_when(streams::durable_wait wait, std::string message, std::string) override {
     wait([this, message = std::move(message)](bool ok) mutable {
       if (ok) sent.push_back(std::move(message));
     });
@@ -51,7 +54,7 @@ class WsDispatch : public ::testing::Test {
     auto parsed = transport::parse_ws_op(text);
     EXPECT_TRUE(std::holds_alternative<transport::ws_op>(parsed)) << text;
     set_.sent.clear();
-    const transport::ws_op_context ctx{service_, who_.get(), {}, 2};
+    const transport::ws_op_context ctx{service_, who_, {}, 2};
     transport::dispatch_ws_op(std::get<transport::ws_op>(parsed), ctx, set_);
     return set_.sent;
   }
