@@ -24,13 +24,19 @@
 # Workloads (sluice_loadgen fanout; publisher keeps up to 32 requests in flight):
 #   unpaced  SUBS_UNPACED subscribers, EVENTS_UNPACED events published as fast
 #            as the path takes them: delivered events/s (throughput)
-#   paced    SUBS_PACED subscribers, EVENTS_PACED events at RATE_PACED/s
-#            (moderate load): publish-to-delivery latency p50/p99 and the CPU
-#            seconds of every server process (node(s) + Redis)
+#   moderate SUBS_MODERATE subscribers, EVENTS_MODERATE events at
+#            RATE_MODERATE/s, a load the single node keeps up with:
+#            publish-to-delivery latency p50/p99 (the "added latency" of the
+#            hop A -> Redis -> B) and the CPU seconds of every server process
+#   paced    SUBS_PACED subscribers, EVENTS_PACED events at RATE_PACED/s (a
+#            heavier paced load, which the single node falls behind on
+#            this shared machine): latency and CPU again
 #
 # Usage: bench/redis/run_two_node_bench.sh [BUILD_DIR]   (default: build)
-# Knobs: REPEATS (3) SUBS_UNPACED (200) EVENTS_UNPACED (3000) SUBS_PACED (500)
+# Knobs: REPEATS (3) SUBS_UNPACED (200) EVENTS_UNPACED (3000) SUBS_MODERATE (200)
+#        EVENTS_MODERATE (100) RATE_MODERATE (20) SUBS_PACED (500)
 #        EVENTS_PACED (500) RATE_PACED (100) FANOUT_CORE (0) OTHER_CORE (1)
+#        WORKLOADS ("unpaced moderate paced")
 #        CONFIGS ("single single-redis two-node") RESULTS_DIR (bench/results)
 # Writes bench/results/<stamp>-two-node.md (and latest-two-node.md).
 set -euo pipefail
@@ -44,6 +50,10 @@ REDIS_BENCH=$BUILD/sluice_redis_bench
 REPEATS=${REPEATS:-3}
 SUBS_UNPACED=${SUBS_UNPACED:-200}
 EVENTS_UNPACED=${EVENTS_UNPACED:-3000}
+SUBS_MODERATE=${SUBS_MODERATE:-200}
+EVENTS_MODERATE=${EVENTS_MODERATE:-100}
+RATE_MODERATE=${RATE_MODERATE:-20}
+WORKLOADS=${WORKLOADS:-"unpaced moderate paced"}
 SUBS_PACED=${SUBS_PACED:-500}
 EVENTS_PACED=${EVENTS_PACED:-500}
 RATE_PACED=${RATE_PACED:-100}
@@ -61,7 +71,7 @@ for tool in redis-server redis-cli redis-benchmark taskset curl python3; do
   command -v "$tool" >/dev/null || die "$tool is required (scripts/setup.sh bench)"
 done
 if [[ $CONFIGS == *redis* || $CONFIGS == *two-node* ]]; then
-  "$SLUICE" serve --help 2>&1 | grep -q -- '--redis' || die "this sluice has no --redis flag"
+  [[ $("$SLUICE" serve --help 2>&1) == *--redis* ]] || die "this sluice has no --redis flag"
 fi
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -160,11 +170,12 @@ run_config() {  # run_config CONFIG WORKLOAD REPEAT
       pids=("$NODE_PID" "$a_pid" "$REDIS_PID") names=(node_b node_a redis) ;;
   esac
   local subs events rate
-  if [[ $workload == unpaced ]]; then
-    subs=$SUBS_UNPACED events=$EVENTS_UNPACED rate=0
-  else
-    subs=$SUBS_PACED events=$EVENTS_PACED rate=$RATE_PACED
-  fi
+  case $workload in
+    unpaced) subs=$SUBS_UNPACED events=$EVENTS_UNPACED rate=0 ;;
+    moderate) subs=$SUBS_MODERATE events=$EVENTS_MODERATE rate=$RATE_MODERATE ;;
+    paced) subs=$SUBS_PACED events=$EVENTS_PACED rate=$RATE_PACED ;;
+    *) die "unknown workload $workload" ;;
+  esac
   local stream="bench-$config-$workload-$repeat"
   local lg=(taskset -c "$OTHER_CORE" "$LOADGEN" fanout --host 127.0.0.1 --port "$sub_port"
             --pub-port "$pub_port" --sub-path "/v1/streams/$stream/events" --connections "$subs"
@@ -198,7 +209,7 @@ run_config() {  # run_config CONFIG WORKLOAD REPEAT
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for repeat in $(seq 1 "$REPEATS"); do
-  for workload in unpaced paced; do
+  for workload in $WORKLOADS; do
     for config in $CONFIGS; do
       run_config "$config" "$workload" "$repeat"
     done
@@ -238,10 +249,10 @@ revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "# Two-node benchmark, $STAMP"
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); took $((T1 - T0)) s; repository HEAD $revision"
-  echo "- command: \`REPEATS=$REPEATS bash bench/redis/run_two_node_bench.sh\`"
+  echo "- command: \`REPEATS=$REPEATS WORKLOADS=\"$WORKLOADS\" bash bench/redis/run_two_node_bench.sh\`"
   echo "- machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- pinning: core $FANOUT_CORE = the node the subscribers read (single / node B); core $OTHER_CORE = loadgen + Redis + node A"
-  echo "- unpaced: $SUBS_UNPACED subscribers x $EVENTS_UNPACED events as fast as possible; paced: $SUBS_PACED subscribers x $EVENTS_PACED events at $RATE_PACED/s"
+  echo "- unpaced: $SUBS_UNPACED subscribers x $EVENTS_UNPACED events as fast as possible; moderate: $SUBS_MODERATE subscribers x $EVENTS_MODERATE events at $RATE_MODERATE/s; paced: $SUBS_PACED subscribers x $EVENTS_PACED events at $RATE_PACED/s"
   echo
   python3 "$ROOT/bench/redis/summarize_two_node.py" "$DATA" "$CEILING"
   echo
