@@ -368,6 +368,40 @@ TEST_F(Cluster, NodeKilledMidRunReadersElsewhereGetProducerLost) {
   EXPECT_EQ(st.at("state"), "finished");
 }
 
+// "A run nobody reads is cancelled" counts readers on every node: a run on A
+// read only on B runs to its end.
+TEST_F(Cluster, RunReadOnlyOnAnotherNodeIsNotCancelledUnread) {
+  start_redis();
+  const std::vector<std::string> opts = {"--builtin-delta-ms", "100", "--detach-grace-s", "3"};
+  node_process a(redis_->url(), "node-a", work_.path, opts);
+  node_process b(redis_->url(), "node-b", work_.path, opts);
+  const std::string body =
+      R"({"requestId":"run-2","query":"How does Sluice resume a stream?","agentType":"plan_solve"})";
+  auto ca = std::make_unique<http_connection>(a.port());
+  ca->send_request("POST", "/AutoAgent", body, json_ct);
+  {
+    sse_reader ra(*ca);
+    ASSERT_EQ(ra.head().status, 200);
+    ASSERT_TRUE(ra.read_until([&] { return !ra.events.empty(); }));
+  }
+  http_connection cb(b.port());
+  cb.send_request("GET", "/v1/streams/run-2/events");
+  sse_reader rb(cb);
+  ASSERT_TRUE(rb.read_until([&] { return !rb.events.empty(); }));
+  // B's presence mark is in Redis before A's only reader leaves.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (redis_->cli("EXISTS {s:run-2}:read").find('1') == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // (polling the condition)
+  ASSERT_NE(redis_->cli("EXISTS {s:run-2}:read").find('1'), std::string::npos);
+  ca.reset();  // A's reader goes away: nobody reads the run on A
+  ASSERT_TRUE(rb.read_to_end());
+  ASSERT_FALSE(rb.events.empty());
+  EXPECT_NE(rb.events.back().type, "cancelled") << rb.events.back().data;
+  EXPECT_NE(rb.events.back().data.find("\"messageType\":\"result\""), std::string::npos)
+      << rb.events.back().data;
+}
+
 TEST_F(Cluster, RedisStoppedAndRestartedWithAof) {
   start_redis(/*aof=*/true);
   const std::vector<std::string> opts = {"--heartbeat-ms", "100"};
