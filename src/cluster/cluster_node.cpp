@@ -868,7 +868,14 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
     auto claimed = co_await store_.claim_expired_leases(100);
     if (claimed)
       for (auto& id : *claimed) {
-        if (runs_.count(id) && !runs_[id]->dead && !runs_[id]->ended) continue;  // ours, alive
+        if (auto it = runs_.find(id);
+            it != runs_.end() && !it->second->dead && !it->second->ended) {
+          // Our own run, alive (its renewals could not reach Redis in time):
+          // take the lease again rather than end it.
+          (void)co_await store_.acquire_lease(id);
+          it->second->last_renew = clock::now();
+          continue;
+        }
         auto r = co_await store_.end_lost_run(id);
         if (r) spdlog::info("cluster: stream {}: its producer's node is gone (producer_lost)", id);
       }

@@ -13,10 +13,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <deque>
 #include <optional>
-#include <random>
 
-#include "net/outbound_connection.hpp"
 #include "redis/async_event.hpp"
+#include "redis/connection_driver.hpp"
 #include "redis/redis_connection.hpp"
 
 namespace sluice::redis {
@@ -52,33 +51,29 @@ struct request {
 class redis_client::impl : public std::enable_shared_from_this<impl> {
  public:
   impl(net::any_io_executor ex, redis_client_options o)
-      : ex_(std::move(ex)), opts_(std::move(o)), writer_wake_(ex_), backoff_timer_(ex_) {
-    if (opts_.endpoint.tls)
-      tls_.emplace(outbound::make_tls_client_context(opts_.tls_verify, opts_.ca_file));
+      : ex_(std::move(ex)),
+        opts_(std::move(o)),
+        driver_(ex_, opts_, "redis client"),
+        writer_wake_(ex_) {
     writer_wake_.expires_at(clock::time_point::max());
   }
 
   void start() {
-    if (started_) return;
-    started_ = true;
-    net::co_spawn(ex_, run(shared_from_this()), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        spdlog::error("redis client: connection loop failed (a bug): {}", x.what());
-      } catch (...) {
-        spdlog::error("redis client: connection loop failed (a bug)");
-      }
-    });
+    driver_.start(shared_from_this(), {[this](redis_connection& c) { return session(c); },
+                                       [this](const std::string& detail) {
+                                         if (detail != last_error_)
+                                           spdlog::warn("redis client: {} (retrying with backoff)",
+                                                        detail);
+                                         last_error_ = detail;
+                                         state_changed_.notify_all();
+                                       }});
   }
 
   void stop() {
     if (stopped_) return;
     stopped_ = true;
-    backoff_timer_.cancel();
+    driver_.stop();
     writer_wake_.cancel();
-    if (conn_) conn_->close();
     fail_all(redis_errc::shutting_down);
     state_changed_.notify_all();
   }
@@ -136,54 +131,26 @@ class redis_client::impl : public std::enable_shared_from_this<impl> {
   net::any_io_executor executor() const { return ex_; }
 
  private:
-  static net::awaitable<void> run(std::shared_ptr<impl> self) { co_await self->loop(); }
-
-  net::awaitable<void> loop() {
-    std::minstd_rand jitter(std::random_device{}());
-    auto backoff = opts_.backoff_initial;
-    while (!stopped_) {
-      auto conn = std::make_unique<redis_connection>(ex_, tls_ ? &*tls_ : nullptr, opts_.limits);
-      std::string detail;
-      // Visible to stop() while connecting, so it can cut the attempt short.
-      conn_ = conn.get();
-      const auto ec = co_await conn->open(opts_.endpoint, opts_.tls_verify,
-                                          clock::now() + opts_.connect_timeout, detail);
-      conn_ = nullptr;
-      if (stopped_) break;
-      if (ec) {
-        if (detail != last_error_) spdlog::warn("redis client: {} (retrying with backoff)", detail);
-        last_error_ = detail;
-        state_changed_.notify_all();
-        // Full jitter: a uniform wait in [backoff/2, backoff].
-        const auto ms =
-            backoff.count() / 2 +
-            static_cast<long>(jitter() % static_cast<unsigned>(backoff.count() / 2 + 1));
-        backoff_timer_.expires_after(std::chrono::milliseconds(ms));
-        (void)co_await backoff_timer_.async_wait(tuple_awaitable);
-        backoff = std::min(backoff * 2, opts_.backoff_max);
-        continue;
-      }
-      backoff = opts_.backoff_initial;
-      if (!last_error_.empty())
-        spdlog::info("redis client: connected to {}", opts_.endpoint.redacted());
-      last_error_.clear();
-      conn_ = conn.get();
-      connected_ = true;
-      ++connections_;
-      state_changed_.notify_all();
-      co_await (reader() || writer());
-      connected_ = false;
-      conn_ = nullptr;
-      conn->close();
-      ++generation_;
-      fail_all(stopped_ ? redis_errc::shutting_down : redis_errc::store_unavailable);
-      if (!stopped_) {
-        last_error_ = "connection to " + opts_.endpoint.redacted() + " lost";
-        spdlog::warn("redis client: {}", last_error_);
-      }
-      state_changed_.notify_all();
+  // One connection's life (see connection_driver): commands flow while it
+  // lasts; what is in flight when it ends fails (its outcome is unknown).
+  net::awaitable<void> session(redis_connection& c) {
+    if (!last_error_.empty())
+      spdlog::info("redis client: connected to {}", opts_.endpoint.redacted());
+    last_error_.clear();
+    conn_ = &c;
+    connected_ = true;
+    ++connections_;
+    state_changed_.notify_all();
+    co_await (reader() || writer());
+    connected_ = false;
+    conn_ = nullptr;
+    ++generation_;
+    fail_all(stopped_ ? redis_errc::shutting_down : redis_errc::store_unavailable);
+    if (!stopped_) {
+      last_error_ = "connection to " + opts_.endpoint.redacted() + " lost";
+      spdlog::warn("redis client: {}", last_error_);
     }
-    fail_all(redis_errc::shutting_down);
+    state_changed_.notify_all();
   }
 
   net::awaitable<void> reader() {
@@ -241,15 +208,13 @@ class redis_client::impl : public std::enable_shared_from_this<impl> {
 
   net::any_io_executor ex_;
   redis_client_options opts_;
-  std::optional<net::ssl::context> tls_;
-  redis_connection* conn_ = nullptr;               // while connecting or connected
+  connection_driver driver_;
+  redis_connection* conn_ = nullptr;               // while connected
   std::deque<std::shared_ptr<request>> outbox_;    // not yet written
   std::deque<std::shared_ptr<request>> inflight_;  // written, replies pending
   std::size_t pending_commands_ = 0;
   net::steady_timer writer_wake_;
-  net::steady_timer backoff_timer_;
   async_event state_changed_;
-  bool started_ = false;
   bool stopped_ = false;
   bool connected_ = false;
   std::uint64_t generation_ = 0;

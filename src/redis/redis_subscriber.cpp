@@ -11,12 +11,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <deque>
 #include <optional>
-#include <random>
 #include <set>
 #include <utility>
 
-#include "net/outbound_connection.hpp"
 #include "redis/async_event.hpp"
+#include "redis/connection_driver.hpp"
 #include "redis/redis_connection.hpp"
 
 namespace sluice::redis {
@@ -37,34 +36,25 @@ class redis_subscriber::impl : public std::enable_shared_from_this<impl> {
       : ex_(std::move(ex)),
         opts_(std::move(o)),
         handlers_(std::move(h)),
-        writer_wake_(ex_),
-        backoff_timer_(ex_) {
-    if (opts_.endpoint.tls)
-      tls_.emplace(outbound::make_tls_client_context(opts_.tls_verify, opts_.ca_file));
+        driver_(ex_, opts_, "redis subscriber"),
+        writer_wake_(ex_) {
     writer_wake_.expires_at(clock::time_point::max());
   }
 
   void start() {
-    if (started_) return;
-    started_ = true;
-    net::co_spawn(ex_, run(shared_from_this()), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        spdlog::error("redis subscriber: loop failed (a bug): {}", x.what());
-      } catch (...) {
-        spdlog::error("redis subscriber: loop failed (a bug)");
-      }
-    });
+    driver_.start(shared_from_this(), {[this](redis_connection& c) { return session(c); },
+                                       [this](const std::string& detail) {
+                                         if (detail != last_error_)
+                                           spdlog::warn("redis subscriber: {} (retrying)", detail);
+                                         last_error_ = detail;
+                                       }});
   }
 
   void stop() {
     if (stopped_) return;
     stopped_ = true;
-    backoff_timer_.cancel();
+    driver_.stop();
     writer_wake_.cancel();
-    if (conn_) conn_->close();
     changed_.notify_all();
   }
 
@@ -97,51 +87,25 @@ class redis_subscriber::impl : public std::enable_shared_from_this<impl> {
   std::uint64_t connections() const { return connections_; }
 
  private:
-  static net::awaitable<void> run(std::shared_ptr<impl> self) { co_await self->loop(); }
-
-  net::awaitable<void> loop() {
-    std::minstd_rand jitter(std::random_device{}());
-    auto backoff = opts_.backoff_initial;
-    while (!stopped_) {
-      auto conn = std::make_unique<redis_connection>(ex_, tls_ ? &*tls_ : nullptr, opts_.limits);
-      std::string detail;
-      conn_ = conn.get();
-      const auto ec = co_await conn->open(opts_.endpoint, opts_.tls_verify,
-                                          clock::now() + opts_.connect_timeout, detail);
-      conn_ = nullptr;
-      if (stopped_) break;
-      if (ec) {
-        if (detail != last_error_) spdlog::warn("redis subscriber: {} (retrying)", detail);
-        last_error_ = detail;
-        const auto ms =
-            backoff.count() / 2 +
-            static_cast<long>(jitter() % static_cast<unsigned>(backoff.count() / 2 + 1));
-        backoff_timer_.expires_after(std::chrono::milliseconds(ms));
-        (void)co_await backoff_timer_.async_wait(tuple_awaitable);
-        backoff = std::min(backoff * 2, opts_.backoff_max);
-        continue;
-      }
-      backoff = opts_.backoff_initial;
-      last_error_.clear();
-      conn_ = conn.get();
-      connected_ = true;
-      ++connections_;
-      // Everything wanted, again; the reconnection is announced once all of
-      // it is confirmed.
-      ops_.clear();
-      for (const auto& c : wanted_) ops_.emplace_back(true, c);
-      resubscribe_pending_ = connections_ > 1;
-      ping_sent_.reset();
-      if (resubscribe_pending_ && wanted_.empty()) announce_resubscribed();
-      changed_.notify_all();
-      co_await (reader() || writer());
-      connected_ = false;
-      conn_ = nullptr;
-      conn->close();
-      confirmed_.clear();
-      if (!stopped_) spdlog::warn("redis subscriber: connection lost; reconnecting");
-      changed_.notify_all();
-    }
+  // One connection's life (see connection_driver): every wanted channel is
+  // subscribed again; a reconnection is announced once all are confirmed.
+  net::awaitable<void> session(redis_connection& c) {
+    last_error_.clear();
+    conn_ = &c;
+    connected_ = true;
+    ++connections_;
+    ops_.clear();
+    for (const auto& ch : wanted_) ops_.emplace_back(true, ch);
+    resubscribe_pending_ = connections_ > 1;
+    ping_sent_.reset();
+    if (resubscribe_pending_ && wanted_.empty()) announce_resubscribed();
+    changed_.notify_all();
+    co_await (reader() || writer());
+    connected_ = false;
+    conn_ = nullptr;
+    confirmed_.clear();
+    if (!stopped_) spdlog::warn("redis subscriber: connection lost; reconnecting");
+    changed_.notify_all();
   }
 
   void announce_resubscribed() {
@@ -246,15 +210,13 @@ class redis_subscriber::impl : public std::enable_shared_from_this<impl> {
   net::any_io_executor ex_;
   redis_client_options opts_;
   redis_subscriber_handlers handlers_;
-  std::optional<net::ssl::context> tls_;
-  redis_connection* conn_ = nullptr;
+  connection_driver driver_;
+  redis_connection* conn_ = nullptr;  // while connected
   std::set<std::string> wanted_;
   std::set<std::string> confirmed_;
   std::deque<std::pair<bool, std::string>> ops_;  // (subscribe?, channel) to write
   net::steady_timer writer_wake_;
-  net::steady_timer backoff_timer_;
   async_event changed_;
-  bool started_ = false;
   bool stopped_ = false;
   bool connected_ = false;
   bool resubscribe_pending_ = false;
