@@ -132,8 +132,20 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# A port nothing listens on (a connect is refused), below Linux's ephemeral
+# range; pure bash. A port taken between this probe and the bind is retried
+# by the callers. (Probing by connecting matters: Sluice binds with
+# SO_REUSEPORT, so a second Sluice on a taken port would not fail.)
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  die "no free port found"
 }
 
 # wait_ready NAME PID LOG CHECK...: until CHECK succeeds (bounded), or NAME

@@ -287,10 +287,24 @@ TEST_F(ChaosTwoNodes, SseReaderCutAndMovedBetweenNodesGetsTheExactTranscript) {
 
   std::vector<recorded_event> got;
   std::string last_id;
-  std::size_t attempt = 0;
+  std::size_t attempt = 0, since_progress = 0;
   const auto deadline = clock_type::now() + 120s;
   while ((got.empty() || got.back().type != "done") && clock_type::now() < deadline) {
     const std::size_t a = attempt++;
+    if (++since_progress > 300) {
+      // 300 connections in a row without a new event: show what the last
+      // one of each target received (a livelock, not a slow machine).
+      std::string seen;
+      for (std::size_t i = 0; i < 3; ++i) {
+        const auto conns = proxies_[i]->connections_seen();
+        if (!conns.empty())
+          seen += std::string("\n--- ") + target_name(i) + " (cut after " +
+                  std::to_string(conns.back().cut_after) + " bytes):\n" + conns.back().from_server;
+      }
+      FAIL() << "no progress after event id " << last_id
+             << " in 300 connections; last responses:" << seen;
+    }
+    const std::size_t before = got.size();
     std::vector<std::pair<std::string, std::string>> headers;
     if (!last_id.empty()) headers.emplace_back("Last-Event-ID", last_id);
     try {
@@ -307,6 +321,7 @@ TEST_F(ChaosTwoNodes, SseReaderCutAndMovedBetweenNodesGetsTheExactTranscript) {
       }
       for (const auto& e : r.events) got.push_back(e);
       if (!got.empty()) last_id = got.back().id;
+      if (got.size() > before) since_progress = 0;
     } catch (const timeout_error& e) {
       FAIL() << "no byte for 20 s from " << target_name(a) << ": " << e.what();
     } catch (const std::exception&) {
