@@ -171,6 +171,39 @@ TEST(Coalescing, RunOfOneMessageBecomesOneEvent) {
   EXPECT_EQ(sub.read(b, 1 << 20), read_status::waiting);
 }
 
+TEST(Coalescing, AMergedEventKeepsItsLastEventsEpochAndRunsStopAtTheBoundary) {
+  auto log = std::make_shared<stream_log>("s", retention_limits{});
+  ASSERT_TRUE(log->set_epoch("e1"));
+  log->publish(delta("token.delta", "m1", "a", 1));
+  log->publish(delta("token.delta", "m1", "b", 2));
+  ASSERT_TRUE(log->begin_epoch("e2"));
+  log->publish(delta("token.delta", "m1", "c", 3));
+  log->publish(delta("token.delta", "m1", "d", 4));
+  counting_waiter w;
+  subscription sub(log, 1, w);
+  read_batch b;
+  ASSERT_EQ(sub.read(b, 1 << 20), read_status::data);
+  EXPECT_EQ(b.sse_events, 2u);
+  EXPECT_EQ(b.coalesced_events, 2u);
+  EXPECT_EQ(bytes_of(b),
+            "id: 2-e1\nevent: token.delta\n"
+            R"(data: {"coalesced":[1,2],"text":"ab","message_id":"m1","n":2})"
+            "\n\n"
+            "id: 4-e2\nevent: token.delta\n"
+            R"(data: {"coalesced":[3,4],"text":"cd","message_id":"m1","n":4})"
+            "\n\n");
+  // Uncoalesced, each keeps its own id.
+  subscription one(log, 3, w, false);
+  ASSERT_EQ(one.read(b, 1 << 20), read_status::data);
+  EXPECT_EQ(bytes_of(b),
+            "id: 3-e2\nevent: token.delta\n"
+            R"(data: {"text":"c","message_id":"m1","n":3})"
+            "\n\n"
+            "id: 4-e2\nevent: token.delta\n"
+            R"(data: {"text":"d","message_id":"m1","n":4})"
+            "\n\n");
+}
+
 TEST(Coalescing, DefaultTypeDeltasHaveNoEventLine) {
   auto log = std::make_shared<stream_log>("s", retention_limits{});
   log->publish(delta("message", "m1", "a"));

@@ -116,6 +116,70 @@ TEST(StreamLog, ReadBytesAreTheEncodedEvents) {
   EXPECT_EQ(log->status().retained_bytes, expected_bytes.size());
 }
 
+TEST(StreamLog, EventsCarryTheEpochTheyWereWrittenIn) {
+  auto log = make_log();
+  EXPECT_EQ(log->epoch(), "");
+  log->publish("message", "a");
+  EXPECT_FALSE(log->set_epoch("late"));  // only before the first event
+  ASSERT_TRUE(log->begin_epoch("e1"));
+  log->publish("tool", "b");
+  log->publish("message", "c\nd");
+  ASSERT_TRUE(log->begin_epoch("0123456789abcdef"));
+  EXPECT_TRUE(log->begin_epoch("0123456789abcdef"));  // the same: nothing changes
+  log->publish("message", "e", true);
+  const std::string expected =
+      "id: 1\ndata: a\n\n"
+      "id: 2-e1\nevent: tool\ndata: b\n\n"
+      "id: 3-e1\ndata: c\ndata: d\n\n"
+      "id: 4-0123456789abcdef\ndata: e\n\n";
+  counting_waiter w;
+  subscription sub(log, 1, w);
+  read_batch b;
+  ASSERT_EQ(sub.read(b, 1 << 20), read_status::data);
+  EXPECT_EQ(bytes_of(b), expected);
+  EXPECT_EQ(decode(bytes_of(b)),
+            (std::vector<decoded_event>{{"message", "a", "1"},
+                                        {"tool", "b", "2-e1"},
+                                        {"message", "c\nd", "3-e1"},
+                                        {"message", "e", "4-0123456789abcdef"}}));
+  EXPECT_EQ(log->status().retained_bytes, expected.size());
+  const stream_status st = log->status();
+  EXPECT_EQ(st.epochs.current, "0123456789abcdef");
+  EXPECT_EQ(st.epochs.previous, "e1");
+  EXPECT_EQ(st.epochs.boundary, 4u);
+  const stream_meta m = log->meta();
+  EXPECT_EQ(m.epoch, "0123456789abcdef");
+  EXPECT_EQ(m.previous_epoch, "e1");
+  EXPECT_EQ(m.epoch_boundary, 4u);
+  // A stream restored from that meta keeps its epochs.
+  stream_log back(m, retention_limits{});
+  EXPECT_EQ(back.epochs().current, "0123456789abcdef");
+  EXPECT_EQ(back.epochs().previous, "e1");
+  EXPECT_EQ(back.epochs().boundary, 4u);
+  // Invalid epochs change nothing.
+  for (const char* bad : {"", "A", "a-b", "0123456789abcdefg", "a b"}) {
+    EXPECT_FALSE(log->begin_epoch(bad)) << bad;
+    EXPECT_FALSE(make_log()->set_epoch(bad)) << bad;
+  }
+  EXPECT_EQ(log->epoch(), "0123456789abcdef");
+}
+
+TEST(StreamLog, ANewStreamInAnEpoch) {
+  auto log = make_log();
+  ASSERT_TRUE(log->set_epoch("x"));
+  ASSERT_TRUE(log->set_epoch("y"));  // still before the first event
+  log->publish("message", "1");
+  EXPECT_EQ(log->epochs().boundary, 0u);
+  EXPECT_EQ(log->epochs().previous, "");
+  counting_waiter w;
+  subscription sub(log, 1, w);
+  read_batch b;
+  ASSERT_EQ(sub.read(b, 1 << 20), read_status::data);
+  EXPECT_EQ(bytes_of(b), "id: 1-y\ndata: 1\n\n");
+  // A stream without an epoch pays no epoch state.
+  EXPECT_EQ(make_log()->meta().epoch_boundary, 0u);
+}
+
 TEST(StreamLog, PublishAllAppendsConsecutively) {
   auto log = make_log();
   log->publish("message", "first");

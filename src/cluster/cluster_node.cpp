@@ -548,25 +548,49 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
       co_return fail(op_error{"stream_busy", 503, "the stream is being set up here; retry", 1});
     m->log = log;
     if (!r) co_return;  // pending: the first publish wakes it
-    m->exists = true;
-    m->owner = r->meta.owner;
-    m->epoch = r->meta.epoch;
-    apply(*m, *r);
+    adopt(*m, r->meta);
+    if (!apply(*m, *r)) co_return fail(store_error(redis::redis_errc::history_truncated));
     // The rest of a long history, then whatever came meanwhile.
     co_await read_more(id, m);
   }
 
-  // Appends a read's events to the mirror.
-  void apply(mirror_state& m, const redis::read_result& r) {
-    if (r.events.empty()) {
-      // Ended with nothing new to read (e.g. the final event trimmed away).
-      return;
+  // A mirror takes a stream's epoch from Redis when it first sees it: the
+  // epoch its first events were in (the previous one when a lost
+  // producer's end began a new one).
+  void adopt(mirror_state& m, const redis::stream_meta& meta) {
+    m.exists = true;
+    m.owner = meta.owner;
+    m.epoch = meta.epoch_boundary != 0 ? meta.previous_epoch : meta.epoch;
+    if (!m.epoch.empty()) m.log->set_epoch(m.epoch);
+  }
+
+  // Appends a read's events to the mirror, beginning the stream's new
+  // epoch at its boundary. False when Redis's epoch is not this mirror's
+  // (nor its successor): the history the mirror holds was lost.
+  bool apply(mirror_state& m, const redis::read_result& r) {
+    std::size_t split = r.events.size();  // events before the new epoch
+    if (r.meta.epoch != m.epoch) {
+      if (r.meta.epoch_boundary == 0 || r.meta.previous_epoch != m.epoch) return false;
+      split = 0;
+      while (split < r.events.size() && r.events[split].seq < r.meta.epoch_boundary) ++split;
     }
-    std::vector<core::publish_item> items;
-    items.reserve(r.events.size());
-    for (const auto& e : r.events) items.push_back({e.type, e.data, false, nullptr});
     const auto end = r.final_included ? state_of(r.meta.state) : core::stream_state::open;
-    m.log->append_mirrored(r.events.front().seq, items, end);
+    auto append = [&](std::size_t from, std::size_t to, core::stream_state end_state) {
+      if (from >= to) return;
+      std::vector<core::publish_item> items;
+      items.reserve(to - from);
+      for (std::size_t i = from; i < to; ++i)
+        items.push_back({r.events[i].type, r.events[i].data, false, nullptr});
+      m.log->append_mirrored(r.events[from].seq, items, end_state);
+    };
+    append(0, split, split == r.events.size() ? end : core::stream_state::open);
+    if (split < r.events.size() ||
+        (r.meta.epoch != m.epoch && m.log->status().last_sequence + 1 == r.meta.epoch_boundary)) {
+      m.log->begin_epoch(r.meta.epoch);
+      m.epoch = r.meta.epoch;
+      append(split, r.events.size(), end);
+    }
+    return true;
   }
 
   // Reads after the mirror's head until caught up. False on a failure.
@@ -575,38 +599,38 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
       const auto st = m->log->status();
       if (st.state != core::stream_state::open) co_return true;
       const bool empty = st.last_sequence == 0;
-      // (Named, not a conditional in the co_await: GCC 12 destroys such a
-      // temporary twice.)
-      std::string epoch;
-      if (m->exists) epoch = m->epoch;
-      auto r = co_await store_.read_after(id, st.last_sequence, std::move(epoch),
+      // Any epoch: apply() decides whether Redis's is this mirror's.
+      auto r = co_await store_.read_after(id, st.last_sequence, std::string(),
                                           opts_.store.max_read_events, empty);
       if (!r) {
         if (r.error() == redis::redis_errc::stream_not_found && !m->exists) co_return true;
         if (r.error() == redis::redis_errc::history_truncated ||
             (r.error() == redis::redis_errc::stream_not_found && m->exists)) {
-          // Redis lost this history (or the stream expired): the mirror ends
-          // for its readers, and the next reader primes a new one.
-          m->log->append_mirrored(
-              st.last_sequence + 1,
-              std::vector<core::publish_item>{
-                  {"error",
-                   R"({"code":"history_truncated","message":"the stream store lost this stream's history"})",
-                   true, nullptr}},
-              core::stream_state::finished);
-          forget(id, m);
+          end_lost_history(id, m);
           co_return true;
         }
         co_return false;
       }
-      if (!m->exists) {
-        m->exists = true;
-        m->epoch = r->meta.epoch;
-        m->owner = r->meta.owner;
+      if (!m->exists) adopt(*m, r->meta);
+      if (!apply(*m, *r)) {
+        end_lost_history(id, m);
+        co_return true;
       }
-      apply(*m, *r);
       if (r->events.size() < opts_.store.max_read_events) co_return true;
     }
+  }
+
+  // Redis lost this history (or the stream expired): the mirror ends for
+  // its readers, and the next reader primes a new one.
+  void end_lost_history(const std::string& id, const mirror_ptr& m) {
+    const auto last = m->log->status().last_sequence;
+    const core::publish_item item{
+        "error",
+        R"({"code":"history_truncated","message":"the stream store lost this stream's history"})",
+        true, nullptr};
+    m->log->append_mirrored(last + 1, std::span<const core::publish_item>(&item, 1),
+                            core::stream_state::finished);
+    forget(id, m);
   }
 
   // Catch-up after a wake (one read at a time per mirror; a wake during a

@@ -62,9 +62,14 @@ char* put_fields(char* p, std::string_view type, std::string_view data) {
   return p;
 }
 
-char* put_id(char* p, std::uint64_t seq) {
+// "id: N\n" or "id: N-E\n" (see event_id.hpp).
+char* put_id(char* p, std::uint64_t seq, std::string_view epoch) {
   p = put(p, "id: ");
   p = std::to_chars(p, p + 24, seq).ptr;
+  if (!epoch.empty()) {
+    *p++ = '-';
+    p = put(p, epoch);
+  }
   *p++ = '\n';
   return p;
 }
@@ -173,12 +178,14 @@ publish_outcome stream_log::append_locked(const publish_item& item, std::int64_t
   const std::uint64_t seq = next_seq_;
   std::string_view type = item.delta ? std::string_view(item.delta->type) : item.type;
   std::string_view data = item.delta ? std::string_view(item.delta->json) : item.data;
-  const std::size_t id_len = 5 + static_cast<std::size_t>(decimal_digits(seq));
+  const std::string_view epoch = epochs_ ? std::string_view(epochs_->current) : std::string_view();
+  const std::size_t id_len =
+      5 + static_cast<std::size_t>(decimal_digits(seq)) + (epoch.empty() ? 0 : 1 + epoch.size());
   const std::size_t size = id_len + fields_size(type, data);
 
   entry e{};
   char* p = reserve_locked(size, e.segment_no, e.offset);
-  char* end = put_fields(put_id(p, seq), type, data);
+  char* end = put_fields(put_id(p, seq, epoch), type, data);
   assert(static_cast<std::size_t>(end - p) == size);
   (void)end;
   e.length = static_cast<std::uint32_t>(size);
@@ -423,7 +430,42 @@ stream_status stream_log::status() const {
   s.unread_since_us = subscribers_.empty() && !read_elsewhere_ ? unread_since_us_ : 0;
   s.unread_grace_us = unread_grace_us_;
   s.finished_ttl_us = finished_ttl_us_;
+  if (epochs_) s.epochs = *epochs_;
   return s;
+}
+
+bool stream_log::set_epoch(std::string_view epoch) {
+  if (!is_valid_epoch(epoch)) return false;
+  std::lock_guard lock(mutex_);
+  if (next_seq_ != 1) return false;
+  if (!epochs_) epochs_ = std::make_unique<epoch_info>();
+  epochs_->current = epoch;
+  if (journal_) journal_->meta_changed(meta_locked());
+  return true;
+}
+
+bool stream_log::begin_epoch(std::string_view new_epoch) {
+  if (!is_valid_epoch(new_epoch)) return false;
+  std::lock_guard lock(mutex_);
+  if (!epochs_) epochs_ = std::make_unique<epoch_info>();
+  if (epochs_->current == new_epoch) return true;
+  epochs_->previous = std::move(epochs_->current);
+  epochs_->current = new_epoch;
+  epochs_->boundary = next_seq_;
+  // A run of deltas must not merge events of two epochs into one.
+  last_delta_key_.reset();
+  if (journal_) journal_->meta_changed(meta_locked());
+  return true;
+}
+
+std::string stream_log::epoch() const {
+  std::lock_guard lock(mutex_);
+  return epochs_ ? epochs_->current : std::string();
+}
+
+epoch_info stream_log::epochs() const {
+  std::lock_guard lock(mutex_);
+  return epochs_ ? *epochs_ : epoch_info{};
 }
 
 stream_state stream_log::state() const {
@@ -436,7 +478,6 @@ void stream_log::build_coalesced_locked(std::uint64_t from, std::uint64_t to,
   const entry& last = entry_at_locked(to);
   const char* last_bytes =
       segments_[last.segment_no - first_segment_no_]->bytes.get() + last.offset;
-  const std::size_t id_len = 5 + static_cast<std::size_t>(decimal_digits(to));
   const char* json = last_bytes + last.json_offset;
   const std::size_t json_len = last.length - last.json_offset - 2;  // minus "\n\n"
 
@@ -448,9 +489,9 @@ void stream_log::build_coalesced_locked(std::uint64_t from, std::uint64_t to,
   auto buf = std::make_unique<std::string>();
   std::string& o = *buf;
   o.reserve(last.json_offset + json_len + text_total + 64);
-  append_sse_id(o, to);
-  // The event line (if any) and "data: " are copied from the last event.
-  o.append(last_bytes + id_len, last.json_offset - id_len);
+  // The id line (`to`, in its epoch), the event line (if any) and "data: "
+  // are copied from the last event.
+  o.append(last_bytes, last.json_offset);
   o.append("{\"coalesced\":[");
   char digits[24];
   o.append(digits, std::to_chars(digits, digits + sizeof digits, from).ptr);
@@ -572,6 +613,9 @@ stream_log::stream_log(const stream_meta& meta, retention_limits limits,
   unread_grace_us_ = meta.unread_grace_us;
   finished_ttl_us_ = meta.finished_ttl_us;
   local_producer_ = meta.local_producer;
+  if (!meta.epoch.empty() || meta.epoch_boundary != 0)
+    epochs_ = std::make_unique<epoch_info>(
+        epoch_info{meta.epoch, meta.previous_epoch, meta.epoch_boundary});
 }
 
 void stream_log::restore_event(const restored_event& r) {
@@ -632,6 +676,11 @@ stream_meta stream_log::meta_locked() const {
   m.unread_grace_us = unread_grace_us_;
   m.finished_ttl_us = finished_ttl_us_;
   m.local_producer = local_producer_;
+  if (epochs_) {
+    m.epoch = epochs_->current;
+    m.previous_epoch = epochs_->previous;
+    m.epoch_boundary = epochs_->boundary;
+  }
   return m;
 }
 

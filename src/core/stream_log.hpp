@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/event_id.hpp"
 #include "core/sse_encoder.hpp"
 #include "core/stream_store.hpp"
 
@@ -114,6 +115,16 @@ class stream_waiter {
   ~stream_waiter() = default;
 };
 
+// A stream's epochs (see core/event_id.hpp). `current` is the epoch of the
+// events from `boundary` on (of all of them when boundary is 0); `previous`
+// the epoch of the events before `boundary`. Only one level is kept: after a
+// second begin_epoch, ids of the epoch before `previous` are refused.
+struct epoch_info {
+  std::string current;         // empty: none
+  std::string previous;        // empty: none (ids without an epoch)
+  std::uint64_t boundary = 0;  // 0: the stream never changed epoch
+};
+
 struct stream_status {
   stream_state state = stream_state::open;
   std::uint64_t first_sequence = 0;  // first retained (0 when empty)
@@ -127,6 +138,7 @@ struct stream_status {
   std::int64_t unread_since_us = 0;   // since when nobody subscribes (0: someone does)
   std::int64_t unread_grace_us = 0;   // see cancel_when_unread (0: never)
   std::int64_t finished_ttl_us = 0;   // see keep_finished_for (0: the registry's TTL)
+  epoch_info epochs;
 };
 
 class subscription;
@@ -197,6 +209,21 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   // unread grace (cancel_when_unread) does not run; when cleared without a
   // local subscriber, the grace starts again from now.
   void set_read_elsewhere(bool read);
+
+  // --- Epochs (see core/event_id.hpp) ---
+  // Every event's SSE id is `<seq>-<epoch>` (`<seq>` while the epoch is
+  // empty), with the epoch current when it was appended; the bytes are
+  // encoded once and never change.
+  // Sets the epoch of a stream that has had no event yet. False (nothing
+  // changes) when it has had one or `epoch` is not valid (is_valid_epoch).
+  bool set_epoch(std::string_view epoch);
+  // From the next sequence (last_seq + 1, the boundary) on, the stream is in
+  // `new_epoch`; the current epoch becomes the previous one (the one before
+  // it is forgotten). Runs of deltas are not coalesced across the boundary.
+  // False (nothing changes) when `new_epoch` is not valid.
+  bool begin_epoch(std::string_view new_epoch);
+  std::string epoch() const;
+  epoch_info epochs() const;
 
   // --- Persistence (see stream_store.hpp) ---
   // A stream coming back from a store: id, owner and creation time from
@@ -284,14 +311,17 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   std::function<void()> drain_waiter_;              // guarded by mutex_
   std::size_t drain_max_lag_ = 0;                   // guarded by mutex_
   std::vector<std::pair<std::uint64_t, std::function<void()>>> cancel_handlers_;  // guarded
-  std::uint64_t next_handler_id_ = 1;        // guarded by mutex_
-  std::int64_t finished_us_ = 0;             // guarded by mutex_
-  std::int64_t last_activity_us_ = 0;        // guarded by mutex_
-  std::int64_t unread_since_us_ = 0;         // guarded by mutex_
-  std::int64_t unread_grace_us_ = 0;         // guarded by mutex_
-  std::int64_t finished_ttl_us_ = 0;         // guarded by mutex_
-  bool local_producer_ = false;              // guarded by mutex_
-  bool read_elsewhere_ = false;              // guarded by mutex_
+  std::uint64_t next_handler_id_ = 1;  // guarded by mutex_
+  std::int64_t finished_us_ = 0;       // guarded by mutex_
+  std::int64_t last_activity_us_ = 0;  // guarded by mutex_
+  std::int64_t unread_since_us_ = 0;   // guarded by mutex_
+  std::int64_t unread_grace_us_ = 0;   // guarded by mutex_
+  std::int64_t finished_ttl_us_ = 0;   // guarded by mutex_
+  bool local_producer_ = false;        // guarded by mutex_
+  bool read_elsewhere_ = false;        // guarded by mutex_
+  // Null while the stream never had an epoch (most streams: memory only), so
+  // such a stream pays one pointer and appends test one pointer.
+  std::unique_ptr<epoch_info> epochs_;       // guarded by mutex_
   std::shared_ptr<stream_journal> journal_;  // set before the stream is shared; may be null
 };
 

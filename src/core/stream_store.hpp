@@ -33,6 +33,12 @@ struct stream_meta {
   // producer): after a restart nobody continues it, so recovery ends it with
   // a final `error` event {"code":"interrupted"}.
   bool local_producer = false;
+  // The stream's epoch (see core/event_id.hpp; empty: none), and the one
+  // before it with the sequence where the current one began
+  // (epoch_boundary; 0: the stream never changed epoch).
+  std::string epoch = {};
+  std::string previous_epoch = {};
+  std::uint64_t epoch_boundary = 0;
 };
 
 // One appended event as its journal sees it. The bytes at

@@ -44,6 +44,11 @@ if #ARGV % 2 == 0 then
     writer = string.sub(ARGV[8], bar + 1)
   end
 end
+local new_epoch = ''
+if string.sub(writer, 1, 2) == 'l:' then
+  new_epoch = string.sub(writer, 3)
+  writer = 'l'
+end
 if writer == 'x' and m[7] == '1' then return redis.error_reply('SLUICE_PRODUCER') end
 local n = (#ARGV - base + 1) / 2
 local last = tonumber(m[3])
@@ -64,6 +69,12 @@ end
 local last_s = string.format('%d', last)
 redis.call('HSET', KEYS[1], 'last_seq', last_s, 'batch', ARGV[6],
            'batch_first', string.format('%d', first), 'batch_last', last_s)
+if new_epoch ~= '' then
+  -- A lost producer's end: its node may have shown readers events it never
+  -- wrote here, so a new epoch begins at this batch's first event.
+  redis.call('HSET', KEYS[1], 'previous_epoch', m[2], 'epoch', new_epoch,
+             'epoch_boundary', string.format('%d', first))
+end
 local ttl
 if ARGV[3] ~= '' then
   local t = redis.call('TIME')
@@ -98,7 +109,7 @@ return {1, 'open', ARGV[1], ARGV[2], '0'}
 
 // KEYS: meta, events. ARGV: 1 after (decimal), 2 expected epoch ('' any), 3 count.
 constexpr std::string_view read_lua = R"lua(
-local m = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'owner', 'last_seq', 'created_at', 'finished_at', 'node', 'producer')
+local m = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'owner', 'last_seq', 'created_at', 'finished_at', 'node', 'producer', 'previous_epoch', 'epoch_boundary')
 if not m[1] then return redis.error_reply('SLUICE_NOT_FOUND') end
 if ARGV[2] ~= '' and m[2] ~= ARGV[2] then return redis.error_reply('SLUICE_EPOCH') end
 local entries = {}
@@ -107,7 +118,7 @@ if tonumber(ARGV[1]) < tonumber(m[4]) and tonumber(ARGV[3]) > 0 then
   if ARGV[1] ~= '0' then start = '(' .. ARGV[1] .. '-0' end
   entries = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[3])
 end
-return {{m[1], m[2], m[3] or '', m[4], m[5] or '', m[6] or '', m[7] or '', m[8] or ''}, entries}
+return {{m[1], m[2], m[3] or '', m[4], m[5] or '', m[6] or '', m[7] or '', m[8] or '', m[9] or '', m[10] or ''}, entries}
 )lua";
 
 // KEYS: run. ARGV: 1 stream, 2 owner, 3 ttl ms.
@@ -348,8 +359,8 @@ net::awaitable<result<created_stream>> redis_stream_store::create_stream(std::st
                                                                          bool producer) {
   if (!valid_name(id) || owner.size() > 1024) co_return error_code(redis_errc::invalid_argument);
   call c_{s_create,
-          {meta_key(id), events_key(id), new_epoch(), owner, std::to_string(opts_.idle_ttl.count()),
-           producer ? "1" : ""},
+          {meta_key(id), events_key(id), producer ? std::string() : new_epoch(), owner,
+           std::to_string(opts_.idle_ttl.count()), producer ? "1" : ""},
           2};
   auto r = co_await run_script(std::move(c_));
   if (!r) co_return r.error();
@@ -395,6 +406,7 @@ redis_stream_store::call redis_stream_store::publish_call(publish_batch& b) cons
     a.push_back((b.expected_first_seq != 0 ? std::to_string(b.expected_first_seq) : "") +
                 (b.writer == publish_writer::external   ? "|x"
                  : b.writer == publish_writer::producer ? "|p"
+                 : b.writer == publish_writer::lost     ? "|l:" + b.new_epoch
                                                         : "|"));
   for (auto& e : b.events) {
     a.push_back(std::move(e.type));
@@ -448,7 +460,7 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
   const auto& v = *r;
   if (v.is_error()) co_return script_error(v);
   if (!v.is_array() || v.elements.size() != 2 || !v.elements[0].is_array() ||
-      v.elements[0].elements.size() != 8 || !v.elements[1].is_array())
+      v.elements[0].elements.size() != 10 || !v.elements[1].is_array())
     co_return error_code(redis_errc::unexpected_reply);
   const auto& m = v.elements[0].elements;
   read_result out;
@@ -457,6 +469,9 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
   out.meta.owner = str_or_empty(m[2]);
   out.meta.node = str_or_empty(m[6]);
   out.meta.producer = str_or_empty(m[7]) == "1";
+  out.meta.previous_epoch = str_or_empty(m[8]);
+  if (!str_or_empty(m[9]).empty() && !parse_number(m[9].str, out.meta.epoch_boundary))
+    co_return error_code(redis_errc::unexpected_reply);
   if (!as_u64(m[3], out.meta.last_seq) || !as_i64_or_empty(m[4], out.meta.created_at_ms) ||
       !as_i64_or_empty(m[5], out.meta.finished_at_ms))
     co_return error_code(redis_errc::unexpected_reply);
@@ -596,6 +611,8 @@ net::awaitable<result<published>> redis_stream_store::end_lost_run(std::string s
       {"error",
        R"({"code":"producer_lost","message":"the node running this stream's producer stopped renewing its lease"})"});
   b.final_state = "finished";
+  b.writer = publish_writer::lost;
+  b.new_epoch = new_epoch();
   co_return co_await publish(std::move(b));
 }
 

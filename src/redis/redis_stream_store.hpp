@@ -56,6 +56,10 @@ struct stream_meta {
   std::int64_t finished_at_ms = 0;  // 0 while open
   std::string node;                 // lease holder, empty if none
   bool producer = false;            // a run's producer writes it (create_stream producer)
+  // Set once a lost producer's end began a new epoch: the epoch before and
+  // the first sequence of the current one.
+  std::string previous_epoch;
+  std::uint64_t epoch_boundary = 0;
   bool open() const { return state == "open"; }
 };
 
@@ -75,7 +79,9 @@ struct stream_event {
 // Who writes a batch: an external publisher is refused (has_producer) in a
 // stream a run's producer writes (created with producer = true); `any`
 // (the default) is not checked.
-enum class publish_writer { any, external, producer };
+// `lost`: end_lost_run's final event, which starts `new_epoch` (the meta
+// keeps previous_epoch and epoch_boundary, the sequence it starts at).
+enum class publish_writer { any, external, producer, lost };
 
 struct publish_batch {
   std::string stream_id;
@@ -90,6 +96,7 @@ struct publish_batch {
   // a producer's write-behind never forks or skips).
   std::uint64_t expected_first_seq = 0;
   publish_writer writer = publish_writer::any;
+  std::string new_epoch;  // with writer lost
 };
 
 struct published {
@@ -150,7 +157,9 @@ class redis_stream_store {
   // one's fields (created = false). A new stream starts with no history
   // (a left-over events key is deleted).
   // `producer`: a run's producer writes the stream (external publishes are
-  // refused with has_producer).
+  // refused with has_producer); such a stream starts without an epoch (its
+  // producer's node encoded ids before Redis answered), until a lost
+  // producer's end begins one.
   boost::asio::awaitable<boost::system::result<created_stream>> create_stream(
       std::string stream_id, std::string owner, bool producer = false);
 
@@ -193,6 +202,9 @@ class redis_stream_store {
       std::size_t limit);
   // Ends an open stream with a final `error` event {"code":"producer_lost"}.
   // stream_ended when it had ended anyway.
+  // The final event starts a new epoch (previous_epoch, epoch_boundary =
+  // its sequence): a reader holding an id of an event the dead node showed
+  // but never wrote here gets history_truncated instead of a silent gap.
   boost::asio::awaitable<boost::system::result<published>> end_lost_run(std::string stream_id);
 
   // Records a cancel request on the stream and tells the producer's node on

@@ -34,16 +34,6 @@ op_error registry_refusal(const boost::system::error_code& ec) {
   return {"too_many_streams", 503, "the stream limit is reached", 5};
 }
 
-std::optional<std::uint64_t> parse_event_id(std::string_view s) {
-  if (s.empty() || s.size() > 18) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return v;
-}
-
 namespace {
 
 op_error error(std::string code, unsigned status, std::string message) {
@@ -52,6 +42,11 @@ op_error error(std::string code, unsigned status, std::string message) {
 
 op_error unauthorized(std::string message) {
   return error("unauthorized", 401, std::move(message));
+}
+
+op_error invalid_last_event_id() {
+  return error("invalid_last_event_id", 400,
+               "Last-Event-ID must be a sequence number (N, or N-EPOCH)");
 }
 
 op_error invalid_stream_id() {
@@ -264,15 +259,28 @@ op_result<cursor_start> stream_service::open_cursor(std::shared_ptr<core::stream
   r.coalesce = config_.coalesce && in.coalesce;
   if (in.last_event_id) {
     auto last = parse_event_id(*in.last_event_id);
-    if (!last)
-      return error("invalid_last_event_id", 400, "Last-Event-ID must be a sequence number");
-    if (*last > st.last_sequence)
+    if (!last) return invalid_last_event_id();
+    const core::epoch_info& ep = st.epochs;
+    const bool current = last->epoch == ep.current;
+    const bool before_boundary =
+        ep.boundary != 0 && last->epoch == ep.previous && last->seq < ep.boundary;
+    const bool nothing_yet = last->seq == 0 && last->epoch.empty();
+    if (!current && !before_boundary && !nothing_yet) {
+      op_error e = error("history_truncated", 409,
+                         "the stream's history after Last-Event-ID " +
+                             core::format_event_id(last->seq, last->epoch) +
+                             " was lost (the stream is in another epoch): start again from "
+                             "first_available without Last-Event-ID");
+      e.first_available = st.first_sequence == 0 ? st.last_sequence + 1 : st.first_sequence;
+      return e;
+    }
+    if (last->seq > st.last_sequence)
       return error("unknown_last_event_id", 409,
-                   "Last-Event-ID " + std::to_string(*last) + " is past the stream's last event " +
-                       std::to_string(st.last_sequence));
+                   "Last-Event-ID " + core::format_event_id(last->seq, last->epoch) +
+                       " is past the stream's last event " + std::to_string(st.last_sequence));
     if (counters_) counters_->resumed();
-    r.complete = *last == st.last_sequence && st.state != core::stream_state::open;
-    r.next_sequence = *last + 1;
+    r.complete = last->seq == st.last_sequence && st.state != core::stream_state::open;
+    r.next_sequence = last->seq + 1;
   } else {
     r.next_sequence = st.first_sequence == 0 ? st.last_sequence + 1 : st.first_sequence;
     // A new subscriber is told that the start of the stream is gone.
@@ -287,14 +295,14 @@ op_result<cursor_start> stream_service::subscribe(const auth::principal* who, st
   if (auto e = check_caller(who)) return *e;
   if (!core::is_valid_stream_id(id)) return invalid_stream_id();
   // A bad Last-Event-ID must not create a stream as a side effect.
-  std::optional<std::uint64_t> last;
+  std::optional<event_id> last;
   if (in.last_event_id && !(last = parse_event_id(*in.last_event_id)))
-    return error("invalid_last_event_id", 400, "Last-Event-ID must be a sequence number");
+    return invalid_last_event_id();
   auto existing = registry_.find(id);
   // Without a subscribe pattern only the owner reads, and a stream that is
   // not yours looks exactly like one that does not exist.
   if (!may_read(*who, id, existing)) return stream_not_found();
-  if (!existing && last && *last > 0)
+  if (!existing && last && (last->seq > 0 || !last->epoch.empty()))
     return error("unknown_last_event_id", 409,
                  "the stream has no event " + std::string(*in.last_event_id));
   if (existing) return open_cursor(std::move(existing), in);
@@ -373,14 +381,6 @@ op_result<run_started> stream_service::start_run(const auth::principal* who, con
 
 namespace sluice::streams {
 
-namespace {
-
-op_error invalid_last_event_id() {
-  return {"invalid_last_event_id", 400, "Last-Event-ID must be a sequence number", 0};
-}
-
-}  // namespace
-
 void stream_service::publish_async(std::shared_ptr<const auth::principal> who, std::string_view id,
                                    const publish_input& in, op_callback<publish_result> done) {
   if (!backend_) return done(publish(who.get(), id, in));
@@ -400,9 +400,12 @@ void stream_service::subscribe_async(std::shared_ptr<const auth::principal> who,
   if (!backend_) return done(subscribe(who.get(), id, in));
   if (auto e = check_caller(who.get())) return done(std::move(*e));
   if (!core::is_valid_stream_id(id)) return done(invalid_stream_id());
-  std::optional<std::uint64_t> last;
+  std::optional<core::event_id> last;
   if (in.last_event_id && !(last = parse_event_id(*in.last_event_id)))
     return done(invalid_last_event_id());
+  const bool resuming = last && (last->seq > 0 || !last->epoch.empty());
+  std::optional<std::uint64_t> after;
+  if (last) after = last->seq;
   // The reader's options outlive the request's buffers.
   std::optional<std::string> last_text;
   if (in.last_event_id) last_text.emplace(*in.last_event_id);
@@ -411,11 +414,11 @@ void stream_service::subscribe_async(std::shared_ptr<const auth::principal> who,
     if (who->may_subscribe(sid) || who->owns(owner)) return std::nullopt;
     return stream_not_found();
   };
-  backend_->open(std::string(id), last, !(last && *last > 0), std::move(check),
-                 [this, last, last_text = std::move(last_text), coalesce,
+  backend_->open(std::string(id), after, !resuming, std::move(check),
+                 [this, resuming, last_text = std::move(last_text), coalesce,
                   done = std::move(done)](op_result<std::shared_ptr<core::stream_log>> r) {
                    if (!r) {
-                     if (r.error().code == "stream_not_found" && last && *last > 0)
+                     if (r.error().code == "stream_not_found" && resuming)
                        return done(op_error{"unknown_last_event_id", 409,
                                             "the stream has no event " + *last_text, 0});
                      return done(r.error());

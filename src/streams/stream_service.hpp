@@ -47,6 +47,9 @@ struct op_error {
   unsigned http_status = 400;
   std::string message;
   int retry_after_s = 0;
+  // history_truncated: the first sequence the stream still has (a client
+  // restarts from scratch; HTTP and WebSocket errors carry it).
+  std::optional<std::uint64_t> first_available = std::nullopt;
 };
 
 // A value or an op_error.
@@ -74,8 +77,10 @@ op_error stream_not_found();  // 404: also what a stream the caller may not see 
 // Retry-After 5; already_exists: 409 stream_exists).
 op_error registry_refusal(const boost::system::error_code& ec);
 
-// Parses a Last-Event-ID value: decimal digits only, fits in 63 bits.
-std::optional<std::uint64_t> parse_event_id(std::string_view s);
+// Parses a Last-Event-ID value: `digits` (at most 18: fits in 63 bits) or
+// `digits-epoch` (see core/event_id.hpp); nullopt for anything else.
+using core::event_id;
+using core::parse_event_id;
 
 // What an HTTP server counts at /metrics; the transport implements it.
 class op_counters {
@@ -278,9 +283,17 @@ class stream_service {
 
   // Opens a reader of stream `id`. Needs a subscribe pattern covering id or
   // ownership; otherwise, and for a resume of a stream that does not exist,
-  // 404 or 409 as documented. A stream that does not exist yet is created
-  // pending (it expires unpublished), charged to the caller's budget, owned
-  // by nobody.
+  // 404 or 409 as documented.
+  //
+  // The resume rule (epochs, see core/event_id.hpp): a Last-Event-ID in the
+  // stream's current epoch resumes after it (409 unknown_last_event_id past
+  // the last event); one in the previous epoch (no epoch, when the previous
+  // was none) resumes when its sequence is before the boundary; `0` (the
+  // client has nothing) is always accepted. Anything else (another or an
+  // unknown epoch, the previous epoch at or past the boundary, an epoch for
+  // a stream without one) is 409 history_truncated with first_available:
+  // the events after that id may differ from what the client saw. A stream that does not exist yet
+  // is created pending (it expires unpublished), charged to the caller's budget, owned by nobody.
   op_result<cursor_start> subscribe(const auth::principal* who, std::string_view id,
                                     const subscribe_input& in);
   // Where a reader of `stream` starts (the caller's access already decided:

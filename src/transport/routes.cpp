@@ -163,7 +163,18 @@ http_reply unauthorized(std::string_view message) {
 http_reply error_reply(const streams::op_error& e) {
   if (e.http_status == 401) return unauthorized(e.message);
   if (e.retry_after_s > 0) return json_refusal(e.http_status, e.code, e.message, e.retry_after_s);
-  return json_error(e.http_status, e.code, e.message);
+  http_reply r = json_error(e.http_status, e.code, e.message);
+  if (e.first_available) {
+    // {"error":{"code","message","first_available":N}} (history_truncated)
+    json::object inner;
+    inner["code"] = e.code;
+    inner["message"] = e.message;
+    inner["first_available"] = *e.first_available;
+    json::object outer;
+    outer["error"] = std::move(inner);
+    r.body = json::serialize(outer);
+  }
+  return r;
 }
 
 handler_result cursor_reply(const streams::cursor_start& c) {

@@ -7,7 +7,7 @@ namespace sluice::transport {
 namespace {
 
 void send_error(ws_stream_set& s, const streams::op_error& e, std::string_view stream = {}) {
-  s.send_control(error_message(e.code, e.message, stream));
+  s.send_control(error_message(e.code, e.message, stream, e.first_available));
 }
 
 // A reader's start, as the protocol says it: "end" at once when the client

@@ -4,6 +4,7 @@
 #include <boost/json/value.hpp>
 #include <charconv>
 
+#include "core/event_id.hpp"
 #include "core/sse_encoder.hpp"
 
 namespace sluice::transport {
@@ -17,7 +18,12 @@ bool decode_sse_events(std::string_view bytes, std::vector<event_view>& out) {
     auto nl = bytes.find('\n');
     if (nl == std::string_view::npos) return false;
     auto [end, ec] = std::from_chars(bytes.data() + 4, bytes.data() + nl, ev.id);
-    if (ec != std::errc() || end != bytes.data() + nl) return false;
+    if (ec != std::errc()) return false;
+    if (end != bytes.data() + nl) {  // "N-EPOCH"
+      if (*end != '-') return false;
+      ev.epoch = std::string_view(end + 1, static_cast<std::size_t>(bytes.data() + nl - end - 1));
+      if (!core::is_valid_epoch(ev.epoch)) return false;
+    }
     bytes.remove_prefix(nl + 1);
     ev.type = core::default_event_type;
     if (bytes.starts_with("event: ")) {
@@ -63,6 +69,7 @@ void event_frame_head(std::string_view stream, const event_view& e, std::string&
   out.append("{\"stream\":\"").append(stream).append("\",\"id\":");
   char digits[24];
   out.append(digits, std::to_chars(digits, digits + sizeof digits, e.id).ptr);
+  if (!e.epoch.empty()) out.append(",\"epoch\":\"").append(e.epoch).push_back('"');
   out.append(",\"event\":\"").append(e.type).append("\",\"data\":");
 }
 
@@ -75,13 +82,14 @@ std::string op_message(std::string_view op, std::string_view stream) {
   return s;
 }
 
-std::string error_message(std::string_view code, std::string_view message,
-                          std::string_view stream) {
+std::string error_message(std::string_view code, std::string_view message, std::string_view stream,
+                          std::optional<std::uint64_t> first_available) {
   json::object o;
   o["op"] = "error";
   o["code"] = code;
   o["message"] = message;
   if (!stream.empty()) o["stream"] = stream;
+  if (first_available) o["first_available"] = *first_available;
   return json::serialize(o);
 }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,7 @@ namespace sluice::transport {
 // One event of a log batch, viewed inside the batch's bytes.
 struct event_view {
   std::uint64_t id = 0;
+  std::string_view epoch;  // the id's epoch (empty: none; see core/event_id.hpp)
   std::string_view type;
   // The data itself, or when it spans several SSE lines, those "data: ..."
   // lines (joined with LF by join_data_lines).
@@ -40,15 +42,17 @@ bool decode_sse_events(std::string_view bytes, std::vector<event_view>& out);
 // The data of a multi-line event_view, its lines joined with LF, into `out`.
 void join_data_lines(std::string_view lines, std::string& out);
 
-// {"stream":S,"id":N,"event":T,"data":  — followed by the data, then the tail.
+// {"stream":S,"id":N[,"epoch":E],"event":T,"data":  — followed by the data,
+// then the tail.
 void event_frame_head(std::string_view stream, const event_view& e, std::string& out);
 inline constexpr std::string_view event_frame_tail = "}";
 
 // {"op":OP,"stream":S} (end, unsubscribed). `stream` is a valid stream id.
 std::string op_message(std::string_view op, std::string_view stream);
-// {"op":"error","code":C,"message":M[,"stream":S]}
+// {"op":"error","code":C,"message":M[,"stream":S][,"first_available":N]}
 std::string error_message(std::string_view code, std::string_view message,
-                          std::string_view stream = {});
+                          std::string_view stream = {},
+                          std::optional<std::uint64_t> first_available = std::nullopt);
 // {"op":"error","code":"resume_window_exceeded",...,"first_available":N}
 std::string window_exceeded_message(std::string_view stream, std::uint64_t first_available);
 // {"op":"notice","code":"history_truncated","stream":S,"first_available":N}

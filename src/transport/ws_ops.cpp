@@ -26,7 +26,7 @@ std::optional<ws_op_error> stream_of(const json::object& m, ws_op& op) {
   return std::nullopt;
 }
 
-// "lastEventId": a non-negative integer or its decimal string.
+// "lastEventId": a non-negative integer, its decimal string, or "N-EPOCH".
 std::optional<ws_op_error> last_event_id_of(const json::object& m, ws_op& op) {
   const json::value* v = m.if_contains("lastEventId");
   if (v == nullptr || v->is_null()) return std::nullopt;
@@ -35,7 +35,8 @@ std::optional<ws_op_error> last_event_id_of(const json::object& m, ws_op& op) {
   else if (v->is_string() && streams::parse_event_id(v->get_string()))
     op.last_event_id = std::string(v->get_string());
   else  // (uint64: past 2^63, no stream has that many events)
-    return error("invalid_last_event_id", "lastEventId must be a sequence number", op.stream);
+    return error("invalid_last_event_id",
+                 "lastEventId must be a sequence number (N, \"N\" or \"N-EPOCH\")", op.stream);
   return std::nullopt;
 }
 

@@ -3,9 +3,9 @@
 // well-formed operations.
 //
 // {"op":"ping"}
-// {"op":"subscribe","stream":ID,"lastEventId":N|"N","coalesce":false}
+// {"op":"subscribe","stream":ID,"lastEventId":N|"N"|"N-EPOCH","coalesce":false}
 // {"op":"unsubscribe","stream":ID}
-// {"op":"start","request":{...},"lastEventId":N|"N"}
+// {"op":"start","request":{...},"lastEventId":N|"N"|"N-EPOCH"}
 // {"op":"cancel","stream":ID,"reason":"..."}
 // {"op":"publish","stream":ID,"data":JSON,"event":T,"delta":M,"deltaField":F,"final":B}
 //
@@ -25,7 +25,7 @@ enum class ws_op_kind { ping, subscribe, unsubscribe, start, cancel, publish };
 struct ws_op {
   ws_op_kind kind = ws_op_kind::ping;
   std::string stream;                                    // a valid stream id (not for ping, start)
-  std::optional<std::string> last_event_id;              // subscribe, start: decimal digits
+  std::optional<std::string> last_event_id;              // subscribe, start: "N" or "N-EPOCH"
   bool coalesce = true;                                  // subscribe
   boost::json::value request;                            // start: a JSON object
   std::optional<std::string> reason;                     // cancel

@@ -159,10 +159,18 @@ std::string n(int i) {
   return "{\"n\":" + std::to_string(i) + "}";
 }
 
-std::vector<recorded_event> expected(int from, int to) {
+// Events of a stream published from outside: ids "<seq>-<epoch>", the
+// stream's Redis epoch.
+std::vector<recorded_event> expected(int from, int to, const std::string& epoch) {
   std::vector<recorded_event> v;
-  for (int i = from; i <= to; ++i) v.push_back({std::to_string(i), "message", n(i)});
+  for (int i = from; i <= to; ++i) v.push_back({std::to_string(i) + "-" + epoch, "message", n(i)});
   return v;
+}
+
+// The epoch of an id "<seq>-<epoch>" ("" for a bare sequence).
+std::string epoch_of(const std::string& id) {
+  const auto dash = id.find('-');
+  return dash == std::string::npos ? std::string() : id.substr(dash + 1);
 }
 
 // The whole stream as a new reader on `port` sees it.
@@ -220,7 +228,11 @@ TEST_F(Cluster, PublishOnAReadOnBLiveResumeStatusAndNoFork) {
     EXPECT_EQ(p.body, "{\"sequence\":" + std::to_string(i) + "}");
   }
   ASSERT_TRUE(r.read_to_end());
-  EXPECT_EQ(r.events, expected(1, 3));
+  ASSERT_EQ(r.events.size(), 3u);
+  // Redis gave the stream an epoch; every node's ids carry it.
+  const std::string epoch = epoch_of(r.events[0].id);
+  EXPECT_EQ(epoch.size(), 16u) << r.events[0].id;
+  EXPECT_EQ(r.events, expected(1, 3, epoch));
 
   std::vector<std::string> frames;
   for (;;) {
@@ -229,17 +241,26 @@ TEST_F(Cluster, PublishOnAReadOnBLiveResumeStatusAndNoFork) {
     if (!o.if_contains("id")) continue;  // (control replies)
     frames.push_back(std::string(o.at("stream").as_string()) + "#" +
                      std::to_string(o.at("id").to_number<std::uint64_t>()) + "#" +
+                     (o.if_contains("epoch") ? std::string(o.at("epoch").as_string()) : "") + "#" +
                      json::serialize(o.at("data")));
   }
-  EXPECT_EQ(frames, (std::vector<std::string>{"s1#1#" + n(1), "s1#2#" + n(2), "s1#3#" + n(3)}));
+  EXPECT_EQ(frames,
+            (std::vector<std::string>{"s1#1#" + epoch + "#" + n(1), "s1#2#" + epoch + "#" + n(2),
+                                      "s1#3#" + epoch + "#" + n(3)}));
 
   // Resume on B with what a reader of A last saw; and on A from B's id.
-  EXPECT_EQ(read_all(b.port(), "s1", "1"), expected(2, 3));
-  EXPECT_EQ(read_all(a.port(), "s1", "2"), expected(3, 3));
-  auto past = request(b.port(), "GET", "/v1/streams/s1/events", "", {{"Last-Event-ID", "9"}});
+  EXPECT_EQ(read_all(b.port(), "s1", "1-" + epoch), expected(2, 3, epoch));
+  EXPECT_EQ(read_all(a.port(), "s1", "2-" + epoch), expected(3, 3, epoch));
+  auto past =
+      request(b.port(), "GET", "/v1/streams/s1/events", "", {{"Last-Event-ID", "9-" + epoch}});
   EXPECT_EQ(past.status(), 409);
   EXPECT_NE(past.body.find("unknown_last_event_id"), std::string::npos) << past.body;
-  auto done = request(b.port(), "GET", "/v1/streams/s1/events", "", {{"Last-Event-ID", "3"}});
+  // An id of another history (here: no epoch) is refused, not continued.
+  auto other = request(b.port(), "GET", "/v1/streams/s1/events", "", {{"Last-Event-ID", "1"}});
+  EXPECT_EQ(other.status(), 409);
+  EXPECT_NE(other.body.find("history_truncated"), std::string::npos) << other.body;
+  auto done =
+      request(b.port(), "GET", "/v1/streams/s1/events", "", {{"Last-Event-ID", "3-" + epoch}});
   EXPECT_EQ(done.status(), 204);
 
   // Status from Redis on either node; publishing after the end is refused.
@@ -362,8 +383,22 @@ TEST_F(Cluster, NodeKilledMidRunReadersElsewhereGetProducerLost) {
   EXPECT_EQ(rb.events.back().type, "error");
   EXPECT_NE(rb.events.back().data.find("\"code\":\"producer_lost\""), std::string::npos)
       << rb.events.back().data;
-  for (std::size_t i = 0; i < rb.events.size(); ++i)
-    ASSERT_EQ(rb.events[i].id, std::to_string(i + 1));
+  // The run's ids are bare sequences; the final event begins a new epoch.
+  const std::size_t last = rb.events.size();
+  for (std::size_t i = 0; i + 1 < last; ++i) ASSERT_EQ(rb.events[i].id, std::to_string(i + 1));
+  const std::string new_epoch = epoch_of(rb.events.back().id);
+  EXPECT_EQ(rb.events.back().id, std::to_string(last) + "-" + new_epoch);
+  EXPECT_EQ(new_epoch.size(), 16u);
+  // A reader of A who saw an event A never wrote to Redis (sequence `last`
+  // of the old history) is told so; one who saw only what reached Redis
+  // resumes into the end.
+  auto lost = request(b.port(), "GET", "/v1/streams/run-1/events", "",
+                      {{"Last-Event-ID", std::to_string(last)}});
+  EXPECT_EQ(lost.status(), 409) << lost.body;
+  EXPECT_NE(lost.body.find("history_truncated"), std::string::npos) << lost.body;
+  auto rest = read_all(b.port(), "run-1", std::to_string(last - 1));
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0], rb.events.back());
   auto st = parse_object(request(b.port(), "GET", "/v1/streams/run-1").body);
   EXPECT_EQ(st.at("state"), "finished");
 }
@@ -413,6 +448,7 @@ TEST_F(Cluster, RedisStoppedAndRestartedWithAof) {
   live.send_request("GET", "/v1/streams/p/events");
   sse_reader r(live);
   ASSERT_TRUE(r.read_until([&] { return r.events.size() == 3; }));
+  const std::string epoch = epoch_of(r.events[0].id);
 
   redis_->kill();
   // Publishing is refused in protocol while Redis is away.
@@ -444,8 +480,9 @@ TEST_F(Cluster, RedisStoppedAndRestartedWithAof) {
   ASSERT_EQ(p5.status(), 200) << p5.body;
   EXPECT_EQ(p5.body, "{\"sequence\":5}");
   ASSERT_TRUE(r.read_to_end());
-  EXPECT_EQ(r.events, expected(1, 5));
-  EXPECT_EQ(read_all(a.port(), "p"), expected(1, 5));
+  // The same epoch: the AOF kept the history.
+  EXPECT_EQ(r.events, expected(1, 5, epoch));
+  EXPECT_EQ(read_all(a.port(), "p"), expected(1, 5, epoch));
 }
 
 }  // namespace

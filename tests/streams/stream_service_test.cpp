@@ -513,10 +513,139 @@ TEST(StreamServiceConfig, LinkTtlIsChecked) {
   streams::service_config sc;
   sc.link_ttl_s = 0;
   EXPECT_THROW(streams::stream_service(registry, sc), std::runtime_error);
-  EXPECT_EQ(streams::parse_event_id("0123"), 123u);
+  EXPECT_EQ(streams::parse_event_id("0123"), (streams::event_id{123, ""}));
   EXPECT_FALSE(streams::parse_event_id("1234567890123456789"));  // past 18 digits
   EXPECT_FALSE(streams::parse_event_id(""));
   EXPECT_FALSE(streams::parse_event_id("+1"));
+}
+
+TEST(StreamServiceEventIds, BothFormsAndNothingElse) {
+  using streams::event_id;
+  using streams::parse_event_id;
+  EXPECT_EQ(parse_event_id("7"), (event_id{7, ""}));
+  EXPECT_EQ(parse_event_id("999999999999999999"), (event_id{999999999999999999u, ""}));
+  EXPECT_EQ(parse_event_id("7-a"), (event_id{7, "a"}));
+  EXPECT_EQ(parse_event_id("12-0123456789abcdef"), (event_id{12, "0123456789abcdef"}));
+  EXPECT_EQ(parse_event_id("0-zz9"), (event_id{0, "zz9"}));
+  for (const char* bad :
+       {"-", "7-", "-a", "7-A", "7-a-b", "7--a", "7-0123456789abcdefg", "7 -a", "7-a ", " 7",
+        "7-\xc3\xa9", "1234567890123456789-a", "x-a", "7_a", "7-a\n"})
+    EXPECT_FALSE(parse_event_id(bad)) << bad;
+  EXPECT_EQ(core::format_event_id(7, ""), "7");
+  EXPECT_EQ(core::format_event_id(7, "e1"), "7-e1");
+  const std::string r = core::random_epoch();
+  EXPECT_EQ(r.size(), 16u);
+  EXPECT_TRUE(core::is_valid_epoch(r));
+  EXPECT_NE(r, core::random_epoch());
+}
+
+// The resume rule across epochs (docs/resuming-streams.md, Epochs).
+TEST_F(StreamService, ResumeAcrossEpochs) {
+  // Events 1..3 without an epoch, then epoch "e1" from 4 (the boundary).
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(publish(anyone_.get(), "s", "{}"));
+  auto log = registry_.find("s");
+  ASSERT_TRUE(log);
+  EXPECT_FALSE(log->set_epoch("e0"));  // events exist: too late
+  EXPECT_EQ(log->epoch(), "");
+  EXPECT_FALSE(log->begin_epoch("E1"));  // not [0-9a-z]
+  EXPECT_FALSE(log->begin_epoch(""));
+  ASSERT_TRUE(log->begin_epoch("e1"));
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(publish(anyone_.get(), "s", "{}"));
+  EXPECT_EQ(log->epoch(), "e1");
+  const core::epoch_info ep = log->epochs();
+  EXPECT_EQ(ep.current, "e1");
+  EXPECT_EQ(ep.previous, "");
+  EXPECT_EQ(ep.boundary, 4u);
+
+  auto resume = [&](std::string_view id) {
+    return service_.subscribe(anyone_.get(), "s", {.last_event_id = id});
+  };
+  // The current epoch: as without epochs.
+  auto c = resume("4-e1");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->next_sequence, 5u);
+  c = resume("5-e1");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->next_sequence, 6u);
+  EXPECT_FALSE(c->complete);
+  c = resume("6-e1");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, "unknown_last_event_id");
+  EXPECT_EQ(c.error().message, "Last-Event-ID 6-e1 is past the stream's last event 5");
+  // The previous epoch (none): before the boundary resumes exactly.
+  for (std::uint64_t last : {1u, 3u}) {
+    c = resume(std::to_string(last));
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->next_sequence, last + 1);
+  }
+  c = resume("0");  // the client has nothing: always fine
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->next_sequence, 1u);
+  // At or past the boundary in the previous epoch, another epoch, an
+  // unknown epoch: the client's history is not the stream's.
+  for (const char* id : {"4", "5", "9", "2-e0", "3-x", "0-e0"}) {
+    c = resume(id);
+    ASSERT_FALSE(c) << id;
+    EXPECT_EQ(c.error().code, "history_truncated") << id;
+    EXPECT_EQ(c.error().http_status, 409u);
+    ASSERT_TRUE(c.error().first_available) << id;
+    EXPECT_EQ(*c.error().first_available, 1u);
+  }
+  EXPECT_EQ(resume("4").error().message,
+            "the stream's history after Last-Event-ID 4 was lost (the stream is in another "
+            "epoch): start again from first_available without Last-Event-ID");
+  EXPECT_EQ(code_of(resume("4-E1")), "invalid_last_event_id");
+
+  // A second epoch forgets the first: one level is kept.
+  ASSERT_TRUE(log->begin_epoch("e2"));
+  ASSERT_TRUE(publish(anyone_.get(), "s", "{}", true));
+  c = resume("5-e1");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->next_sequence, 6u);
+  c = resume("6-e2");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->complete);  // the final event
+  EXPECT_EQ(code_of(resume("6-e1")), "history_truncated");
+  EXPECT_EQ(code_of(resume("3")), "history_truncated");
+  EXPECT_EQ(code_of(resume("2-e1")), "ok");  // never issued, but before the boundary
+}
+
+TEST_F(StreamService, AnEpochForAStreamWithoutOneIsTruncated) {
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(publish(anyone_.get(), "s", "{}"));
+  auto c = service_.subscribe(anyone_.get(), "s", {.last_event_id = "1-e1"});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, "history_truncated");
+  EXPECT_EQ(*c.error().first_available, 1u);
+  // A stream that does not exist: as for any resume of one.
+  c = service_.subscribe(anyone_.get(), "gone", {.last_event_id = "3-e1"});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, "unknown_last_event_id");
+  EXPECT_EQ(code_of(service_.subscribe(anyone_.get(), "gone", {.last_event_id = "0-e1"})),
+            "unknown_last_event_id");
+  EXPECT_FALSE(registry_.find("gone"));
+}
+
+TEST_F(StreamService, AStreamCreatedInAnEpoch) {
+  auto log = registry_.get_or_create("s", "127.0.0.1");
+  ASSERT_TRUE(log);
+  EXPECT_FALSE((*log)->set_epoch("bad-epoch"));
+  ASSERT_TRUE((*log)->set_epoch("q7"));
+  ASSERT_TRUE(publish(anyone_.get(), "s", "{}"));
+  EXPECT_EQ((*log)->epochs().boundary, 0u);
+  EXPECT_EQ(service_.subscribe(anyone_.get(), "s", {.last_event_id = "1-q7"})->next_sequence, 2u);
+  EXPECT_EQ(service_.subscribe(anyone_.get(), "s", {.last_event_id = "0"})->next_sequence, 1u);
+  EXPECT_EQ(code_of(service_.subscribe(anyone_.get(), "s", {.last_event_id = "1"})),
+            "history_truncated");
+}
+
+// A reader behind the retained window learns first_available = the first
+// retained event.
+TEST_F(StreamServiceRetention, HistoryTruncatedTellsTheFirstRetainedEvent) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(publish(anyone_.get(), "s", "{}"));
+  ASSERT_TRUE(registry_.find("s")->begin_epoch("n"));
+  auto c = service_.subscribe(anyone_.get(), "s", {.last_event_id = "9"});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(*c.error().first_available, 4u);
 }
 
 }  // namespace

@@ -119,6 +119,28 @@ TEST_F(WsDispatch, SubscribeUnsubscribeAndTheirLimits) {
   EXPECT_EQ(set_.streams.size(), 1u);
 }
 
+TEST_F(WsDispatch, ResumesAcrossEpochsAndRefusesALostHistory) {
+  for (int i = 0; i < 2; ++i) run(R"({"op":"publish","stream":"e","data":{}})");
+  ASSERT_TRUE(registry_.find("e")->begin_epoch("k1"));
+  run(R"({"op":"publish","stream":"e","data":{}})");
+  EXPECT_EQ(run(R"({"op":"subscribe","stream":"e","lastEventId":"3-k1"})"), v{});
+  EXPECT_EQ(set_.streams.back().second.next_sequence, 4u);
+  run(R"({"op":"unsubscribe","stream":"e"})");
+  EXPECT_EQ(run(R"({"op":"subscribe","stream":"e","lastEventId":2})"), v{});
+  EXPECT_EQ(set_.streams.back().second.next_sequence, 3u);
+  run(R"({"op":"unsubscribe","stream":"e"})");
+  EXPECT_EQ(
+      run(R"({"op":"subscribe","stream":"e","lastEventId":3})"),
+      v{R"({"op":"error","code":"history_truncated","message":"the stream's history after Last-Event-ID 3 was lost (the stream is in another epoch): start again from first_available without Last-Event-ID","stream":"e","first_available":2})"});
+  // (The fixture retains 2 events: 2 is the first available.)
+  auto bad = transport::parse_ws_op(R"({"op":"subscribe","stream":"e","lastEventId":"3-K1"})");
+  ASSERT_TRUE(std::holds_alternative<transport::ws_op_error>(bad));
+  EXPECT_EQ(std::get<transport::ws_op_error>(bad).code, "invalid_last_event_id");
+  EXPECT_EQ(std::get<transport::ws_op_error>(bad).message,
+            R"(lastEventId must be a sequence number (N, "N" or "N-EPOCH"))");
+  EXPECT_TRUE(set_.streams.empty());
+}
+
 TEST_F(WsDispatch, StartWithoutALauncherIsUnavailable) {
   EXPECT_EQ(
       run(R"({"op":"start","request":{"query":"q"}})"),
@@ -139,6 +161,17 @@ TEST(WsFrameCodec, DecodesTheEncodersFramingAndBuildsFrames) {
   std::string joined;
   transport::join_data_lines(events[1].data, joined);
   EXPECT_EQ(joined, "{\"a\":\n1}");
+  // An id with an epoch: "epoch" after the numeric id.
+  events.clear();
+  ASSERT_TRUE(transport::decode_sse_events("id: 9-k1\nevent: t\ndata: 1\n\n", events));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].id, 9u);
+  EXPECT_EQ(events[0].epoch, "k1");
+  transport::event_frame_head("s", events[0], head);
+  EXPECT_EQ(head + std::string(events[0].data) + std::string(transport::event_frame_tail),
+            R"({"stream":"s","id":9,"epoch":"k1","event":"t","data":1})");
+  for (const char* bad : {"id: 9-\ndata: 1\n\n", "id: 9-K\ndata: 1\n\n", "id: 9x\ndata: 1\n\n"})
+    EXPECT_FALSE(transport::decode_sse_events(bad, events)) << bad;
   EXPECT_FALSE(transport::decode_sse_events("data: x\n\n", events));
   EXPECT_EQ(
       transport::window_exceeded_message("s", 5),
