@@ -46,6 +46,10 @@ struct serve_options {
   long long fsync_interval_ms = 50;
   std::string disk_budget = "0";        // bytes with K/M/G/T; 0 = no limit
   std::uint64_t disk_budget_bytes = 0;  // resolved by finish_serve_options
+  // What each stream keeps on disk (at least memory's retention).
+  std::size_t disk_retention_events = 10'000'000;
+  std::string disk_retention = "1G";                // bytes with K/M/G/T
+  std::uint64_t disk_retention_bytes = 1ull << 30;  // resolved by finish_serve_options
 };
 
 // Adds the agent/search/model options (shared by `serve` and `ask`).
