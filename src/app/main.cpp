@@ -2,16 +2,15 @@
 //   sluice serve            the HTTP/SSE server
 //   sluice index DIR        build a corpus index for the agents
 //   sluice token ...        mint an HS256 token for --auth jwt
-#include <spdlog/spdlog.h>
-
 #include <CLI/CLI.hpp>
 #include <filesystem>
+#include <spdlog/spdlog.h>
 
 #include "agents/run_service.hpp"
-#include "app/agent_routes.hpp"
-#include "app/agent_setup.hpp"
 #include "app/ask_command.hpp"
 #include "app/auth_options.hpp"
+#include "app/agent_routes.hpp"
+#include "app/agent_setup.hpp"
 #include "app/bench_producer.hpp"
 #include "app/config.hpp"
 #include "app/token_command.hpp"
@@ -30,9 +29,8 @@ int serve(sluice::app::serve_options& opts) {
   if (const auto* v = server.routes().verifier())
     spdlog::info("access control: --auth jwt ({})", sluice::auth::to_string(v->alg()));
   else if (opts.server.auth.insecure_no_auth)
-    spdlog::warn(
-        "access control: none, and --insecure-no-auth: anyone who reaches {} may do everything",
-        opts.server.host);
+    spdlog::warn("access control: none, and --insecure-no-auth: anyone who reaches {} may do everything",
+                 opts.server.host);
   if (!opts.memory_only && !opts.data_dir.empty()) {
     sluice::store::durable_config dc;
     dc.dir = opts.data_dir;
@@ -54,9 +52,9 @@ int serve(sluice::app::serve_options& opts) {
     spdlog::info("streams are kept in memory only (no --data-dir)");
   }
   auto runtime = sluice::app::make_agent_runtime(opts.agents);
-  sluice::agents::run_service runs(server.registry(), runtime.env,
-                                   std::chrono::seconds(opts.agents.detach_grace_s),
-                                   {opts.agents.max_runs, opts.agents.max_runs_per_subject});
+  sluice::agents::run_service runs(
+      server.registry(), runtime.env, std::chrono::seconds(opts.agents.detach_grace_s),
+      {opts.agents.max_runs, opts.agents.max_runs_per_subject});
   if (auto b = opts.server.registry.memory_budget_bytes; b != 0)
     spdlog::info("memory budget for retained events: {} KiB", b >> 10);
   if (opts.enable_bench) sluice::app::add_bench_routes(server);
@@ -77,8 +75,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Sluice: resumable streams of AI agent work over Server-Sent Events"};
   app.require_subcommand(1);
   // Options of a subcommand go in a section named after it, e.g. [serve] port = 8080.
-  app.set_config("--config", "",
-                 "Read options from a TOML/INI file: [serve] then long option names");
+  app.set_config("--config", "", "Read options from a TOML/INI file: [serve] then long option names");
 
   sluice::app::serve_options serve_opts;
   CLI::App* serve_cmd = app.add_subcommand("serve", "Run the HTTP/SSE server");
@@ -86,11 +83,8 @@ int main(int argc, char** argv) {
   sluice::app::add_auth_options(*serve_cmd, serve_opts.server.auth);
 
   std::string index_dir, index_db = SLUICE_DEFAULT_INDEX;
-  CLI::App* index_cmd =
-      app.add_subcommand("index", "Build a SQLite FTS5 index of .md/.txt/.html files");
-  index_cmd->add_option("DIR", index_dir, "Folder to index")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  CLI::App* index_cmd = app.add_subcommand("index", "Build a SQLite FTS5 index of .md/.txt/.html files");
+  index_cmd->add_option("DIR", index_dir, "Folder to index")->required()->check(CLI::ExistingDirectory);
   index_cmd->add_option("--db", index_db, "Index file to write")->capture_default_str();
 
   int ask_exit = 0;
