@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cassert>
-#include <charconv>
 #include <chrono>
+#include <charconv>
 #include <cstring>
 #include <ctime>
 
@@ -142,9 +142,8 @@ char* stream_log::reserve_locked(std::size_t size, std::uint32_t& segment_no,
                                  std::uint32_t& offset) {
   log_segment* seg = segments_.empty() ? nullptr : segments_.back().get();
   if (seg == nullptr || seg->capacity - seg->size < size) {
-    std::size_t cap = seg == nullptr
-                          ? first_segment_capacity
-                          : std::min<std::size_t>(seg->capacity * 2u, max_segment_capacity);
+    std::size_t cap = seg == nullptr ? first_segment_capacity
+                                     : std::min<std::size_t>(seg->capacity * 2u, max_segment_capacity);
     cap = std::max(cap, size);
     segments_.push_back(std::make_shared<log_segment>(cap));
     seg = segments_.back().get();
@@ -162,7 +161,8 @@ std::uint32_t stream_log::intern_delta_key_locked(const delta_event& d) {
   // smaller without three empty strings.)
   if (!last_delta_key_) last_delta_key_ = std::make_unique<delta_key_info>();
   const delta_key_info& k = *last_delta_key_;
-  if (last_delta_no_ != 0 && k.message_id == d.message_id && k.field == d.field && k.type == d.type)
+  if (last_delta_no_ != 0 && k.message_id == d.message_id && k.field == d.field &&
+      k.type == d.type)
     return last_delta_no_;
   *last_delta_key_ = {d.message_id, d.field, d.type};
   last_delta_no_ = last_delta_no_ == UINT32_MAX ? 1 : last_delta_no_ + 1;
@@ -406,8 +406,7 @@ stream_state stream_log::state() const {
 void stream_log::build_coalesced_locked(std::uint64_t from, std::uint64_t to,
                                         read_batch& out) const {
   const entry& last = entry_at_locked(to);
-  const char* last_bytes =
-      segments_[last.segment_no - first_segment_no_]->bytes.get() + last.offset;
+  const char* last_bytes = segments_[last.segment_no - first_segment_no_]->bytes.get() + last.offset;
   const std::size_t id_len = 5 + static_cast<std::size_t>(decimal_digits(to));
   const char* json = last_bytes + last.json_offset;
   const std::size_t json_len = last.length - last.json_offset - 2;  // minus "\n\n"
@@ -432,8 +431,8 @@ void stream_log::build_coalesced_locked(std::uint64_t from, std::uint64_t to,
   o.append(json + 1, last.text_begin - 1);  // `"field":"` after the opening brace
   for (std::uint64_t s = from; s <= to; ++s) {
     const entry& e = entry_at_locked(s);
-    const char* b =
-        segments_[e.segment_no - first_segment_no_]->bytes.get() + e.offset + e.json_offset;
+    const char* b = segments_[e.segment_no - first_segment_no_]->bytes.get() + e.offset +
+                    e.json_offset;
     o.append(b + e.text_begin, e.text_end - e.text_begin);
   }
   o.append(json + last.text_end, json_len - last.text_end);

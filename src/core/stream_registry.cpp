@@ -38,9 +38,7 @@ stream_registry::shard& stream_registry::shard_for(std::string_view id) const {
 }
 
 namespace {
-constexpr std::string_view reader_owner_prefix =
-    "\x1f"
-    "reader:";
+constexpr std::string_view reader_owner_prefix = "\x1f" "reader:";
 }  // namespace
 
 std::string reader_owner(std::string_view subject) {
