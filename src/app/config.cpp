@@ -139,6 +139,12 @@ void add_serve_options(CLI::App& cmd, serve_options& o) {
   opt(cmd, "run-lease-s", o.run_lease_s,
       "With --redis: a run's lease; a node that stops renewing it for this long has its runs "
       "ended with producer_lost by another node (0.1..3600)");
+  opt(cmd, "disk-retention-events", o.disk_retention_events,
+      "With --data-dir: events kept on disk per stream (at least --retention-events); readers "
+      "behind memory's window read older events from disk");
+  opt(cmd, "disk-retention-bytes", o.disk_retention,
+      "With --data-dir: encoded bytes kept on disk per stream (e.g. 1G; at least "
+      "--retention-bytes)");
   opt(cmd, "log-level", o.log_level, "trace, debug, info, warn, error or off");
   opt(cmd, "web-root", o.web_root,
       "Folder of the built web page served at / (skipped when absent)");
@@ -221,6 +227,13 @@ void finish_serve_options(serve_options& o) {
   if (!disk || o.disk_budget.ends_with('%'))
     throw CLI::ValidationError("--disk-budget must be bytes with an optional K/M/G/T suffix");
   o.disk_budget_bytes = *disk;
+  auto disk_retention = parse_memory_size(o.disk_retention, 0);
+  if (!disk_retention || o.disk_retention.ends_with('%') || *disk_retention == 0)
+    throw CLI::ValidationError(
+        "--disk-retention-bytes must be bytes (> 0) with an optional K/M/G/T suffix");
+  o.disk_retention_bytes = *disk_retention;
+  if (o.disk_retention_events == 0)
+    throw CLI::ValidationError("--disk-retention-events must be > 0");
   if (s.ws_max_streams_per_socket == 0 || s.ws_max_message_bytes < 1024)
     throw CLI::ValidationError(
         "--ws-max-streams-per-socket must be > 0, --ws-max-message-bytes >= 1024");

@@ -51,6 +51,10 @@ struct serve_options {
   std::string redis_ca_file;  // rediss://: a PEM CA trusted besides the system's
   std::string node_id;        // empty: hostname:port:random
   double run_lease_s = 15;    // a run's lease in Redis
+  // What each stream keeps on disk (at least memory's retention).
+  std::size_t disk_retention_events = 10'000'000;
+  std::string disk_retention = "1G";                // bytes with K/M/G/T
+  std::uint64_t disk_retention_bytes = 1ull << 30;  // resolved by finish_serve_options
 };
 
 // Adds the agent/search/model options (shared by `serve` and `ask`).

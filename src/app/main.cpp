@@ -63,6 +63,8 @@ int serve(sluice::app::serve_options& opts) {
     dc.fsync = *sluice::store::parse_fsync_mode(opts.fsync);
     dc.fsync_interval = std::chrono::milliseconds(opts.fsync_interval_ms);
     dc.disk_budget_bytes = opts.disk_budget_bytes;
+    dc.disk_retention = {opts.disk_retention_events,
+                         static_cast<std::size_t>(opts.disk_retention_bytes)};
     // The registry holds the store from now on; it writes what is pending
     // and syncs when the server (and its registry) goes.
     auto store = std::make_shared<sluice::store::durable_log>(dc);

@@ -420,6 +420,12 @@ stream_status stream_log::status() const {
   s.state = state_;
   const std::size_t n = retained_count_locked();
   s.first_sequence = n ? first_seq_ : 0;
+  // With a store that keeps history, readers can start further back.
+  if (journal_) {
+    const std::uint64_t stored = journal_->first_stored_seq();
+    if (stored != 0 && (s.first_sequence == 0 || stored < s.first_sequence))
+      s.first_sequence = stored;
+  }
   s.last_sequence = next_seq_ - 1;
   s.retained_events = n;
   s.retained_bytes = retained_bytes_;
@@ -538,7 +544,7 @@ subscription::~subscription() {
 read_status subscription::read(read_batch& out, std::size_t max_bytes) {
   out.clear();
   stream_log& l = *log_;
-  std::lock_guard lock(l.mutex_);
+  std::unique_lock lock(l.mutex_);
   const std::uint64_t head = l.next_seq_;  // one past the last sequence
   if (next_seq_ >= head) {
     if (l.state_ != stream_state::open) return read_status::ended;
@@ -549,6 +555,11 @@ read_status subscription::read(read_batch& out, std::size_t max_bytes) {
     return read_status::waiting;
   }
   if (next_seq_ < l.first_seq_) {
+    if (l.journal_) {
+      const std::uint64_t to = l.first_seq_ - 1;
+      lock.unlock();  // the store's I/O runs without the stream's lock
+      return read_history(out, max_bytes, to);
+    }
     first_available_ = l.first_seq_;
     return read_status::window_exceeded;
   }
@@ -599,6 +610,65 @@ read_status subscription::read(read_batch& out, std::size_t max_bytes) {
   next_seq_ = s;
   l.check_drain_locked();
   return read_status::data;
+}
+
+read_status subscription::read_history(read_batch& out, std::size_t max_bytes, std::uint64_t to) {
+  stream_log& l = *log_;
+  // journal_ is set before the stream is shared and never changes.
+  if (!history_) history_ = l.journal_->open_history();
+  auto bytes = std::make_unique<std::string>();
+  history_cursor::result r;
+  if (history_) r = history_->read(next_seq_, to, max_bytes, *bytes);
+  std::lock_guard lock(l.mutex_);
+  if (r.last_seq < next_seq_) {
+    // Older than the store keeps too (or no history): the horizon is the
+    // store's first event, else memory's.
+    first_available_ =
+        r.first_available != 0 && r.first_available > next_seq_ && r.first_available < l.first_seq_
+            ? r.first_available
+            : l.first_seq_;
+    return read_status::window_exceeded;
+  }
+  out.first_seq = next_seq_;
+  out.last_seq = r.last_seq;
+  out.oldest_publish_us = r.first_publish_us;
+  out.bytes = bytes->size();
+  out.sse_events = r.events;
+  out.spans.push_back({bytes->data(), bytes->size()});
+  out.owned.push_back(std::move(bytes));
+  out.final = false;  // memory always keeps the final event
+  next_seq_ = r.last_seq + 1;
+  l.check_drain_locked();
+  return read_status::data;
+}
+
+bool stream_log::shed_history(std::size_t& freed) {
+  std::lock_guard lock(mutex_);
+  if (state_ == stream_state::open || !journal_ || !journal_->history_complete()) return false;
+  const std::uint64_t first_stored = journal_->first_stored_seq();
+  if (first_stored == 0 || first_stored > first_seq_) return false;  // the store lacks some
+  if (retained_count_locked() <= 1) return true;                     // shed already
+  // Keep only the final event, in a segment of its own size.
+  const entry last = entry_at_locked(last_seq_locked());
+  const log_segment& from = *segments_[last.segment_no - first_segment_no_];
+  auto seg = std::make_shared<log_segment>(last.length);
+  std::memcpy(seg->bytes.get(), from.bytes.get() + last.offset, last.length);
+  seg->size = last.length;
+  const std::size_t before = retained_bytes_;
+  entry e = last;
+  e.offset = 0;
+  e.segment_no = 0;
+  entries_.assign(1, e);
+  entries_.shrink_to_fit();
+  entries_head_ = 0;
+  first_seq_ = next_seq_ - 1;
+  segments_.assign(1, std::move(seg));
+  segments_.shrink_to_fit();
+  first_segment_no_ = 0;
+  retained_bytes_ = last.length;
+  account_locked(before);
+  freed += before - retained_bytes_;
+  return true;
 }
 
 stream_log::stream_log(const stream_meta& meta, retention_limits limits,

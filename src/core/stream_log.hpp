@@ -246,6 +246,12 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   // The producer lives in this process (see stream_meta::local_producer).
   void set_local_producer();
   stream_meta meta() const;
+  // Memory budget eviction with a store that keeps the history: when the
+  // stream has ended and its journal's history holds every retained event,
+  // drops every retained event but the final one (readers get the rest from
+  // the store), adds the bytes freed to `freed` and returns true; false
+  // otherwise (the registry then drops the stream).
+  bool shed_history(std::size_t& freed);
 
  private:
   friend class subscription;
@@ -330,7 +336,9 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
 class subscription {
  public:
   // `next_seq`: the first sequence wanted. `coalesce`: merge runs of deltas
-  // when more than one event behind.
+  // when more than one event behind. Events older than memory keeps come
+  // from the journal's history when it has one (uncoalesced, in bounded
+  // chunks), then the cursor continues in memory.
   subscription(std::shared_ptr<stream_log> log, std::uint64_t next_seq, stream_waiter& waiter,
                bool coalesce = true);
   subscription(const subscription&) = delete;
@@ -343,13 +351,18 @@ class subscription {
   read_status read(read_batch& out, std::size_t max_bytes);
 
   std::uint64_t next_seq() const { return next_seq_; }
+  // On window_exceeded: the first sequence still available (in memory or,
+  // with a store that keeps history, on disk).
   std::uint64_t first_available() const { return first_available_; }
   stream_log& log() const { return *log_; }
   const std::shared_ptr<stream_log>& log_ptr() const { return log_; }
 
  private:
   friend class stream_log;
+  // The cursor is behind memory: read from the journal's history.
+  read_status read_history(read_batch& out, std::size_t max_bytes, std::uint64_t to);
   std::shared_ptr<stream_log> log_;
+  std::unique_ptr<history_cursor> history_;  // opened when first behind memory
   stream_waiter& waiter_;
   std::uint64_t next_seq_;             // written only by the owner, under the log's mutex
   std::uint64_t first_available_ = 0;  // set by read() on window_exceeded

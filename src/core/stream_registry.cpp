@@ -177,7 +177,8 @@ std::size_t stream_registry::evict_finished(std::size_t target_bytes) {
     std::lock_guard lock(shards_[i].mutex);
     for (const auto& [id, sl] : shards_[i].streams) {
       const stream_status st = sl.log->status();
-      if (st.state != stream_state::open && st.subscribers == 0)
+      if (st.state != stream_state::open && st.subscribers == 0 &&
+          (!store_ || st.retained_events > 1))
         candidates.push_back({st.finished_us, st.retained_bytes, i, id, sl.log.get()});
     }
   }
@@ -194,6 +195,14 @@ std::size_t stream_registry::evict_finished(std::size_t target_bytes) {
       auto it = sh.streams.find(c.id);
       if (it == sh.streams.end() || it->second.log.get() != c.log) continue;
       if (it->second.log->status().subscribers != 0) continue;  // a reader came meanwhile
+      // A store that keeps the history serves it from disk: keep the stream
+      // (its final event only) instead of dropping it.
+      std::size_t shed = 0;
+      if (store_ && it->second.log->shed_history(shed)) {
+        used -= static_cast<std::int64_t>(shed);
+        if (shed != 0) ++freed;
+        continue;
+      }
       victim = it->second.log;
       erase_locked(sh.streams, it);
     }

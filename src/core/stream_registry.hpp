@@ -110,7 +110,9 @@ class stream_registry {
   // number freed. `now_us` is realtime_us() in production, explicit for tests.
   std::size_t sweep(std::int64_t now_us);
   // Frees finished streams nobody reads, oldest finished first, until the
-  // retained bytes are at most `target_bytes`. Returns the number freed.
+  // retained bytes are at most `target_bytes`. Returns the number freed. With
+  // a store that keeps history (stream_log::shed_history) a stream is not
+  // dropped: it keeps only its final event and the rest is read from disk.
   std::size_t evict_finished(std::size_t target_bytes);
 
   // --- Persistence (see stream_store.hpp) ---

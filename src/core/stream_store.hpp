@@ -57,12 +57,44 @@ struct journal_event {
   stream_state end_state;  // open, or the state this (final) event ends the stream in
 };
 
+// Reads a stream's events older than its memory keeps back from the store
+// (the deeper tier). One per reader, created when the reader first falls
+// behind memory; used by one thread at a time (the reader's). A read does at
+// most a bounded amount of I/O (see the store) and never takes the stream's
+// lock.
+class history_cursor {
+ public:
+  virtual ~history_cursor() = default;
+  struct result {
+    std::uint64_t last_seq = 0;  // 0: nothing read (see first_available)
+    std::size_t events = 0;
+    std::int64_t first_publish_us = 0;
+    // When nothing was read: the first sequence the store still holds (0:
+    // none); `from` is older than that (deleted by retention, TTL or budget).
+    std::uint64_t first_available = 0;
+  };
+  // Appends the SSE bytes of the events from `from` to at most `to`, as
+  // stored (no coalescing), about `max_bytes` but at least one event, to
+  // `out`.
+  virtual result read(std::uint64_t from, std::uint64_t to, std::size_t max_bytes,
+                      std::string& out) = 0;
+};
+
 class stream_journal {
  public:
   virtual ~stream_journal() = default;
   // With the stream's lock held, in sequence order; record only.
   virtual void appended(const journal_event& e) noexcept = 0;
   virtual void meta_changed(const stream_meta& m) noexcept = 0;
+
+  // --- History (optional; any thread) ---
+  // The first sequence open_history() can serve (0: none, or no history).
+  virtual std::uint64_t first_stored_seq() const noexcept { return 0; }
+  // Every event from first_stored_seq() on is stored or on its way (no write
+  // failed): memory may drop all but the newest (stream_log::shed_history).
+  virtual bool history_complete() const noexcept { return false; }
+  // Null when this store keeps no readable history.
+  virtual std::unique_ptr<history_cursor> open_history() { return nullptr; }
 };
 
 class stream_store {

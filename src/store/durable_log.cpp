@@ -1,6 +1,7 @@
 #include "store/durable_log.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -140,6 +141,8 @@ struct durable_log::journal final : core::stream_journal,
 
   void appended(const core::journal_event& e) noexcept override {
     std::lock_guard l(m);
+    if (horizon.load(std::memory_order_relaxed) == 0 && !gone_any.load(std::memory_order_relaxed))
+      horizon.store(e.seq, std::memory_order_release);
     if (e.segment.get() != last_pinned) {
       pins.push_back(e.segment);
       last_pinned = e.segment.get();
@@ -166,12 +169,23 @@ struct durable_log::journal final : core::stream_journal,
     dirty = true;
     q->push_dirty(shared_from_this());
   }
+  std::uint64_t first_stored_seq() const noexcept override {
+    return horizon.load(std::memory_order_acquire);
+  }
+  bool history_complete() const noexcept override {
+    return !failed.load() && !erased.load() && !gone_any.load();
+  }
+  std::unique_ptr<core::history_cursor> open_history() override;
 
   const std::shared_ptr<queue> q;
   // Shared with publishers: guarded by m.
   std::mutex m;
   std::vector<pending_item> pending;
   std::vector<std::shared_ptr<const core::log_segment>> pins;
+  // What the writer is writing this round: changed only by the writer, under
+  // m (it reads them without m); readers copy from them under m.
+  std::vector<pending_item> inflight;
+  std::vector<std::shared_ptr<const core::log_segment>> inflight_pins;
   const core::log_segment* last_pinned = nullptr;
   core::stream_meta latest_meta;
   bool dirty = false;
@@ -179,9 +193,29 @@ struct durable_log::journal final : core::stream_journal,
   std::atomic<std::uint64_t> durable_seq{0};
   std::atomic<bool> failed{false};
   std::atomic<bool> erased{false};
+  // History: the segment files as readers see them (bytes already written),
+  // published by the writer after each write. Lock order: hm before m.
+  using point = std::pair<std::uint64_t, std::uint64_t>;  // (seq, offset of its record)
+  struct visible_segment {
+    std::uint64_t first_seq = 0;
+    std::uint64_t last_seq = 0;  // 0: no event written yet
+    std::uint64_t bytes = 0;     // written
+    fs::path path;
+    std::vector<point> points;  // sparse, ascending (see point_spacing)
+  };
+  std::mutex hm;
+  std::deque<visible_segment> visible;  // guarded by hm; mirrors segs
+  // First sequence a history cursor can serve (0: none). Set by the first
+  // append, moved on by deletions (under hm).
+  std::atomic<std::uint64_t> horizon{0};
+  std::atomic<bool> gone_any{false};  // all files deleted (budget, erased)
   // The writer thread's alone.
   struct segment_file {
     std::uint64_t first_seq = 0;
+    std::uint64_t last_seq = 0;
+    std::vector<point> new_points;  // not yet published to `visible`
+    std::uint64_t last_point_offset = 0;
+    bool has_point = false;
     std::uint64_t events = 0;
     std::uint64_t sse_bytes = 0;
     std::uint64_t file_bytes = 0;
@@ -217,8 +251,6 @@ struct writer_ctx {
   std::vector<std::shared_ptr<durable_log::journal>> live;
   std::vector<std::shared_ptr<durable_log::journal>> unsynced;
   std::string wbuf;
-  std::vector<pending_item> items;
-  std::vector<std::shared_ptr<const core::log_segment>> pins;
   std::uint64_t round = 0;
   std::size_t open_files = 0;
   bool streams_dir_needs_sync = false;
@@ -227,6 +259,37 @@ struct writer_ctx {
 };
 
 using journal_t = durable_log::journal;
+
+// A history read finds its start within this many bytes of a sparse index
+// point, and reads at most this much per call (one pread, bounded I/O on the
+// reader's thread).
+constexpr std::uint64_t point_spacing = 32u << 10;
+constexpr std::size_t history_chunk_bytes = 64u << 10;
+
+// Makes what the writer has written to j's files visible to history readers.
+void publish_visible(journal_t& j) {
+  std::lock_guard l(j.hm);
+  while (j.visible.size() < j.segs.size()) {
+    const auto& s = j.segs[j.visible.size()];
+    j.visible.push_back({s.first_seq, 0, 0, s.path, {}});
+  }
+  if (j.segs.empty()) return;
+  auto& s = j.segs.back();
+  auto& v = j.visible.back();
+  v.last_seq = s.last_seq;
+  v.bytes = s.file_bytes;
+  v.points.insert(v.points.end(), s.new_points.begin(), s.new_points.end());
+  s.new_points.clear();
+}
+
+void note_event_offset(journal_t::segment_file& seg, std::uint64_t seq, std::uint64_t offset) {
+  if (!seg.has_point || offset - seg.last_point_offset >= point_spacing) {
+    seg.new_points.emplace_back(seq, offset);
+    seg.last_point_offset = offset;
+    seg.has_point = true;
+  }
+  seg.last_seq = seq;
+}
 
 void mark_unsynced(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
   if (j->in_unsynced) return;
@@ -247,6 +310,7 @@ void flush_wbuf(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
       w.stats.bytes_written += w.wbuf.size();
       j->needs_sync = true;
       mark_unsynced(w, j);
+      publish_visible(*j);
     } else {
       fail(*j, "writing", errno);
     }
@@ -314,6 +378,17 @@ void start_segment(writer_ctx& w, const std::shared_ptr<journal_t>& j, std::uint
 
 void delete_segment_front(writer_ctx& w, journal_t& j) {
   auto& s = j.segs.front();
+  {
+    // Readers stop seeing it before it goes (one already reading keeps its fd).
+    std::lock_guard l(j.hm);
+    if (!j.visible.empty() && j.visible.front().first_seq == s.first_seq) j.visible.pop_front();
+    if (j.segs.size() > 1) {
+      j.horizon.store(j.segs[1].first_seq, std::memory_order_release);
+    } else {
+      j.gone_any.store(true);
+      j.horizon.store(0, std::memory_order_release);
+    }
+  }
   std::error_code ec;
   fs::remove(s.path, ec);
   j.total_events -= s.events;
@@ -330,19 +405,27 @@ void delete_files(writer_ctx& w, journal_t& j) {
     --w.open_files;
   }
   j.needs_sync = false;
+  {
+    std::lock_guard l(j.hm);
+    j.gone_any.store(true);
+    j.horizon.store(0, std::memory_order_release);
+    j.visible.clear();
+  }
   while (!j.segs.empty()) delete_segment_front(w, j);
   std::error_code ec;
   fs::remove_all(j.dir, ec);
   j.gone = true;
 }
 
-// A stream keeps on disk at least what its memory keeps: the oldest segment
-// goes once the newer ones alone hold the retention limit.
+// A stream keeps on disk its disk retention, and at least what its memory
+// keeps: the oldest segment goes once the newer ones alone hold the limit.
 void apply_retention(writer_ctx& w, journal_t& j) {
+  const std::uint64_t max_events =
+      std::max(w.retention.max_events, w.cfg.disk_retention.max_events);
+  const std::uint64_t max_bytes = std::max(w.retention.max_bytes, w.cfg.disk_retention.max_bytes);
   while (j.segs.size() > 1) {
     const auto& s = j.segs.front();
-    if (j.total_events - s.events >= w.retention.max_events ||
-        j.total_sse - s.sse_bytes >= w.retention.max_bytes)
+    if (j.total_events - s.events >= max_events || j.total_sse - s.sse_bytes >= max_bytes)
       delete_segment_front(w, j);
     else
       break;
@@ -352,18 +435,25 @@ void apply_retention(writer_ctx& w, journal_t& j) {
 void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
   core::stream_meta latest;
   {
+    // The items stay readable (history readers) until they are written.
     std::lock_guard l(j->m);
-    w.items.clear();
-    w.pins.clear();
-    w.items.swap(j->pending);
-    w.pins.swap(j->pins);
+    j->inflight.swap(j->pending);
+    j->inflight_pins.swap(j->pins);
     j->last_pinned = nullptr;
     latest = j->latest_meta;
     j->dirty = false;
   }
-  if (j->gone || j->erased.load(std::memory_order_relaxed)) return;
+  auto done = [&] {
+    std::lock_guard l(j->m);
+    j->inflight.clear();
+    j->inflight_pins.clear();  // written: let memory retention free them
+  };
+  if (j->gone || j->erased.load(std::memory_order_relaxed)) {
+    done();
+    return;
+  }
   j->last_round = w.round;
-  for (const pending_item& it : w.items) {
+  for (const pending_item& it : j->inflight) {
     if (j->failed.load(std::memory_order_relaxed)) break;
     if (it.seg == nullptr) {
       j->meta = latest;
@@ -390,6 +480,7 @@ void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
     append_event_record(w.wbuf, ix, std::string_view(it.seg->bytes.get() + it.offset, it.length));
     const std::size_t n = w.wbuf.size() - before;
     auto& seg = j->segs.back();
+    note_event_offset(seg, ix.seq, seg.file_bytes);
     ++seg.events;
     seg.sse_bytes += it.length;
     seg.file_bytes += n;
@@ -407,8 +498,7 @@ void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
     if (w.wbuf.size() >= (1u << 20)) flush_wbuf(w, j);
   }
   flush_wbuf(w, j);
-  w.items.clear();
-  w.pins.clear();  // the segments' bytes are written: let memory retention free them
+  done();
   apply_retention(w, *j);
   if (w.cfg.fsync == fsync_mode::never) j->durable_seq.store(j->written_seq);
 }
@@ -495,7 +585,194 @@ void enforce_budget(writer_ctx& w) {
   }
 }
 
+// Recovery: every kept file is readable history.
+void restore_visible(journal_t& j) {
+  std::lock_guard l(j.hm);
+  for (auto& s : j.segs) {
+    j.visible.push_back({s.first_seq, s.last_seq, s.file_bytes, s.path, std::move(s.new_points)});
+    s.new_points.clear();
+  }
+  if (!j.segs.empty()) j.horizon.store(j.segs.front().first_seq, std::memory_order_release);
+}
+
 }  // namespace
+
+// A reader's cursor into one stream's files. Each read does at most one
+// pread of about max_bytes (<= 64 KiB), plus one to skip from a sparse index
+// point (<= 32 KiB) or to fit a record larger than that, on the reader's own
+// thread. Disk reads stay on the I/O thread, in these small bounded pieces,
+// rather than on a pool: the history was written by this process and is
+// usually in the page cache (a pread is then a memcpy), there is no hand-off
+// and no second owner of the reader's state, and the subscriber's pump yields
+// to other connections between writes, so one long replay cannot monopolise
+// its thread. The files are append-only and a deleted file stays readable
+// through an open fd, so no lock is held during I/O.
+class durable_log::history final : public core::history_cursor {
+ public:
+  explicit history(std::shared_ptr<journal> j) : j_(std::move(j)) {}
+  ~history() override { close_fd(); }
+
+  result read(std::uint64_t from, std::uint64_t to, std::size_t max_bytes,
+              std::string& out) override {
+    result r;
+    if (from > to) return r;
+    max_bytes = std::clamp<std::size_t>(max_bytes, 1, history_chunk_bytes);
+    std::uint64_t offset = 0, limit = 0, seg_first = 0;
+    fs::path path;
+    {
+      std::lock_guard hl(j_->hm);
+      const std::uint64_t horizon = j_->horizon.load(std::memory_order_acquire);
+      r.first_available = horizon;
+      if (horizon == 0 || from < horizon) return r;
+      const auto& vis = j_->visible;
+      auto it = std::upper_bound(
+          vis.begin(), vis.end(), from,
+          [](std::uint64_t seq, const journal::visible_segment& v) { return seq < v.first_seq; });
+      if (it == vis.begin() || std::prev(it)->last_seq < from) {
+        // Not in the files yet: the writer has it, or it is still pending.
+        std::lock_guard ml(j_->m);
+        copy_unwritten(j_->inflight, from, to, max_bytes, out, r);
+        copy_unwritten(j_->pending, from, to, max_bytes, out, r);
+        return r;
+      }
+      const journal::visible_segment& v = *std::prev(it);
+      seg_first = v.first_seq;
+      limit = v.bytes;
+      if (cached_seg_ == seg_first && cached_seq_ == from) {
+        offset = cached_off_;
+      } else {
+        auto p = std::upper_bound(
+            v.points.begin(), v.points.end(), from,
+            [](std::uint64_t seq, const journal::point& pt) { return seq < pt.first; });
+        offset = p == v.points.begin() ? 0 : std::prev(p)->second;
+      }
+      if (fd_seg_ != seg_first || fd_ < 0) path = v.path;
+    }
+    if (!path.empty()) {
+      close_fd();
+      fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd_ < 0) return r;  // deleted meanwhile: the horizon has moved past it
+      fd_seg_ = seg_first;
+    }
+    bool done = false;
+    std::uint64_t record_size = 0;  // one record larger than a chunk: read exactly it
+    while (!done && offset < limit) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(
+          limit - offset, record_size != 0 ? record_size : max_bytes + record_header_bytes + 64));
+      record_size = 0;
+      if (!pread_all(offset, want)) {
+        spdlog::error("durable log: reading {} failed: {}", path_text(), errno_text(errno));
+        close_fd();
+        return r;
+      }
+      std::size_t pos = 0, consumed = 0;
+      parsed_record rec;
+      parse_status ps;
+      while ((ps = next_record(buf_, pos, rec)) == parse_status::ok) {
+        if (rec.type == record_type::event) {
+          event_index ix;
+          std::string_view sse;
+          if (!decode_event(rec, ix, sse)) {
+            ps = parse_status::corrupt;
+            break;
+          }
+          if (ix.seq > to || (ix.seq >= from && r.events != 0 && ix.seq != r.last_seq + 1)) {
+            done = true;
+            break;
+          }
+          if (ix.seq >= from) {
+            if (r.events == 0) {
+              if (ix.seq != from) {  // a hole: never written
+                done = true;
+                break;
+              }
+              r.first_publish_us = ix.publish_us;
+            }
+            out.append(sse);
+            ++r.events;
+            r.last_seq = ix.seq;
+          }
+        }
+        consumed = pos;
+        if (r.events != 0 && out.size() >= max_bytes) {
+          done = true;
+          break;
+        }
+      }
+      if (ps == parse_status::corrupt) {
+        spdlog::error("durable log: {}: unreadable record at byte {}", path_text(),
+                      offset + consumed);
+        close_fd();
+        return r;
+      }
+      if (ps == parse_status::torn && consumed == 0) {
+        // One record larger than the chunk: read exactly it next time round.
+        std::uint32_t len = 0;
+        if (buf_.size() >= 8) std::memcpy(&len, buf_.data() + 4, 4);  // little-endian host
+        if (buf_.size() < 8 || len > max_record_payload ||
+            record_header_bytes + std::uint64_t{len} <= buf_.size()) {
+          spdlog::error("durable log: {}: bad record at byte {}", path_text(), offset);
+          close_fd();
+          return r;
+        }
+        record_size = record_header_bytes + std::uint64_t{len};
+        continue;
+      }
+      offset += consumed;
+      if (r.events != 0) done = true;  // one chunk per call
+    }
+    cached_seg_ = seg_first;
+    cached_seq_ = r.last_seq + 1;
+    cached_off_ = offset;
+    // Done with this file (its end, or memory takes over): release the fd.
+    if (offset >= limit || r.last_seq == to) close_fd();
+    if (r.last_seq == to) std::string().swap(buf_);
+    return r;
+  }
+
+ private:
+  static void copy_unwritten(const std::vector<pending_item>& items, std::uint64_t from,
+                             std::uint64_t to, std::size_t max_bytes, std::string& out, result& r) {
+    for (const pending_item& it : items) {
+      if (it.seg == nullptr) continue;
+      const std::uint64_t seq = it.index.seq;
+      const std::uint64_t want = r.events == 0 ? from : r.last_seq + 1;
+      if (seq < want) continue;
+      if (seq != want || seq > to || (r.events != 0 && out.size() >= max_bytes)) return;
+      if (r.events == 0) r.first_publish_us = it.index.publish_us;
+      out.append(it.seg->bytes.get() + it.offset, it.length);
+      ++r.events;
+      r.last_seq = seq;
+    }
+  }
+  bool pread_all(std::uint64_t offset, std::size_t n) {
+    buf_.resize(n);
+    std::size_t got = 0;
+    while (got < n) {
+      const ssize_t k = ::pread(fd_, buf_.data() + got, n - got, static_cast<off_t>(offset + got));
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) return false;
+      got += static_cast<std::size_t>(k);
+    }
+    return true;
+  }
+  std::string path_text() const { return j_->dir.string(); }
+  void close_fd() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    fd_seg_ = 0;
+  }
+
+  std::shared_ptr<journal> j_;
+  std::string buf_;
+  int fd_ = -1;
+  std::uint64_t fd_seg_ = 0;
+  std::uint64_t cached_seg_ = 0, cached_seq_ = 0, cached_off_ = 0;
+};
+
+std::unique_ptr<core::history_cursor> durable_log::journal::open_history() {
+  return std::make_unique<history>(shared_from_this());
+}
 
 durable_log::durable_log(durable_config config)
     : config_(std::move(config)), queue_(std::make_shared<queue>()) {
@@ -587,6 +864,8 @@ writer_stats durable_log::stats() const {
 
 void durable_log::start_writer() {
   writer_ = std::thread([this] { run_writer(); });
+  // Named so that its CPU time can be told apart (bench/durable_pair.sh).
+  pthread_setname_np(writer_.native_handle(), "sluice-writer");
 }
 
 void durable_log::run_writer() {
@@ -756,6 +1035,7 @@ recovery_stats durable_log::recover(core::stream_registry& registry) {
             state = ix.end_state;
             ++seg.events;
             seg.sse_bytes += sse.size();
+            note_event_offset(seg, ix.seq, start);
           }
         }
         if (bad) {
@@ -817,6 +1097,7 @@ recovery_stats durable_log::recover(core::stream_registry& registry) {
     j->durable_seq.store(j->written_seq);
     j->ended = ended;
     j->finished_us = finished_us;
+    restore_visible(*j);
     log->attach_journal(j);
     recovered.push_back(j);
     ++st.streams;

@@ -12,6 +12,10 @@
 // fsync mode says (group commit: everything written in a round shares that
 // round's syncs).
 //
+// Readers whose cursor is behind a stream's in-memory window get the older
+// events from the files (core::history_cursor): a bounded pread per read on
+// the reader's thread, then they continue in memory.
+//
 // Thread-safety: all public members are thread-safe.
 #pragma once
 
@@ -42,6 +46,10 @@ struct durable_config {
   // segments are deleted (never a stream's newest), then finished streams'
   // files, oldest finished first.
   std::uint64_t disk_budget_bytes = 0;
+  // What each stream keeps on disk (whole segment files are deleted past it;
+  // never less than memory's retention). Readers behind memory's retained
+  // window read the rest from the files (docs/durability.md).
+  core::retention_limits disk_retention{10'000'000, std::size_t{1} << 30};
   // A stream's segment file is closed and a new one started past this size.
   std::uint32_t segment_bytes = 1u << 20;
   // With fsync interval/never: how long the writer gathers before writing
@@ -96,6 +104,7 @@ class durable_log final : public core::stream_store,
                     std::function<void(bool)> done) override;
 
   struct journal;  // one stream's files (durable_log.cpp)
+  class history;   // a reader's cursor into them (durable_log.cpp)
   struct queue;    // what publishers hand the writer
 
  private:
