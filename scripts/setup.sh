@@ -3,8 +3,8 @@
 # all is present.
 #
 # Usage: bash scripts/setup.sh [PROFILE...]      (default: all)
-#   build  the compiler and libraries for the server (`make build`; hiredis
-#          for the Redis layer's protocol reader)
+#   build  the compiler, Ninja, lld and libraries for the server (`make
+#          build`; hiredis for the Redis layer's protocol reader)
 #   web    + Node.js >= 18 and npm for the page (`make run`)
 #   test   + web, GoogleTest, curl, Chromium (the page's browser tests),
 #          redis-server + redis-tools (the Redis tests start their own server)
@@ -37,6 +37,7 @@ for p in "${profiles[@]}"; do
 done
 
 pkgs=(build-essential cmake ccache pkg-config
+      ninja-build lld  # the build's generator and linker (CMakeLists.txt, docs/testing.md)
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
       libssl-dev zlib1g-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev
       libhiredis-dev)  # the Redis layer's RESP reader (src/redis)
