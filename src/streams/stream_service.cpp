@@ -121,6 +121,59 @@ bool stream_service::may_read(const auth::principal& who, std::string_view id,
   return who.may_subscribe(id) || (existing && who.owns(existing->owner()));
 }
 
+namespace {
+
+// What publish and prepare_publish both check before touching a stream: the
+// target and event name, then every JSON value of the body (one, or one per
+// NDJSON line), each handed to `sink` with its delta when the publish is one.
+// All or nothing: an error is returned before any stream is touched.
+template <class Sink>
+std::optional<op_error> parse_publish_body(const publish_input& in, Sink&& sink) {
+  if (!core::is_valid_event_name(in.type))
+    return error("invalid_event_name", 400, "event must match [A-Za-z0-9._:-]{1,128}");
+  if (in.delta_of && !core::is_valid_event_name(*in.delta_of))
+    return error("invalid_delta", 400, "delta (a message id) must match [A-Za-z0-9._:-]{1,128}");
+  std::size_t values = 0;
+  auto add_value = [&](std::string_view text, std::size_t line) -> std::optional<op_error> {
+    boost::system::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec) {
+      std::string msg = "body is not valid JSON";
+      if (in.ndjson) msg += " (line " + std::to_string(line) + ")";
+      msg += ": " + ec.message();
+      return error("malformed_json", 400, std::move(msg));
+    }
+    ++values;
+    if (!in.delta_of) {
+      sink(text, std::optional<core::delta_event>());
+      return std::nullopt;
+    }
+    if (!v.is_object()) return error("invalid_delta", 400, "a delta's data must be a JSON object");
+    auto d = core::make_delta_event(in.type, *in.delta_of, in.delta_field, v.as_object());
+    if (!d)
+      return error("invalid_delta", 400,
+                   "a delta's data must have a string member \"" + std::string(in.delta_field) +
+                       "\"");
+    sink(text, std::optional<core::delta_event>(std::move(*d)));
+    return std::nullopt;
+  };
+  if (!in.ndjson) return add_value(trim_json_space(in.body), 1);
+  std::string_view body = in.body;
+  std::size_t line = 0;
+  while (!body.empty()) {
+    ++line;
+    auto nl = body.find('\n');
+    std::string_view l = trim_json_space(body.substr(0, nl));
+    body = nl == std::string_view::npos ? std::string_view() : body.substr(nl + 1);
+    if (l.empty()) continue;
+    if (auto err = add_value(l, line)) return err;
+  }
+  if (values == 0) return error("malformed_json", 400, "no JSON value in the body");
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<op_error> stream_service::prepare_publish(const auth::principal* who,
                                                         std::string_view id,
                                                         const publish_input& in,
@@ -129,50 +182,10 @@ std::optional<op_error> stream_service::prepare_publish(const auth::principal* w
   if (!core::is_valid_stream_id(id)) return invalid_stream_id();
   if (!who->may_publish(id))
     return forbidden("this token may not publish to this stream (sluice.publish)");
-  if (!core::is_valid_event_name(in.type))
-    return error("invalid_event_name", 400, "event must match [A-Za-z0-9._:-]{1,128}");
-  if (in.delta_of && !core::is_valid_event_name(*in.delta_of))
-    return error("invalid_delta", 400, "delta (a message id) must match [A-Za-z0-9._:-]{1,128}");
-  auto add_value = [&](std::string_view text, std::size_t line) -> std::optional<op_error> {
-    boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
-    if (ec) {
-      std::string msg = "body is not valid JSON";
-      if (in.ndjson) msg += " (line " + std::to_string(line) + ")";
-      msg += ": " + ec.message();
-      return error("malformed_json", 400, std::move(msg));
-    }
-    if (in.delta_of) {
-      if (!v.is_object())
-        return error("invalid_delta", 400, "a delta's data must be a JSON object");
-      auto d = core::make_delta_event(in.type, *in.delta_of, in.delta_field, v.as_object());
-      if (!d)
-        return error(
-            "invalid_delta", 400,
-            "a delta's data must have a string member \"" + std::string(in.delta_field) + "\"");
-      // What the log would write for it (its compact JSON).
-      events.push_back({std::string(in.type), std::move(d->json)});
-      return std::nullopt;
-    }
-    events.push_back({std::string(in.type), std::string(text)});
-    return std::nullopt;
-  };
-  if (in.ndjson) {
-    std::string_view body = in.body;
-    std::size_t line = 0;
-    while (!body.empty()) {
-      ++line;
-      auto nl = body.find('\n');
-      std::string_view l = trim_json_space(body.substr(0, nl));
-      body = nl == std::string_view::npos ? std::string_view() : body.substr(nl + 1);
-      if (l.empty()) continue;
-      if (auto err = add_value(l, line)) return *err;
-    }
-    if (events.empty()) return error("malformed_json", 400, "no JSON value in the body");
-  } else {
-    if (auto err = add_value(trim_json_space(in.body), 1)) return *err;
-  }
-  return std::nullopt;
+  return parse_publish_body(in, [&](std::string_view text, std::optional<core::delta_event> d) {
+    // A delta is stored as what the log would write for it (its compact JSON).
+    events.push_back({std::string(in.type), d ? std::move(d->json) : std::string(text)});
+  });
 }
 
 op_result<publish_result> stream_service::publish(const auth::principal* who, std::string_view id,
@@ -181,51 +194,16 @@ op_result<publish_result> stream_service::publish(const auth::principal* who, st
   if (!core::is_valid_stream_id(id)) return invalid_stream_id();
   if (!who->may_publish(id))
     return forbidden("this token may not publish to this stream (sluice.publish)");
-  if (!core::is_valid_event_name(in.type))
-    return error("invalid_event_name", 400, "event must match [A-Za-z0-9._:-]{1,128}");
-  if (in.delta_of && !core::is_valid_event_name(*in.delta_of))
-    return error("invalid_delta", 400, "delta (a message id) must match [A-Za-z0-9._:-]{1,128}");
 
   // Parse and validate everything before touching the stream: all or nothing.
   std::vector<std::string_view> texts;
   std::vector<core::delta_event> deltas;
-  auto add_value = [&](std::string_view text, std::size_t line) -> std::optional<op_error> {
-    boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
-    if (ec) {
-      std::string msg = "body is not valid JSON";
-      if (in.ndjson) msg += " (line " + std::to_string(line) + ")";
-      msg += ": " + ec.message();
-      return error("malformed_json", 400, std::move(msg));
-    }
-    if (in.delta_of) {
-      if (!v.is_object())
-        return error("invalid_delta", 400, "a delta's data must be a JSON object");
-      auto d = core::make_delta_event(in.type, *in.delta_of, in.delta_field, v.as_object());
-      if (!d)
-        return error(
-            "invalid_delta", 400,
-            "a delta's data must have a string member \"" + std::string(in.delta_field) + "\"");
-      deltas.push_back(std::move(*d));
-    }
-    texts.push_back(text);
-    return std::nullopt;
-  };
-  if (in.ndjson) {
-    std::string_view body = in.body;
-    std::size_t line = 0;
-    while (!body.empty()) {
-      ++line;
-      auto nl = body.find('\n');
-      std::string_view l = trim_json_space(body.substr(0, nl));
-      body = nl == std::string_view::npos ? std::string_view() : body.substr(nl + 1);
-      if (l.empty()) continue;
-      if (auto err = add_value(l, line)) return *err;
-    }
-    if (texts.empty()) return error("malformed_json", 400, "no JSON value in the body");
-  } else {
-    if (auto err = add_value(trim_json_space(in.body), 1)) return *err;
-  }
+  if (auto err = parse_publish_body(in, [&](std::string_view text,
+                                            std::optional<core::delta_event> d) {
+        if (d) deltas.push_back(std::move(*d));
+        texts.push_back(text);
+      }))
+    return *err;
 
   auto log = registry_.get_or_create(id, who->subject);
   if (!log) return registry_refusal(log.error());
