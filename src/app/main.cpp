@@ -92,7 +92,10 @@ int serve(sluice::app::serve_options& opts) {
   sluice::app::add_agent_ws_start(server, runs);
   server.start();
   server.run_until_signal();
-  if (node) node->stop();
+  if (node) {
+    node->drain(std::chrono::seconds(5));
+    node->stop();
+  }
   return 0;
 }
 

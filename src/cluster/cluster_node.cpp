@@ -221,6 +221,37 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
     ioc_.stop();
   }
   void mark_stopped() { stopped_ = true; }
+  bool stopped() const { return stopped_.load(); }
+
+  // Graceful shutdown, on the node's thread, once the server's workers
+  // stopped (no producer runs any more): every local run that has not ended
+  // gets a final error event {"code":"interrupted"} (what a restarted single
+  // node gives it), then the write-behind has until `deadline` to put every
+  // run's events in Redis. `done(runs interrupted, everything written)`.
+  net::awaitable<void> drain(clock::time_point deadline,
+                             std::function<void(std::size_t, bool)> done) {
+    auto self = shared_from_this();
+    static constexpr std::string_view interrupted =
+        R"({"code":"interrupted","error":"the node running this run shut down; )"
+        R"(start it again to get a new answer"})";
+    std::size_t ended = 0;
+    for (const auto& [id, run] : runs_) {
+      if (run->ended || run->dead || mirrors_.count(id)) continue;
+      if (auto log = registry_.find(id);
+          log && log->publish("error", interrupted, true).status == core::publish_status::ok)
+        ++ended;
+    }
+    net::steady_timer t(ioc_);
+    for (;;) {
+      bool pending = false;
+      for (const auto& [id, run] : runs_)
+        if (!run->dead && run->journal && (run->journal->has_pending() || run->flushing))
+          pending = true;
+      if (!pending || clock::now() >= deadline) co_return done(ended, !pending);
+      t.expires_after(std::chrono::milliseconds(10));
+      co_await t.async_wait(tuple_awaitable);
+    }
+  }
 
   bool wait_connected(std::chrono::milliseconds timeout) {
     const auto deadline = clock::now() + timeout;
@@ -972,6 +1003,31 @@ void cluster_node::start() {
       }
     }
   });
+}
+
+void cluster_node::drain(std::chrono::milliseconds timeout) {
+  if (!thread_.joinable() || impl_->stopped()) return;
+  // Shared: the coroutine may finish after this gave up waiting.
+  auto p = std::make_shared<std::promise<std::pair<std::size_t, bool>>>();
+  auto f = p->get_future();
+  auto i = impl_;
+  i->run(
+      i->drain(clock::now() + timeout,
+               [p](std::size_t n, bool all) {
+                 p->set_value({n, all});
+               }),
+      [p] {
+        p->set_value({0, false});
+      },
+      "drain");
+  // The coroutine's own deadline bounds this; a second of slack for Redis.
+  if (f.wait_for(timeout + std::chrono::seconds(1)) != std::future_status::ready) {
+    spdlog::warn("cluster: shutdown: the write-behind did not finish");
+    return;
+  }
+  const auto [n, all] = f.get();
+  if (n > 0) spdlog::info("cluster: shutdown: {} local run(s) ended \"interrupted\"", n);
+  if (!all) spdlog::warn("cluster: shutdown: some runs' events did not reach Redis in time");
 }
 
 void cluster_node::stop() {

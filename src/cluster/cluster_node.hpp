@@ -78,6 +78,12 @@ class cluster_node final : public streams::stream_backend,
 
   // Starts the thread and connects (in the background). Once.
   void start();
+  // Graceful shutdown, after the server's workers stopped: ends every run
+  // this node produces with a final error {"code":"interrupted"} and waits
+  // up to `timeout` for the write-behind to put their events in Redis (so
+  // readers on other nodes get the whole run at once, not producer_lost
+  // after the lease). Call before stop().
+  void drain(std::chrono::milliseconds timeout);
   // Stops the thread; later ops complete with store_unavailable.
   void stop();
   // Waits until the Redis connections are up (tests, start-up log).

@@ -188,4 +188,8 @@ void two_node_cluster::kill_node_a() {
   ::kill(pid_a(), SIGKILL);
 }
 
+void two_node_cluster::stop_node_a() {
+  ::kill(pid_a(), SIGTERM);
+}
+
 }  // namespace sluice::test

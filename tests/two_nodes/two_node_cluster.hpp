@@ -55,6 +55,8 @@ class two_node_cluster {
 
   // SIGKILL a node (no shutdown: its leases are left to expire).
   void kill_node_a();
+  // SIGTERM to node A: a graceful shutdown.
+  void stop_node_a();
 
  private:
   std::uint16_t port(const std::string& key) const;

@@ -593,6 +593,44 @@ TEST_F(RunsTwoNodes, NodeKilledMidRunReadersOnOtherNodeGetProducerLost) {
   for (std::size_t i = 0; i < ra.events.size(); ++i) EXPECT_EQ(rb.events[i], ra.events[i]);
 }
 
+TEST_F(RunsTwoNodes, NodeStoppedMidRunReadersOnOtherNodeGetInterruptedAtOnce) {
+  // The default lease (15 s): a graceful stop must not leave the run to be
+  // claimed as producer_lost after it, but end it itself.
+  start_cluster();
+  if (IsSkipped()) return;
+  fake_.script({fake_behaviour::normal, fake_behaviour::stall});
+  http_connection on_a(cluster_->port_a(), 0, 30'000);
+  on_a.send_request("POST", "/AutoAgent", run_body("run-stop1"));
+  sse_reader ra(on_a);
+  ASSERT_EQ(ra.head().status, 200);
+  ASSERT_TRUE(ra.read_until([&] { return has_answer_delta(ra); }));
+
+  http_connection on_b(cluster_->port_b(), 0, 60'000);
+  on_b.send_request("GET", stream_path("run-stop1"));
+  sse_reader rb(on_b);
+  ASSERT_EQ(rb.head().status, 200);
+  ASSERT_TRUE(rb.read_until([&] { return rb.events.size() >= ra.events.size(); }));
+
+  cluster_->stop_node_a();
+  ASSERT_TRUE(rb.read_to_end());
+  ASSERT_FALSE(rb.events.empty());
+  EXPECT_EQ(rb.events.back().type, "error");
+  json::error_code ec;
+  const auto data = json::parse(rb.events.back().data, ec);
+  ASSERT_FALSE(ec) << rb.events.back().data;
+  ASSERT_TRUE(data.is_object());
+  const auto* code = data.as_object().if_contains("code");
+  ASSERT_TRUE(code && code->is_string()) << rb.events.back().data;
+  EXPECT_EQ(code->as_string(), "interrupted");
+  // No gap: the events before it are the ones A published, unchanged, and
+  // the final event directly follows them.
+  ASSERT_GE(rb.events.size(), ra.events.size());
+  for (std::size_t i = 0; i < ra.events.size(); ++i) EXPECT_EQ(rb.events[i], ra.events[i]);
+  const auto status = request(cluster_->port_b(), "GET", "/v1/streams/run-stop1");
+  ASSERT_EQ(status.status(), 200) << status.body;
+  EXPECT_EQ(json::parse(status.body).at("state").as_string(), "finished");
+}
+
 // --- Redis restarted with its AOF -------------------------------------------------
 
 TEST(TwoNodesRedisRestart, NothingAcknowledgedIsLostAndPublishingResumes) {
