@@ -338,8 +338,13 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
     if (auto e = check(meta->owner)) co_return done(std::move(*e));
     streams::stream_info info{id, {}};
     auto& st = info.status;
-    if (auto it = mirrors_.find(id); it != mirrors_.end() && it->second->log && it->second->ok)
-      st = it->second->log->status();
+    if (auto it = mirrors_.find(id); it != mirrors_.end() && it->second->log && it->second->ok) {
+      st = it->second->log->status();  // this node's readers, bytes and window
+    } else {
+      // Not read here: the window Redis retains (no bytes, no readers here).
+      st.first_sequence = meta->first_seq;
+      st.retained_events = static_cast<std::size_t>(meta->retained_events);
+    }
     st.state = state_of(meta->state);
     st.last_sequence = meta->last_seq;
     st.created_us = meta->created_at_ms * 1000;

@@ -118,7 +118,14 @@ if tonumber(ARGV[1]) < tonumber(m[4]) and tonumber(ARGV[3]) > 0 then
   if ARGV[1] ~= '0' then start = '(' .. ARGV[1] .. '-0' end
   entries = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[3])
 end
-return {{m[1], m[2], m[3] or '', m[4], m[5] or '', m[6] or '', m[7] or '', m[8] or '', m[9] or '', m[10] or ''}, entries}
+local window = {}
+if tonumber(ARGV[3]) == 0 then
+  local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+  local first_id = ''
+  if first[1] then first_id = first[1][1] end
+  window = {redis.call('XLEN', KEYS[2]), first_id}
+end
+return {{m[1], m[2], m[3] or '', m[4], m[5] or '', m[6] or '', m[7] or '', m[8] or '', m[9] or '', m[10] or ''}, entries, window}
 )lua";
 
 // KEYS: run. ARGV: 1 stream, 2 owner, 3 ttl ms.
@@ -459,8 +466,8 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
   if (!r) co_return r.error();
   const auto& v = *r;
   if (v.is_error()) co_return script_error(v);
-  if (!v.is_array() || v.elements.size() != 2 || !v.elements[0].is_array() ||
-      v.elements[0].elements.size() != 10 || !v.elements[1].is_array())
+  if (!v.is_array() || v.elements.size() != 3 || !v.elements[0].is_array() ||
+      v.elements[0].elements.size() != 10 || !v.elements[1].is_array() || !v.elements[2].is_array())
     co_return error_code(redis_errc::unexpected_reply);
   const auto& m = v.elements[0].elements;
   read_result out;
@@ -475,6 +482,15 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
   if (!as_u64(m[3], out.meta.last_seq) || !as_i64_or_empty(m[4], out.meta.created_at_ms) ||
       !as_i64_or_empty(m[5], out.meta.finished_at_ms))
     co_return error_code(redis_errc::unexpected_reply);
+  // With max_events 0 (status): what Redis retains, {XLEN, first entry id}.
+  if (const auto& w = v.elements[2].elements; !w.empty()) {
+    if (w.size() != 2 || !w[0].is_integer() || w[0].integer < 0 || !w[1].is_string())
+      co_return error_code(redis_errc::unexpected_reply);
+    out.meta.retained_events = static_cast<std::uint64_t>(w[0].integer);
+    if (!w[1].str.empty() &&
+        (!parse_entry_id(w[1].str, out.meta.first_seq) || out.meta.first_seq > out.meta.last_seq))
+      co_return error_code(redis_errc::unexpected_reply);
+  }
   // A cursor beyond the last sequence comes from another history.
   if (after > out.meta.last_seq) co_return error_code(redis_errc::history_truncated);
   const auto& entries = v.elements[1].elements;

@@ -60,6 +60,10 @@ struct stream_meta {
   // the first sequence of the current one.
   std::string previous_epoch;
   std::uint64_t epoch_boundary = 0;
+  // Filled by status() only: the events Redis retains (XLEN) and the first
+  // one's sequence (0 when none).
+  std::uint64_t retained_events = 0;
+  std::uint64_t first_seq = 0;
   bool open() const { return state == "open"; }
 };
 

@@ -270,6 +270,9 @@ TEST_F(Cluster, PublishOnAReadOnBLiveResumeStatusAndNoFork) {
     auto o = parse_object(st.body);
     EXPECT_EQ(o.at("state"), "finished");
     EXPECT_EQ(o.at("last_sequence").to_number<std::uint64_t>(), 3u);
+    // The retained window, also on a node that does not mirror the stream.
+    EXPECT_EQ(o.at("first_sequence").to_number<std::uint64_t>(), 1u) << st.body;
+    EXPECT_EQ(o.at("retained_events").to_number<std::uint64_t>(), 3u) << st.body;
   }
   auto ended = publish(b.port(), "s1", n(4));
   EXPECT_EQ(ended.status(), 409);
