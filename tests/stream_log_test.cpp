@@ -147,6 +147,16 @@ TEST(StreamLog, EventsCarryTheEpochTheyWereWrittenIn) {
   EXPECT_EQ(st.epochs.current, "0123456789abcdef");
   EXPECT_EQ(st.epochs.previous, "e1");
   EXPECT_EQ(st.epochs.boundary, 4u);
+  // An epoch without events is replaced, not remembered.
+  {
+    auto l2 = make_log();
+    l2->publish("message", "x");
+    ASSERT_TRUE(l2->begin_epoch("p"));
+    ASSERT_TRUE(l2->begin_epoch("q"));
+    EXPECT_EQ(l2->epochs().current, "q");
+    EXPECT_EQ(l2->epochs().previous, "");
+    EXPECT_EQ(l2->epochs().boundary, 2u);
+  }
   const stream_meta m = log->meta();
   EXPECT_EQ(m.epoch, "0123456789abcdef");
   EXPECT_EQ(m.previous_epoch, "e1");

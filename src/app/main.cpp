@@ -74,6 +74,11 @@ int serve(sluice::app::serve_options& opts) {
         "interrupted, {} torn tails truncated, {} expired, {} dropped)",
         opts.data_dir, opts.fsync, r.streams, r.events, r.interrupted, r.torn_tails, r.expired,
         r.dropped);
+    if (r.new_epochs != 0)
+      spdlog::warn(
+          "durable log: the previous run did not stop cleanly: {} open streams began a new epoch "
+          "(a resume past what is on disk gets history_truncated)",
+          r.new_epochs);
   } else {
     spdlog::info("streams are kept in memory only (no --data-dir)");
   }

@@ -152,23 +152,25 @@ int run_watch_ws(const watch_options& o, const std::string& token) {
   co.ca_file = o.ca_file;
   co.backoff_base = std::chrono::milliseconds(o.backoff_base_ms);
   if (!token.empty()) co.headers.emplace_back("Authorization", client::authorization_value(token));
-  std::uint64_t last = 0;
   if (!o.last_event_id.empty() && !client::parse_sequence(o.last_event_id)) {
-    std::fprintf(stderr, "sluice watch --ws: --last-event-id must be a sequence number\n");
+    std::fprintf(stderr,
+                 "sluice watch --ws: --last-event-id must be a sequence number (N or N-EPOCH)\n");
     return 2;
   }
-  if (!o.last_event_id.empty()) last = *client::parse_sequence(o.last_event_id);
 
   boost::asio::io_context io(1);
   client::ws_client c(io.get_executor(), co);
-  c.subscribe(o.target, last);
+  if (o.last_event_id.empty())
+    c.subscribe(o.target, std::uint64_t{0});
+  else
+    c.subscribe(o.target, std::string_view(o.last_event_id));
   event_printer printer(o.json);
   // Every WebSocket event carries its sequence as its id; a notice (id 0)
   // keeps the previous one, as an SSE event without an id would.
   std::string last_id = o.last_event_id;
-  c.on_event([&](std::string_view, std::uint64_t id, std::string_view type, std::string_view data,
-                 std::uint64_t, std::uint64_t) {
-    if (id != 0) last_id = std::to_string(id);
+  c.on_event([&](std::string_view stream, std::uint64_t id, std::string_view type,
+                 std::string_view data, std::uint64_t, std::uint64_t) {
+    if (id != 0) last_id = c.last_event_id(stream);  // N or N-EPOCH
     printer.print(last_id, type, data);
   });
   c.on_error([](const client::ws_client_error& e) {
@@ -229,7 +231,7 @@ void add_watch_command(CLI::App& app) {
   cmd->add_option("--server", opts->server, "Server for a stream id")->capture_default_str();
   cmd->add_flag("--ws", opts->ws, "Follow over the WebSocket endpoint (GET /v1/ws) of --server");
   cmd->add_option("--last-event-id", opts->last_event_id,
-                  "Start after this event id (as Last-Event-ID)");
+                  "Start after this event id: N or N-EPOCH (as Last-Event-ID)");
   cmd->add_option("--token", opts->token,
                   "Bearer token sent as Authorization (default: $SLUICE_TOKEN; never printed)");
   cmd->add_option("--ca-file", opts->ca_file,

@@ -1,15 +1,20 @@
 #include "client/delivery_filter.hpp"
 
-#include <charconv>
-
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
+#include <charconv>
+
+#include "core/event_id.hpp"
 
 namespace sluice::client {
 
 namespace json = boost::json;
 
 std::optional<std::uint64_t> parse_sequence(std::string_view id) {
+  if (const auto dash = id.find('-'); dash != std::string_view::npos) {
+    if (!core::is_valid_epoch(id.substr(dash + 1))) return std::nullopt;
+    id = id.substr(0, dash);
+  }
   if (id.empty() || id.size() > 20) return std::nullopt;
   for (char c : id)
     if (c < '0' || c > '9') return std::nullopt;
@@ -74,6 +79,7 @@ delivery delivery_filter::classify(std::string_view id, bool has_id, std::string
     return d;
   }
   highest_ = d.last_seq;
+  last_id_.assign(id);
   return d;
 }
 

@@ -1,7 +1,9 @@
 // What of a resumable stream reaches the application: every event once, in
 // order, by sequence number (the SSE id).
 //
-//   - An event with a numeric id N is a sequence number. It is dropped when
+//   - An event with an id N or N-EPOCH (see core/event_id.hpp) has the
+//     sequence number N; the whole id is what the client sends back
+//     (last_id()). It It is dropped when
 //     N <= the highest sequence delivered so far (a replayed duplicate).
 //   - A merged delta event (data {"coalesced":[a,b],...}, id b) counts as
 //     delivering a..b.
@@ -35,7 +37,8 @@ struct delivery {
   std::string message;
 };
 
-// A sequence number: decimal digits only, no sign, fits in 64 bits.
+// The sequence number of an id: decimal digits only, no sign, fits in 64
+// bits, optionally followed by -EPOCH ([0-9a-z]{1,16}).
 std::optional<std::uint64_t> parse_sequence(std::string_view id);
 
 class delivery_filter {
@@ -51,11 +54,16 @@ class delivery_filter {
                     std::string_view data);
 
   std::uint64_t highest_delivered() const { return highest_; }
+  // The whole id (N or N-EPOCH) of the highest event delivered, or the one
+  // given by set_last_id: what a resume sends. Empty when none.
+  const std::string& last_id() const { return last_id_; }
+  void set_last_id(std::string id) { last_id_ = std::move(id); }
   std::uint64_t duplicates_dropped() const { return duplicates_; }
 
  private:
   std::uint64_t highest_;
   std::uint64_t duplicates_ = 0;
+  std::string last_id_;
 };
 
 }  // namespace sluice::client

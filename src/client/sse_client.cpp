@@ -150,6 +150,12 @@ sse_client_error http_error(unsigned status, std::string_view reason, std::strin
         e.code = std::string(c->get_string());
       if (const auto* m = o.if_contains("message"); m && m->is_string())
         e.message = std::string(m->get_string());
+      // history_truncated (409): the stream's history after the client's
+      // Last-Event-ID was lost; it must start again from scratch.
+      if (const auto* f = o.if_contains("first_available"); f && f->is_uint64())
+        e.first_available = f->get_uint64();
+      else if (f && f->is_int64() && f->get_int64() >= 0)
+        e.first_available = static_cast<std::uint64_t>(f->get_int64());
     }
   }
   if (e.code.empty()) {

@@ -25,6 +25,7 @@
 #include "client/bearer_token.hpp"
 #include "client/delivery_filter.hpp"
 #include "client/reconnect_backoff.hpp"
+#include "core/event_id.hpp"
 #include "net/http_url.hpp"
 #include "net/outbound_connection.hpp"
 
@@ -205,12 +206,19 @@ void ws_client::impl::handle(std::string_view text) {
     auto id = as_u64(m.if_contains("id"));
     const json::value* data = m.if_contains("data");
     if (s == nullptr || s->done || !id || data == nullptr) return;
+    // The id a resume sends back: N, or N-EPOCH when the frame has an epoch.
+    std::string full_id = std::to_string(*id);
+    if (const json::value* ep = m.if_contains("epoch"); ep && ep->is_string()) {
+      if (!core::is_valid_epoch(ep->get_string())) return;
+      full_id.push_back('-');
+      full_id.append(ep->get_string());
+    }
     std::string type(str(m, "event"));
     const std::string data_text = json::serialize(*data);
     // A producer's own event named "error" is an ordinary event here: over
     // WebSocket, resume_window_exceeded arrives as an op, never as an event.
     delivery d = s->filter.classify(
-        std::to_string(*id), true, type == "error" ? std::string_view("message") : type, data_text);
+        full_id, true, type == "error" ? std::string_view("message") : type, data_text);
     if (d.what == delivery::action::drop_duplicate) {
       ++duplicates;
       return;
@@ -356,7 +364,11 @@ net::awaitable<void> ws_client::impl::session(WsStream& ws, attempt_result& r) {
     json::object o;
     o["op"] = "subscribe";
     o["stream"] = s.id;
-    if (s.resume_given || s.filter.highest_delivered() > 0)
+    // The whole id when it names an epoch (the server then checks the
+    // history is the one this client saw: else history_truncated).
+    if (s.filter.last_id().find('-') != std::string::npos)
+      o["lastEventId"] = s.filter.last_id();
+    else if (s.resume_given || s.filter.highest_delivered() > 0)
       o["lastEventId"] = s.filter.highest_delivered();
     out.push_back(json::serialize(o));
   }
@@ -480,6 +492,20 @@ ws_client::~ws_client() {
 void ws_client::subscribe(std::string stream, std::uint64_t last_event_id) {
   impl_->streams.push_back(
       {std::move(stream), delivery_filter(last_event_id), last_event_id > 0, false});
+}
+
+bool ws_client::subscribe(std::string stream, std::string_view last_event_id) {
+  auto seq = parse_sequence(last_event_id);
+  if (!seq) return false;
+  delivery_filter f(*seq);
+  f.set_last_id(std::string(last_event_id));
+  impl_->streams.push_back({std::move(stream), std::move(f), true, false});
+  return true;
+}
+
+std::string ws_client::last_event_id(std::string_view stream) const {
+  auto* s = impl_->find(stream);
+  return s ? s->filter.last_id() : std::string();
 }
 
 void ws_client::start_run(const json::object& request) {

@@ -90,7 +90,7 @@ struct ws_client_error {
   std::string code;
   std::string message;
   std::string stream;                 // "" when not about one stream
-  std::uint64_t first_available = 0;  // resume_window_exceeded
+  std::uint64_t first_available = 0;  // resume_window_exceeded, history_truncated
 };
 
 // One delivered event. `data` is the event's JSON data as text; first..last
@@ -116,6 +116,12 @@ class ws_client {
   // Before start(). `last_event_id`: resume after it (0: from the first
   // retained event).
   void subscribe(std::string stream, std::uint64_t last_event_id = 0);
+  // The same with an event id as the server gave it: "N" or "N-EPOCH"
+  // (false, nothing added, for anything else).
+  bool subscribe(std::string stream, std::string_view last_event_id);
+  // The whole id (N or N-EPOCH) of the highest event delivered on `stream`
+  // ("" before any).
+  std::string last_event_id(std::string_view stream) const;
   // Before start(): {"op":"start","request":request}; the started stream is
   // then followed like a subscribed one.
   void start_run(const boost::json::object& request);

@@ -455,9 +455,15 @@ bool stream_log::begin_epoch(std::string_view new_epoch) {
   std::lock_guard lock(mutex_);
   if (!epochs_) epochs_ = std::make_unique<epoch_info>();
   if (epochs_->current == new_epoch) return true;
-  epochs_->previous = std::move(epochs_->current);
-  epochs_->current = new_epoch;
-  epochs_->boundary = next_seq_;
+  if (epochs_->boundary != 0 && epochs_->boundary == next_seq_) {
+    // The current epoch has no event (two restarts in a row): no id of it
+    // exists, so the previous epoch and the boundary stay.
+    epochs_->current = new_epoch;
+  } else {
+    epochs_->previous = std::move(epochs_->current);
+    epochs_->current = new_epoch;
+    epochs_->boundary = next_seq_;
+  }
   // A run of deltas must not merge events of two epochs into one.
   last_delta_key_.reset();
   if (journal_) journal_->meta_changed(meta_locked());

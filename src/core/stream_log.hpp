@@ -219,7 +219,8 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   bool set_epoch(std::string_view epoch);
   // From the next sequence (last_seq + 1, the boundary) on, the stream is in
   // `new_epoch`; the current epoch becomes the previous one (the one before
-  // it is forgotten). Runs of deltas are not coalesced across the boundary.
+  // it is forgotten), unless the current epoch has no event yet: then it is
+  // only replaced. Runs of deltas are not coalesced across the boundary.
   // False (nothing changes) when `new_epoch` is not valid.
   bool begin_epoch(std::string_view new_epoch);
   std::string epoch() const;

@@ -14,6 +14,7 @@
 #include <deque>
 #include <stdexcept>
 
+#include "core/event_id.hpp"
 #include "core/log_text.hpp"
 #include "core/stream_id.hpp"
 #include "store/record_format.hpp"
@@ -117,6 +118,9 @@ struct durable_log::queue {
   static constexpr std::uint64_t wake_bytes = 4u << 20;
   std::atomic<std::uint64_t> pending_bytes{0};
   std::atomic<bool> woken{false};
+  // Some stream's writes failed: its events are not all on disk, so the stop
+  // is not clean (see durable_log::clean_start_).
+  std::atomic<bool> any_failed{false};
   std::uint64_t flush_requests = 0;                               // guarded by m
   std::uint64_t flush_done = 0;                                   // guarded by m
   std::vector<std::shared_ptr<journal>> dirty, created, deleted;  // guarded by m
@@ -298,6 +302,7 @@ void mark_unsynced(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
 }
 
 void fail(journal_t& j, const char* what, int e) {
+  j.q->any_failed.store(true);
   if (!j.failed.exchange(true))
     spdlog::error("durable log: {} for stream {} failed: {} (its events stay in memory only)", what,
                   core::log_escape(j.meta.id), errno_text(e));
@@ -791,6 +796,14 @@ durable_log::durable_log(durable_config config)
     throw std::runtime_error("--data-dir " + config_.dir.string() +
                              " is in use by another sluice process");
   }
+  // The clean-stop marker is consumed now: from here on a crash finds none.
+  const fs::path clean = config_.dir / "CLEAN";
+  clean_start_ = fs::exists(clean, ec);
+  if (clean_start_) {
+    fs::remove(clean, ec);
+    if (ec || !fsync_dir(config_.dir))
+      throw std::runtime_error("--data-dir " + config_.dir.string() + ": cannot remove CLEAN");
+  }
 }
 
 durable_log::~durable_log() {
@@ -801,6 +814,15 @@ durable_log::~durable_log() {
     }
     queue_->cv.notify_all();
     writer_.join();
+    // Everything was written and synced: mark the stop clean (a restart
+    // then keeps every stream's epoch).
+    if (!queue_->any_failed.load()) {
+      const fs::path clean = config_.dir / "CLEAN";
+      const int fd = ::open(clean.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0 || ::fsync(fd) != 0 || !fsync_dir(config_.dir))
+        spdlog::error("durable log: cannot write {}: {}", clean.string(), errno_text(errno));
+      if (fd >= 0) ::close(fd);
+    }
     const writer_stats st = stats();
     spdlog::info(
         "durable log: {} records, {} bytes written, {} syncs in {} rounds; {} bytes on disk",
@@ -960,6 +982,7 @@ void durable_log::run_writer() {
 recovery_stats durable_log::recover(core::stream_registry& registry) {
   retention_ = registry.config().retention;
   recovery_stats st;
+  st.unclean = !clean_start_;
   const std::int64_t now_us = core::realtime_us();
   std::vector<std::shared_ptr<journal>> recovered;
   std::vector<std::shared_ptr<core::stream_log>> to_interrupt;
@@ -1099,6 +1122,15 @@ recovery_stats durable_log::recover(core::stream_registry& registry) {
     j->finished_us = finished_us;
     restore_visible(*j);
     log->attach_journal(j);
+    // After an unclean stop, events readers saw (or that were acknowledged,
+    // with fsync interval/never) may be missing: the stream goes on in a new
+    // epoch from here, so a resume past what is on disk is refused
+    // (history_truncated) instead of continuing into different events. The
+    // meta record goes to disk before anything appended after it.
+    if (!clean_start_ && !ended) {
+      log->begin_epoch(core::random_epoch());
+      ++st.new_epochs;
+    }
     recovered.push_back(j);
     ++st.streams;
     if (!ended && meta->local_producer) to_interrupt.push_back(log);

@@ -65,6 +65,10 @@ struct recovery_stats {
   std::size_t torn_tails = 0;   // files truncated at a torn or corrupt record
   std::size_t expired = 0;      // finished past their TTL: deleted
   std::size_t dropped = 0;      // unusable (no meta) or empty: deleted
+  // The previous run did not end cleanly (no DIR/CLEAN marker): events
+  // readers saw may be missing, so every open stream began a new epoch.
+  bool unclean = false;
+  std::size_t new_epochs = 0;  // streams that began a new epoch
 };
 
 struct writer_stats {
@@ -113,6 +117,9 @@ class durable_log final : public core::stream_store,
 
   const durable_config config_;
   int lock_fd_ = -1;
+  // DIR/CLEAN was there at start: the previous server stopped cleanly. The
+  // marker is removed at start and written again by a clean stop.
+  bool clean_start_ = false;
   core::retention_limits retention_;
   std::shared_ptr<queue> queue_;
   std::vector<std::shared_ptr<journal>> recovered_;  // recover() -> the writer thread

@@ -7,6 +7,8 @@
 #include <boost/json/value.hpp>
 #include <cstring>
 
+#include "core/event_id.hpp"
+
 namespace sluice::store {
 namespace {
 
@@ -96,6 +98,12 @@ void append_meta_record(std::string& out, const core::stream_meta& meta) {
   o["unread_grace_us"] = meta.unread_grace_us;
   o["finished_ttl_us"] = meta.finished_ttl_us;
   o["local_producer"] = meta.local_producer;
+  // Only streams with an epoch carry these (older files have none).
+  if (!meta.epoch.empty() || meta.epoch_boundary != 0) {
+    o["epoch"] = meta.epoch;
+    o["previous_epoch"] = meta.previous_epoch;
+    o["epoch_boundary"] = meta.epoch_boundary;
+  }
   const std::size_t at = begin_record(out, record_type::meta, 0);
   out.append(boost::json::serialize(o));
   finish_record(out, at);
@@ -176,6 +184,16 @@ std::optional<core::stream_meta> decode_meta(const parsed_record& r) {
       lp == nullptr || !lp->is_bool())
     return std::nullopt;
   m.local_producer = lp->as_bool();
+  // Epochs: optional; when present, well-formed or the record is corrupt.
+  if (o.contains("epoch") || o.contains("previous_epoch") || o.contains("epoch_boundary")) {
+    const auto* b = o.if_contains("epoch_boundary");
+    if (!str("epoch", m.epoch) || !str("previous_epoch", m.previous_epoch) || b == nullptr ||
+        !(b->is_uint64() || (b->is_int64() && b->as_int64() >= 0)) ||
+        (!m.epoch.empty() && !core::is_valid_epoch(m.epoch)) ||
+        (!m.previous_epoch.empty() && !core::is_valid_epoch(m.previous_epoch)))
+      return std::nullopt;
+    m.epoch_boundary = b->is_uint64() ? b->as_uint64() : static_cast<std::uint64_t>(b->as_int64());
+  }
   return m;
 }
 

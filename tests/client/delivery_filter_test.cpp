@@ -72,6 +72,25 @@ TEST(ClientDeliveryFilter, ParseSequence) {
   EXPECT_FALSE(parse_sequence(""));
   EXPECT_FALSE(parse_sequence("-1"));
   EXPECT_FALSE(parse_sequence("1 "));
+  // With an epoch: the sequence orders, the whole id is sent back.
+  EXPECT_EQ(parse_sequence("12-ab9"), 12u);
+  for (const char* bad : {"12-", "-ab", "12-AB", "12-a-b", "12-0123456789abcdefg"})
+    EXPECT_FALSE(parse_sequence(bad)) << bad;
+}
+
+TEST(ClientDeliveryFilter, IdsWithEpochsOrderBySequenceAndKeepTheWholeId) {
+  delivery_filter f(3);
+  f.set_last_id("3");
+  EXPECT_EQ(f.last_id(), "3");
+  EXPECT_EQ(f.classify("3-e1", true, "message", "{}").what, action::drop_duplicate);
+  EXPECT_EQ(f.classify("4-e1", true, "message", "{}").what, action::deliver);
+  EXPECT_EQ(f.last_id(), "4-e1");
+  EXPECT_EQ(f.classify("4-e2", true, "message", "{}").what, action::drop_duplicate);
+  const delivery d = f.classify("6-e1", true, "m", R"({"coalesced":[5,6],"text":"x"})");
+  EXPECT_EQ(d.what, action::deliver);
+  EXPECT_EQ(d.first_seq, 5u);
+  EXPECT_EQ(f.highest_delivered(), 6u);
+  EXPECT_EQ(f.last_id(), "6-e1");
 }
 
 // More on the delay sequence, with an injected random source, in

@@ -73,6 +73,32 @@ std::vector<fs::path> segments(const fs::path& dir, const std::string& id) {
 
 }  // namespace
 
+TEST(RecordFormat, MetaKeepsEpochsAndRefusesMalformedOnes) {
+  core::stream_meta m{"abc", "alice", 42, 5, 6, false, "n3w", "0ld", 17};
+  std::string buf;
+  store::append_meta_record(buf, m);
+  std::size_t pos = 0;
+  store::parsed_record r;
+  ASSERT_EQ(store::next_record(buf, pos, r), store::parse_status::ok);
+  auto got = store::decode_meta(r);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->epoch, "n3w");
+  EXPECT_EQ(got->previous_epoch, "0ld");
+  EXPECT_EQ(got->epoch_boundary, 17u);
+  // A stream without an epoch writes no epoch members (the same bytes as before).
+  buf.clear();
+  store::append_meta_record(buf, core::stream_meta{"abc", "alice", 42, 5, 6, false});
+  EXPECT_EQ(buf.find("epoch"), std::string::npos);
+  for (
+      const char* bad :
+      {R"({"id":"a","owner":"","created_us":1,"unread_grace_us":0,"finished_ttl_us":0,"local_producer":false,"epoch":"UP","previous_epoch":"","epoch_boundary":1})",
+       R"({"id":"a","owner":"","created_us":1,"unread_grace_us":0,"finished_ttl_us":0,"local_producer":false,"epoch":"a","previous_epoch":"","epoch_boundary":-1})",
+       R"({"id":"a","owner":"","created_us":1,"unread_grace_us":0,"finished_ttl_us":0,"local_producer":false,"epoch":"a"})"}) {
+    store::parsed_record fake{store::record_type::meta, 0, bad};
+    EXPECT_FALSE(store::decode_meta(fake)) << bad;
+  }
+}
+
 TEST(RecordFormat, EventAndMetaRoundTrip) {
   std::string buf;
   store::event_index ix{7, 1234567, 3, 12, 9, 14, stream_state::finished};

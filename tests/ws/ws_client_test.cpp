@@ -122,6 +122,39 @@ TEST_F(WsClientTest, ReportsResumeWindowExceeded) {
   EXPECT_EQ(r.last_status(), client::ws_status::failed);
 }
 
+// Real sockets: a stream that began an epoch. The client resumes with the
+// whole id "N-E" and gets the rest; an id of a lost history is reported as
+// history_truncated (in protocol), never continued.
+TEST_F(WsClientTest, ResumesWithEpochIdsAndReportsHistoryTruncated) {
+  start();
+  log("e")->publish("message", n(1));
+  ASSERT_TRUE(log("e")->begin_epoch("k1"));
+  for (int i = 2; i <= 4; ++i) log("e")->publish("message", n(i), i == 4);
+  {
+    client_run r(options(server_->port()));
+    ASSERT_TRUE(r.c.subscribe("e", std::string_view("2-k1")));
+    r.run();
+    EXPECT_EQ(r.events, (std::vector<delivered>{{"e", 3, "message", n(3), 3, 3},
+                                                {"e", 4, "message", n(4), 4, 4}}));
+    EXPECT_EQ(r.c.last_event_id("e"), "4-k1");
+    EXPECT_TRUE(r.errors.empty());
+    EXPECT_EQ(r.last_status(), client::ws_status::closed);
+  }
+  {
+    client_run r(options(server_->port()));
+    ASSERT_TRUE(r.c.subscribe("e", std::string_view("3")));  // after the boundary (2)
+    r.run();
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_EQ(r.errors[0].code, "history_truncated");
+    EXPECT_EQ(r.errors[0].stream, "e");
+    EXPECT_EQ(r.errors[0].first_available, 1u);
+    EXPECT_TRUE(r.events.empty());
+    EXPECT_EQ(r.last_status(), client::ws_status::failed);
+  }
+  client_run bad(options(server_->port()));
+  EXPECT_FALSE(bad.c.subscribe("e", std::string_view("3-K1")));
+}
+
 TEST_F(WsClientTest, GivesUpAfterMaxAttempts) {
   // A port with nothing listening: bind one, note it, close it.
   net::io_context probe;

@@ -15,11 +15,18 @@
  * resumes strictly after Last-Event-ID).
  */
 
-/** A sequence number: decimal digits only, a safe integer. */
+/**
+ * The sequence number of an event id: decimal digits (a safe integer),
+ * optionally followed by `-EPOCH` ([0-9a-z]{1,16}): the server's ids are `N`
+ * or `N-EPOCH`. The sequence orders and deduplicates; the whole id is what a
+ * client sends back.
+ */
 export function parseSequence(id: string | number | undefined | null): number | undefined {
   if (typeof id === 'number') return Number.isSafeInteger(id) && id >= 0 ? id : undefined;
-  if (typeof id !== 'string' || !/^\d{1,16}$/.test(id)) return undefined;
-  const n = Number(id);
+  if (typeof id !== 'string') return undefined;
+  const m = /^(\d{1,16})(?:-[0-9a-z]{1,16})?$/.exec(id);
+  if (m === null) return undefined;
+  const n = Number(m[1]);
   return Number.isSafeInteger(n) ? n : undefined;
 }
 

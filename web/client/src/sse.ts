@@ -5,6 +5,7 @@
  */
 import { createParser } from 'eventsource-parser';
 import { ResumableConnection, parseData, type AttemptOutcome } from './connection.js';
+import { parseSequence } from './delivery.js';
 import { SluiceError } from './errors.js';
 import type { SSEConfig, StreamEvent } from './types.js';
 
@@ -23,14 +24,19 @@ export function parseRetryAfter(value: string | null, now: number = Date.now()):
 async function errorOf(res: Response): Promise<SluiceError> {
   let code = 'http_error';
   let message = `HTTP ${res.status}`;
+  let firstAvailable: number | undefined;
   try {
-    const body = JSON.parse(await res.text()) as { error?: { code?: unknown; message?: unknown } };
+    const body = JSON.parse(await res.text()) as {
+      error?: { code?: unknown; message?: unknown; first_available?: unknown };
+    };
     if (typeof body?.error?.code === 'string') code = body.error.code;
     if (typeof body?.error?.message === 'string') message = body.error.message;
+    // history_truncated (409): the history after Last-Event-ID was lost.
+    firstAvailable = parseSequence(body?.error?.first_available as number);
   } catch {
     // not JSON: keep the generic error
   }
-  return new SluiceError(code, message, { status: res.status });
+  return new SluiceError(code, message, { status: res.status, firstAvailable });
 }
 
 class SSEConnection extends ResumableConnection {

@@ -175,7 +175,11 @@ export class WSConnection extends ResumableConnection {
         if (this.socket !== s) return;
         this.setStatus('open');
         this.armStall();
-        const last = parseSequence(this.resumeId);
+        // The whole id when it names an epoch ("N-EPOCH"), else the number.
+        const last =
+          this.resumeId !== undefined && this.resumeId.includes('-')
+            ? this.resumeId
+            : parseSequence(this.resumeId);
         if (this.stream !== undefined) {
           const m: Record<string, unknown> = { op: 'subscribe', stream: this.stream };
           if (last !== undefined) m.lastEventId = last;
@@ -217,14 +221,20 @@ export class WSConnection extends ResumableConnection {
     const op = m.op;
     if (op === undefined) {
       if (this.stream === undefined || m.stream !== this.stream) return;
-      const id = m.id;
-      if (id !== undefined && id !== null) {
-        this.lastIdSeen = String(id);
-        this.onDispatchedId(String(id));
+      // "id":N with "epoch":"E" when the event has one: its id is "N-E".
+      const id =
+        m.id === undefined || m.id === null
+          ? undefined
+          : typeof m.epoch === 'string' && /^[0-9a-z]{1,16}$/.test(m.epoch)
+            ? `${String(m.id)}-${m.epoch}`
+            : String(m.id);
+      if (id !== undefined) {
+        this.lastIdSeen = id;
+        this.onDispatchedId(id);
       }
       this.deliver({
         event: typeof m.event === 'string' ? m.event : 'message',
-        id: id === undefined || id === null ? undefined : String(id),
+        id,
         lastEventId: this.lastIdSeen,
         firstSeq: undefined,
         lastSeq: undefined,

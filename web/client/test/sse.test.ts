@@ -254,6 +254,28 @@ describe('statuses and endings', () => {
     expect(ff.calls.length).toBe(1);
   });
 
+  it('ids with an epoch: the whole id is resumed from; history_truncated (409) fails in protocol', async () => {
+    const { ff, log } = connect({ backoff: { random: () => 0 } });
+    await until(() => ff.calls.length === 1);
+    const s = ff.calls[0]!.open();
+    s.send('id: 1\ndata: {"n":1}\n\nid: 2-k1\ndata: {"n":2}\n\n');
+    s.end();
+    await until(() => ff.calls.length === 2);
+    expect(log.events.map((e) => e.id)).toEqual(['1', '2-k1']);
+    expect(ff.calls[1]!.headers['last-event-id']).toBe('2-k1');
+    ff.calls[1]!.respond(
+      409,
+      '{"error":{"code":"history_truncated","message":"lost","first_available":1}}',
+      { 'content-type': 'application/json' },
+    );
+    await until(() => log.errors.length === 1);
+    const e = log.errors[0]!;
+    expect([e.code, e.status, e.firstAvailable]).toEqual(['history_truncated', 409, 1]);
+    expect(log.statuses.at(-1)).toBe('failed');
+    await vi.runAllTimersAsync();
+    expect(ff.calls.length).toBe(2);
+  });
+
   it('non-2xx without JSON → failed with http_error', async () => {
     const { ff, log } = connect();
     await until(() => ff.calls.length === 1);

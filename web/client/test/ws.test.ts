@@ -109,6 +109,32 @@ describe('WebSocket transport', () => {
     expect(log.messages).toEqual([{ n: 11 }]);
   });
 
+  it('ids with an epoch: "N-E" is the id, the sequence orders, the whole id is sent back', async () => {
+    const { log } = start({ body: undefined, stream: 'run-1', lastEventId: '3' });
+    await until(() => FakeWebSocket.instances.length === 1);
+    const ws = FakeWebSocket.last();
+    ws.serverOpen();
+    expect(ws.sent).toEqual([{ op: 'subscribe', stream: 'run-1', lastEventId: 3 }]);
+    ws.serverSend({ ...ev(3, { old: true }), epoch: 'k1' });
+    ws.serverSend({ ...ev(4, { n: 4 }), epoch: 'k1' });
+    ws.serverClose(1001);
+    await vi.runOnlyPendingTimersAsync();
+    await until(() => FakeWebSocket.instances.length === 2);
+    const ws2 = FakeWebSocket.last();
+    ws2.serverOpen();
+    expect(ws2.sent).toEqual([{ op: 'subscribe', stream: 'run-1', lastEventId: '4-k1' }]);
+    ws2.serverSend({
+      op: 'error',
+      code: 'history_truncated',
+      message: 'the stream\'s history after Last-Event-ID 4-k1 was lost',
+      stream: 'run-1',
+      first_available: 1,
+    });
+    expect(log.events.map((e) => e.id)).toEqual(['4-k1']);
+    expect(log.errors.map((e) => [e.code, e.firstAvailable])).toEqual([['history_truncated', 1]]);
+    expect(log.statuses.at(-1)).toBe('failed');
+  });
+
   it('error resume_window_exceeded → handleError with code and first_available, no reconnection', async () => {
     const { log } = start({ body: undefined, stream: 'run-1', lastEventId: 3 });
     await until(() => FakeWebSocket.instances.length === 1);
