@@ -17,6 +17,17 @@ constexpr std::size_t max_discarded_bytes = 64 * 1024;
 // Writes one subscriber may complete in one turn before it yields to the
 // event loop (so a fast reader of a fast stream does not starve the others).
 constexpr int max_inline_writes = 8;
+// How long one pass over the ready list spends on the subscribers of one
+// stream before the rest of them wait for the next pass, after the handlers
+// queued meanwhile. A publish that wakes thousands of subscribers of one
+// stream then does not hold the thread until every one is written: the
+// publisher's next request, new connections and timers run between passes,
+// and the subscribers pumped later carry everything published meanwhile in
+// the same write, so fan-out batches itself instead of writing once per event
+// per subscriber. Subscribers of different streams (one reader each) are all
+// pumped in one pass. (Measured in docs/benchmarks.md, "Fan-out: the ready
+// list drained per stream".)
+constexpr std::int64_t drain_per_stream_us = 50;
 
 std::string make_head(bool gzip, bool keep_alive, const std::string& extra) {
   std::string h =
@@ -79,11 +90,29 @@ void sse_subscriber::on_stream_ready() noexcept {
 }
 
 void sse_subscriber::drain_ready(worker& w) {
-  while (!w.ready.empty()) {
-    sse_subscriber& s = w.ready.front();
-    w.ready.pop_front();
+  // This pass: everything queued now. A publish wakes a stream's subscribers
+  // one after another, so one stream's subscribers are adjacent here.
+  decltype(w.ready) pass;
+  pass.splice(pass.end(), w.ready);
+  const core::stream_log* stream = nullptr;
+  std::int64_t run_began = 0;
+  while (!pass.empty()) {
+    sse_subscriber& s = pass.front();
+    pass.pop_front();
+    const core::stream_log* of = &s.sub_.log();
+    const std::int64_t now = steady_us();
+    if (of != stream) {
+      stream = of;
+      run_began = now;
+    } else if (now - run_began >= drain_per_stream_us) {
+      w.ready.push_back(s);  // the next pass
+      continue;
+    }
     if (auto self = s.weak_from_this().lock()) self->pump();
   }
+  // A drain stays posted while the list is not empty (on_stream_ready posts
+  // one only when it finds the list empty).
+  if (!w.ready.empty()) net::post(w.ioc, [&w] { drain_ready(w); });
 }
 
 void sse_subscriber::pump() {
