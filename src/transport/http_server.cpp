@@ -132,12 +132,12 @@ void http_server::accept_loop(worker& w) {
           // round of a thousand busy writers, and one accept per turn would
           // make new clients wait behind them for their first event.
           boost::system::error_code ec = net::error::would_block;
-          tcp::socket socket(w.ioc);
+          tcp_socket socket(w.ioc);
           if (burst++ < max_accepts_per_turn) w.acceptor->accept(socket, ec);
           if (ec == net::error::would_block || ec == net::error::try_again) {
             burst = 0;
             std::tie(ec, socket) =
-                co_await w.acceptor->async_accept(net::as_tuple(net::use_awaitable));
+                co_await w.acceptor->async_accept(w.ioc, net::as_tuple(net::use_awaitable));
           }
           if (ec == net::error::operation_aborted || !w.acceptor->is_open()) co_return;
           if (ec) {

@@ -34,7 +34,7 @@ std::string make_head(bool gzip, bool keep_alive, const std::string& extra) {
 
 }  // namespace
 
-sse_subscriber::sse_subscriber(worker& w, tcp::socket socket, connection_token token,
+sse_subscriber::sse_subscriber(worker& w, tcp_socket socket, connection_token token,
                                stream_reply reply, options opts)
     : worker_(w),
       socket_(std::move(socket)),
@@ -246,7 +246,7 @@ void sse_subscriber::watch_peer() {
   peer_watch_pending_ = true;
   // Pending for the connection's life: exact_alloc keeps it small.
   socket_.async_wait(
-      tcp::socket::wait_read,
+      tcp_socket::wait_read,
       exact_alloc(worker_.ioc, [self = shared_from_this()](boost::system::error_code ec) {
         self->peer_watch_pending_ = false;
         if (self->closed_) return;
@@ -317,7 +317,7 @@ void sse_subscriber::close() {
   closed_ = true;
   auto_unlink_hook::unlink();
   boost::system::error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.shutdown(tcp_socket::shutdown_both, ec);
   socket_.close(ec);
 }
 

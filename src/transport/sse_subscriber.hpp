@@ -38,7 +38,7 @@ class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>
     bool keep_alive = true;
   };
 
-  sse_subscriber(worker& w, tcp::socket socket, connection_token token, stream_reply reply,
+  sse_subscriber(worker& w, tcp_socket socket, connection_token token, stream_reply reply,
                  options opts);
   ~sse_subscriber();
 
@@ -66,7 +66,7 @@ class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>
   void close();
 
   worker& worker_;
-  tcp::socket socket_;
+  tcp_socket socket_;
   connection_token token_;
   core::subscription sub_;
   core::read_batch batch_;

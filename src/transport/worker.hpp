@@ -29,6 +29,12 @@ namespace sluice::transport {
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+// A connection's socket, bound by type to its worker's io_context: the socket
+// and every operation pending on it then carry an 8-byte executor instead of
+// a polymorphic any_io_executor (56 bytes, held by the socket, by each
+// operation's work guard and by Beast's stream state and timer). A connection
+// never leaves the worker that accepted it, so nothing is lost.
+using tcp_socket = net::basic_stream_socket<tcp, net::io_context::executor_type>;
 using auto_unlink_hook =
     boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 // Links an SSE subscriber into its worker's ready list (see worker::ready).
@@ -138,7 +144,7 @@ class swept_connection : public auto_unlink_hook {
 
 // A request-phase connection, linked so shutdown can close it.
 struct session_link : auto_unlink_hook {
-  tcp::socket* socket = nullptr;
+  tcp_socket* socket = nullptr;
 };
 
 struct worker {
@@ -205,7 +211,7 @@ std::int64_t steady_us();
 // Runs the HTTP request loop on `socket` (a new or handed-back connection).
 // `reject`: answer the first request 503 and close: too_many_connections, or
 // too_many_connections_from_address when `per_address`.
-void start_http_session(worker& w, tcp::socket socket, connection_token token, bool reject,
+void start_http_session(worker& w, tcp_socket socket, connection_token token, bool reject,
                         bool per_address = false);
 
 }  // namespace sluice::transport

@@ -63,7 +63,7 @@ class ws_session final : public swept_connection,
                          public ws_stream_set,
                          public std::enable_shared_from_this<ws_session> {
  public:
-  ws_session(worker& w, tcp::socket socket, connection_token token, std::string client_address,
+  ws_session(worker& w, tcp_socket socket, connection_token token, std::string client_address,
              std::shared_ptr<const auth::principal> principal)
       : worker_(w),
         ws_(std::move(socket)),
@@ -143,7 +143,7 @@ class ws_session final : public swept_connection,
   void close_socket();
 
   worker& worker_;
-  websocket::stream<tcp::socket> ws_;
+  websocket::stream<tcp_socket> ws_;
   connection_token token_;
   const std::string client_address_;                           // the peer (ops act as principal_)
   const std::shared_ptr<const auth::principal> principal_;     // from the upgrade's token
@@ -576,13 +576,13 @@ void ws_session::close_socket() {
   ready_.clear();
   error_code ec;
   auto& sock = ws_.next_layer();
-  sock.shutdown(tcp::socket::shutdown_both, ec);
+  sock.shutdown(tcp_socket::shutdown_both, ec);
   sock.close(ec);
 }
 
 }  // namespace
 
-void start_ws_session(worker& w, tcp::socket socket, connection_token token,
+void start_ws_session(worker& w, tcp_socket socket, connection_token token,
                       http::request<http::string_body> request, std::string client_address,
                       std::shared_ptr<const auth::principal> principal) {
   auto s = std::make_shared<ws_session>(w, std::move(socket), std::move(token),
