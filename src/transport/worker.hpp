@@ -8,6 +8,7 @@
 #include <atomic>
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -19,6 +20,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "core/stream_registry.hpp"
 #include "transport/metrics.hpp"
@@ -170,6 +172,24 @@ struct worker {
   boost::intrusive::list<session_link, boost::intrusive::base_hook<auto_unlink_hook>,
                          boost::intrusive::constant_time_size<false>>
       sessions;
+  // What an SSE write needs only while it is being made, shared by this
+  // worker's subscribers so that an idle one holds neither: the gathered
+  // buffer list (an asynchronous write copies it), and read batches, which a
+  // subscriber takes for a read and keeps only while a write from it is in
+  // flight (see take_batch / give_back_batch).
+  std::vector<net::const_buffer> write_buffers;
+  std::vector<std::unique_ptr<core::read_batch>> spare_batches;
+  std::unique_ptr<core::read_batch> take_batch() {
+    if (spare_batches.empty()) return std::make_unique<core::read_batch>();
+    auto b = std::move(spare_batches.back());
+    spare_batches.pop_back();
+    return b;
+  }
+  // `b` must be cleared. Keeps a bounded number (with their capacity).
+  void give_back_batch(std::unique_ptr<core::read_batch> b) {
+    if (spare_batches.size() < max_spare_batches) spare_batches.push_back(std::move(b));
+  }
+  static constexpr std::size_t max_spare_batches = 64;
   std::thread thread;
 };
 
