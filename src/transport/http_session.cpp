@@ -272,8 +272,10 @@ net::awaitable<void> run_session(worker& w, tcp_socket socket, connection_token 
       if (ctx) ctx->rejecting.fetch_sub(1);
     }
   } slot{reject ? &sc : nullptr};
-  std::string client_address;
-  {
+  // From the accept, carried by the token (also across hand-backs from an
+  // SSE response); asked of the socket only when the token has none.
+  std::string client_address = token.address();
+  if (client_address.empty() && !reject) {
     boost::system::error_code aec;
     auto ep = socket.remote_endpoint(aec);
     if (!aec) client_address = ep.address().to_string();

@@ -116,6 +116,8 @@ class connection_token {
     return *this;
   }
   ~connection_token() { release(); }
+  // The client's address given at construction ("" for a default token).
+  const std::string& address() const { return address_; }
 
  private:
   void release() {
