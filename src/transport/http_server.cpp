@@ -151,6 +151,10 @@ void http_server::accept_loop(worker& w) {
           }
           boost::system::error_code oec;
           socket.set_option(tcp::no_delay(true), oec);
+          // Non-blocking for good, now: Asio then skips the FIONBIO it would
+          // do before the first asynchronous operation, and the SSE
+          // subscriber's writes (which need it) find it set.
+          socket.non_blocking(true, oec);
           auto& m = ctx_->metrics;
           if (m.open_connections.load(std::memory_order_relaxed) >=
               static_cast<std::int64_t>(ctx_->config.max_connections)) {

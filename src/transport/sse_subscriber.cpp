@@ -55,7 +55,7 @@ sse_subscriber::~sse_subscriber() {
 
 void sse_subscriber::start() {
   boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ec);  // (the accept set it)
   worker_.subscribers.push_back(*this);
   if (gzip_wanted_) {
     const auto& c = worker_.ctx.config;
