@@ -131,13 +131,15 @@ void http_server::accept_loop(worker& w) {
           // loop (up to max_accepts_per_turn): under load one turn comes per
           // round of a thousand busy writers, and one accept per turn would
           // make new clients wait behind them for their first event.
+          // The peer's address comes with the accept (no getpeername).
           boost::system::error_code ec = net::error::would_block;
-          tcp::socket socket(w.ioc);
-          if (burst++ < max_accepts_per_turn) w.acceptor->accept(socket, ec);
+          tcp_socket socket(w.ioc);
+          tcp::endpoint peer;
+          if (burst++ < max_accepts_per_turn) w.acceptor->accept(socket, peer, ec);
           if (ec == net::error::would_block || ec == net::error::try_again) {
             burst = 0;
             std::tie(ec, socket) =
-                co_await w.acceptor->async_accept(net::as_tuple(net::use_awaitable));
+                co_await w.acceptor->async_accept(w.ioc, peer, net::as_tuple(net::use_awaitable));
           }
           if (ec == net::error::operation_aborted || !w.acceptor->is_open()) co_return;
           if (ec) {
@@ -149,6 +151,10 @@ void http_server::accept_loop(worker& w) {
           }
           boost::system::error_code oec;
           socket.set_option(tcp::no_delay(true), oec);
+          // Non-blocking for good, now: Asio then skips the FIONBIO it would
+          // do before the first asynchronous operation, and the SSE
+          // subscriber's writes (which need it) find it set.
+          socket.non_blocking(true, oec);
           auto& m = ctx_->metrics;
           if (m.open_connections.load(std::memory_order_relaxed) >=
               static_cast<std::int64_t>(ctx_->config.max_connections)) {
@@ -162,12 +168,7 @@ void http_server::accept_loop(worker& w) {
             continue;
           }
           // --max-connections-per-ip: one address cannot take every slot.
-          std::string address;
-          {
-            boost::system::error_code rec;
-            auto ep = socket.remote_endpoint(rec);
-            if (!rec) address = ep.address().to_string();
-          }
+          std::string address = peer.address().to_string();
           if (!address.empty() &&
               !ctx_->addresses.acquire(address, ctx_->config.budgets.max_connections_per_ip)) {
             if (ctx_->rejecting.fetch_add(1) >= max_rejecting) {

@@ -27,6 +27,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using net::use_awaitable;
 constexpr auto tuple_awaitable = net::as_tuple(use_awaitable);
+// beast::tcp_stream with the worker's own executor type (see tcp_socket).
+using http_stream =
+    beast::basic_stream<tcp, net::io_context::executor_type, beast::unlimited_rate_policy>;
 
 std::int64_t steady_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -74,9 +77,9 @@ http::response<http::string_body> to_response(const http_reply& r, unsigned vers
   return res;
 }
 
-net::awaitable<boost::system::error_code> write_reply(beast::tcp_stream& stream,
-                                                      const http_reply& r, unsigned version,
-                                                      bool keep_alive, bool head = false) {
+net::awaitable<boost::system::error_code> write_reply(http_stream& stream, const http_reply& r,
+                                                      unsigned version, bool keep_alive,
+                                                      bool head = false) {
   auto res = to_response(r, version, keep_alive, head);
   stream.expires_after(std::chrono::seconds(30));
   auto [ec, n] = co_await http::async_write(stream, res, tuple_awaitable);
@@ -114,9 +117,9 @@ net::awaitable<handler_result> await_deferred(const deferred_reply& d) {
 // Closes after letting the client read our response: stop sending, drain what
 // it still sends for a moment, then close (a close with unread input would
 // reset the connection and could destroy the response in flight).
-net::awaitable<void> lingering_close(beast::tcp_stream& stream) {
+net::awaitable<void> lingering_close(http_stream& stream) {
   boost::system::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.socket().shutdown(tcp_socket::shutdown_send, ec);
   stream.expires_after(std::chrono::seconds(2));
   char buf[4096];
   std::size_t drained = 0;
@@ -129,8 +132,7 @@ net::awaitable<void> lingering_close(beast::tcp_stream& stream) {
 }
 
 // An error reply that ends the connection.
-net::awaitable<void> reply_and_close(beast::tcp_stream& stream, const http_reply& r,
-                                     unsigned version) {
+net::awaitable<void> reply_and_close(http_stream& stream, const http_reply& r, unsigned version) {
   // (Not `if (!co_await ...)`: GCC 12 miscompiles a co_await in a condition here.)
   const boost::system::error_code ec = co_await write_reply(stream, r, version, false);
   if (!ec) co_await lingering_close(stream);
@@ -162,8 +164,7 @@ class final_event_collector : public core::stream_waiter,
 
   // The final event's data, an error reply, or nullopt when the client left.
   // Bytes the client sends meanwhile (a pipelined request) land in `buffer`.
-  net::awaitable<std::optional<http_reply>> run(beast::tcp_stream& stream,
-                                                beast::flat_buffer& buffer,
+  net::awaitable<std::optional<http_reply>> run(http_stream& stream, beast::flat_buffer& buffer,
                                                 std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     watch_client(stream, buffer);
@@ -183,7 +184,7 @@ class final_event_collector : public core::stream_waiter,
   }
 
  private:
-  void watch_client(beast::tcp_stream& stream, beast::flat_buffer& buffer) {
+  void watch_client(http_stream& stream, beast::flat_buffer& buffer) {
     stream.socket().async_read_some(
         buffer.prepare(4096),
         [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
@@ -261,7 +262,7 @@ request_context make_context(worker& w, const http::request<http::string_body>& 
   return ctx;
 }
 
-net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token token, bool reject,
+net::awaitable<void> run_session(worker& w, tcp_socket socket, connection_token token, bool reject,
                                  bool per_address) {
   server_context& sc = w.ctx;
   const server_config& cfg = sc.config;
@@ -271,13 +272,15 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
       if (ctx) ctx->rejecting.fetch_sub(1);
     }
   } slot{reject ? &sc : nullptr};
-  std::string client_address;
-  {
+  // From the accept, carried by the token (also across hand-backs from an
+  // SSE response); asked of the socket only when the token has none.
+  std::string client_address = token.address();
+  if (client_address.empty() && !reject) {
     boost::system::error_code aec;
     auto ep = socket.remote_endpoint(aec);
     if (!aec) client_address = ep.address().to_string();
   }
-  beast::tcp_stream stream(std::move(socket));
+  http_stream stream(std::move(socket));
   session_link link;
   link.socket = &stream.socket();
   w.sessions.push_back(link);
@@ -421,7 +424,7 @@ net::awaitable<void> run_session(worker& w, tcp::socket socket, connection_token
 
 }  // namespace
 
-void start_http_session(worker& w, tcp::socket socket, connection_token token, bool reject,
+void start_http_session(worker& w, tcp_socket socket, connection_token token, bool reject,
                         bool per_address) {
   net::co_spawn(w.ioc, run_session(w, std::move(socket), std::move(token), reject, per_address),
                 [](std::exception_ptr e) {

@@ -46,7 +46,7 @@ std::string make_head(bool gzip, bool keep_alive, const std::string& extra) {
 
 }  // namespace
 
-sse_subscriber::sse_subscriber(worker& w, tcp::socket socket, connection_token token,
+sse_subscriber::sse_subscriber(worker& w, tcp_socket socket, connection_token token,
                                stream_reply reply, options opts)
     : worker_(w),
       socket_(std::move(socket)),
@@ -67,7 +67,7 @@ sse_subscriber::~sse_subscriber() {
 
 void sse_subscriber::start() {
   boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ec);  // (the accept set it)
   worker_.subscribers.push_back(*this);
   if (gzip_wanted_) {
     const auto& c = worker_.ctx.config;
@@ -122,10 +122,13 @@ void sse_subscriber::pump() {
     if (writing_ || closed_ || terminator_sent_) return;
     metrics_shard& m = worker_.ctx.metrics.local();
     bool done_inline = false;
-    switch (sub_.read(batch_, worker_.ctx.config.write_batch_bytes)) {
+    if (!batch_) batch_ = worker_.take_batch();
+    const core::read_status status = sub_.read(*batch_, worker_.ctx.config.write_batch_bytes);
+    if (status != core::read_status::data) release_batch();  // nothing read: keep none
+    switch (status) {
       case core::read_status::data:
         batch_counts_ = true;
-        done_inline = write_body(batch_.spans, batch_.final || stop_requested_);
+        done_inline = write_body(batch_->spans, batch_->final || stop_requested_);
         break;
       case core::read_status::waiting:
         // The waiter is armed; write the head now if nothing has been sent yet.
@@ -157,11 +160,13 @@ void sse_subscriber::pump() {
 // chunk, preceded by the HTTP head on the first write and followed by the
 // last chunk when `terminate`.
 bool sse_subscriber::write_body(std::span<const core::read_span> spans, bool terminate) {
-  buffers_.clear();
-  if (!head_.empty()) buffers_.emplace_back(head_.data(), head_.size());
+  // The worker's list: an asynchronous write takes a copy of it.
+  std::vector<net::const_buffer>& buffers = worker_.write_buffers;
+  buffers.clear();
+  if (!head_.empty()) buffers.emplace_back(head_.data(), head_.size());
   std::size_t body = 0;
-  auto chunk_header_at = buffers_.size();
-  buffers_.emplace_back();  // chunk header, filled below
+  auto chunk_header_at = buffers.size();
+  buffers.emplace_back();  // chunk header, filled below
   if (gzip_) {
     std::string intro = std::move(scratch_);  // intro bytes, if any
     scratch_.clear();
@@ -170,27 +175,27 @@ bool sse_subscriber::write_body(std::span<const core::read_span> spans, bool ter
       gzip_->compress({&s, 1}, false, scratch_);
     }
     gzip_->compress(spans, terminate, scratch_);
-    buffers_.emplace_back(scratch_.data(), scratch_.size());
+    buffers.emplace_back(scratch_.data(), scratch_.size());
     body = scratch_.size();
   } else {
     if (!scratch_.empty()) {
-      buffers_.emplace_back(scratch_.data(), scratch_.size());
+      buffers.emplace_back(scratch_.data(), scratch_.size());
       body += scratch_.size();
     }
     for (const auto& s : spans) {  // straight from the log's segments
-      buffers_.emplace_back(s.data, s.size);
+      buffers.emplace_back(s.data, s.size);
       body += s.size;
     }
   }
   if (body > 0) {
     int n = std::snprintf(chunk_header_, sizeof chunk_header_, "%zx\r\n", body);
-    buffers_[chunk_header_at] = net::const_buffer(chunk_header_, static_cast<std::size_t>(n));
-    buffers_.emplace_back(chunk_end.data(), chunk_end.size());
+    buffers[chunk_header_at] = net::const_buffer(chunk_header_, static_cast<std::size_t>(n));
+    buffers.emplace_back(chunk_end.data(), chunk_end.size());
   } else {
-    buffers_.erase(buffers_.begin() + static_cast<std::ptrdiff_t>(chunk_header_at));
+    buffers.erase(buffers.begin() + static_cast<std::ptrdiff_t>(chunk_header_at));
   }
   if (terminate) {
-    buffers_.emplace_back(last_chunk.data(), last_chunk.size());
+    buffers.emplace_back(last_chunk.data(), last_chunk.size());
     terminator_sent_ = true;
   }
   writing_ = true;
@@ -198,8 +203,8 @@ bool sse_subscriber::write_body(std::span<const core::read_span> spans, bool ter
   // The socket is non-blocking: try the whole gathered write now.
   boost::system::error_code ec;
   std::size_t total = 0;
-  for (const auto& b : buffers_) total += b.size();
-  const std::size_t n = socket_.write_some(buffers_, ec);
+  for (const auto& b : buffers) total += b.size();
+  const std::size_t n = socket_.write_some(buffers, ec);
   metrics_shard& m = worker_.ctx.metrics.local();
   if (!ec && n == total) {
     m.add(m.wire_bytes, n);
@@ -212,11 +217,11 @@ bool sse_subscriber::write_body(std::span<const core::read_span> spans, bool ter
   // The socket took part of it: the rest goes out asynchronously.
   std::size_t skip = ec ? 0 : n;
   m.add(m.wire_bytes, skip);
-  auto first = buffers_.begin();
+  auto first = buffers.begin();
   while (skip > 0 && skip >= first->size()) skip -= (first++)->size();
-  buffers_.erase(buffers_.begin(), first);
-  if (skip > 0) buffers_.front() += skip;
-  net::async_write(socket_, buffers_,
+  buffers.erase(buffers.begin(), first);
+  if (skip > 0) buffers.front() += skip;
+  net::async_write(socket_, buffers,
                    [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
                      metrics_shard& m = self->worker_.ctx.metrics.local();
                      m.add(m.wire_bytes, n);
@@ -237,21 +242,27 @@ bool sse_subscriber::finish_write(boost::system::error_code ec) {
     return false;
   }
   last_write_us_ = steady_us();
-  if (batch_counts_) {
+  if (batch_counts_ && batch_) {
     metrics_shard& m = worker_.ctx.metrics.local();
-    m.add(m.events_delivered, batch_.last_seq - batch_.first_seq + 1);
-    m.add(m.sse_events_written, batch_.sse_events);
-    m.add(m.coalesced_events, batch_.coalesced_events);
-    m.add(m.bytes_delivered, batch_.bytes);
-    m.observe_latency_us(core::realtime_us() - batch_.oldest_publish_us);
-    batch_counts_ = false;
+    m.add(m.events_delivered, batch_->last_seq - batch_->first_seq + 1);
+    m.add(m.sse_events_written, batch_->sse_events);
+    m.add(m.coalesced_events, batch_->coalesced_events);
+    m.add(m.bytes_delivered, batch_->bytes);
+    m.observe_latency_us(core::realtime_us() - batch_->oldest_publish_us);
   }
-  batch_.clear();  // releases the segments this write pinned
+  batch_counts_ = false;
+  release_batch();  // releases the segments this write pinned
   if (terminator_sent_) {
     after_terminator();
     return false;
   }
   return true;
+}
+
+void sse_subscriber::release_batch() {
+  if (!batch_) return;
+  batch_->clear();
+  worker_.give_back_batch(std::move(batch_));
 }
 
 void sse_subscriber::after_terminator() {
@@ -277,7 +288,7 @@ void sse_subscriber::watch_peer() {
   peer_watch_pending_ = true;
   // Pending for the connection's life: exact_alloc keeps it small.
   socket_.async_wait(
-      tcp::socket::wait_read,
+      tcp_socket::wait_read,
       exact_alloc(worker_.ioc, [self = shared_from_this()](boost::system::error_code ec) {
         self->peer_watch_pending_ = false;
         if (self->closed_) return;
@@ -348,7 +359,7 @@ void sse_subscriber::close() {
   closed_ = true;
   auto_unlink_hook::unlink();
   boost::system::error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.shutdown(tcp_socket::shutdown_both, ec);
   socket_.close(ec);
 }
 

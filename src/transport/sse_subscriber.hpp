@@ -10,6 +10,8 @@
 // - A wait for readability stays pending so a disconnect is seen at once.
 // - No timer per connection: the worker's sweep calls sweep() for heartbeats,
 //   write stalls and the maximum stream duration.
+// - An idle subscriber holds no read batch and no buffer list: both are the
+//   worker's, taken for a write (see worker::take_batch).
 //
 // Thread-safety: everything runs on the owning worker's thread, except
 // on_stream_ready(), which any thread may call (it only posts).
@@ -38,7 +40,7 @@ class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>
     bool keep_alive = true;
   };
 
-  sse_subscriber(worker& w, tcp::socket socket, connection_token token, stream_reply reply,
+  sse_subscriber(worker& w, tcp_socket socket, connection_token token, stream_reply reply,
                  options opts);
   ~sse_subscriber();
 
@@ -60,17 +62,19 @@ class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>
   bool write_body(std::span<const core::read_span> spans, bool terminate);
   // After a write: bookkeeping; true when the subscriber should pump again.
   bool finish_write(boost::system::error_code ec);
+  void release_batch();
   void watch_peer();
   void after_terminator();
   void hand_back();
   void close();
 
   worker& worker_;
-  tcp::socket socket_;
+  tcp_socket socket_;
   connection_token token_;
   core::subscription sub_;
-  core::read_batch batch_;
-  std::vector<boost::asio::const_buffer> buffers_;
+  // The batch of the write in flight (from the worker's spares; null while
+  // nothing read is being written, e.g. while idle).
+  std::unique_ptr<core::read_batch> batch_;
   std::string head_;     // HTTP head + first chunk, sent with the first write
   std::string scratch_;  // gzip output or a one-off event
   std::unique_ptr<gzip_stream> gzip_;

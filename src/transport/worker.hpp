@@ -8,6 +8,7 @@
 #include <atomic>
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -19,6 +20,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "core/stream_registry.hpp"
 #include "transport/metrics.hpp"
@@ -29,6 +31,12 @@ namespace sluice::transport {
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+// A connection's socket, bound by type to its worker's io_context: the socket
+// and every operation pending on it then carry an 8-byte executor instead of
+// a polymorphic any_io_executor (56 bytes, held by the socket, by each
+// operation's work guard and by Beast's stream state and timer). A connection
+// never leaves the worker that accepted it, so nothing is lost.
+using tcp_socket = net::basic_stream_socket<tcp, net::io_context::executor_type>;
 using auto_unlink_hook =
     boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 // Links an SSE subscriber into its worker's ready list (see worker::ready).
@@ -108,6 +116,8 @@ class connection_token {
     return *this;
   }
   ~connection_token() { release(); }
+  // The client's address given at construction ("" for a default token).
+  const std::string& address() const { return address_; }
 
  private:
   void release() {
@@ -138,7 +148,7 @@ class swept_connection : public auto_unlink_hook {
 
 // A request-phase connection, linked so shutdown can close it.
 struct session_link : auto_unlink_hook {
-  tcp::socket* socket = nullptr;
+  tcp_socket* socket = nullptr;
 };
 
 struct worker {
@@ -164,6 +174,24 @@ struct worker {
   boost::intrusive::list<session_link, boost::intrusive::base_hook<auto_unlink_hook>,
                          boost::intrusive::constant_time_size<false>>
       sessions;
+  // What an SSE write needs only while it is being made, shared by this
+  // worker's subscribers so that an idle one holds neither: the gathered
+  // buffer list (an asynchronous write copies it), and read batches, which a
+  // subscriber takes for a read and keeps only while a write from it is in
+  // flight (see take_batch / give_back_batch).
+  std::vector<net::const_buffer> write_buffers;
+  std::vector<std::unique_ptr<core::read_batch>> spare_batches;
+  std::unique_ptr<core::read_batch> take_batch() {
+    if (spare_batches.empty()) return std::make_unique<core::read_batch>();
+    auto b = std::move(spare_batches.back());
+    spare_batches.pop_back();
+    return b;
+  }
+  // `b` must be cleared. Keeps a bounded number (with their capacity).
+  void give_back_batch(std::unique_ptr<core::read_batch> b) {
+    if (spare_batches.size() < max_spare_batches) spare_batches.push_back(std::move(b));
+  }
+  static constexpr std::size_t max_spare_batches = 64;
   std::thread thread;
 };
 
@@ -190,8 +218,8 @@ struct exact_allocator {
 
 // `handler` with exact_allocator as its associated allocator and `ioc`'s own
 // executor type as its associated executor (the operation then stores an
-// 8-byte executor for it instead of a second polymorphic one: 168 bytes in
-// all for a socket wait, not 208).
+// 8-byte executor for it, never a polymorphic one: 112 bytes in all for a
+// wait on a tcp_socket).
 template <class Handler>
 auto exact_alloc(net::io_context& ioc, Handler&& handler) {
   return net::bind_allocator(
@@ -205,7 +233,7 @@ std::int64_t steady_us();
 // Runs the HTTP request loop on `socket` (a new or handed-back connection).
 // `reject`: answer the first request 503 and close: too_many_connections, or
 // too_many_connections_from_address when `per_address`.
-void start_http_session(worker& w, tcp::socket socket, connection_token token, bool reject,
+void start_http_session(worker& w, tcp_socket socket, connection_token token, bool reject,
                         bool per_address = false);
 
 }  // namespace sluice::transport

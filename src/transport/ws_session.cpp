@@ -63,13 +63,14 @@ class ws_session final : public swept_connection,
                          public ws_stream_set,
                          public std::enable_shared_from_this<ws_session> {
  public:
-  ws_session(worker& w, tcp::socket socket, connection_token token, std::string client_address,
+  ws_session(worker& w, tcp_socket socket, connection_token token, std::string client_address,
              std::shared_ptr<const auth::principal> principal)
       : worker_(w),
         ws_(std::move(socket)),
         token_(std::move(token)),
         client_address_(std::move(client_address)),
-        principal_(std::move(principal)) {}
+        // --auth none: who() builds the same principal again when asked.
+        principal_(w.ctx.streams.verifier() ? std::move(principal) : nullptr) {}
 
   void start(http::request<http::string_body> request);
   void sweep(std::int64_t now_us) override;
@@ -104,7 +105,7 @@ class ws_session final : public swept_connection,
     core::read_batch batch;
     std::vector<event_view> events;  // of `batch`
     std::size_t next_event = 0;
-    bool queued = false;   // in ready_
+    bool queued = false;   // in the outbox's ready list
     bool removed = false;  // unsubscribed while one of its frames is being written
   };
   using frame_buffers = std::array<net::const_buffer, 3>;
@@ -142,25 +143,42 @@ class ws_session final : public swept_connection,
   void erase(subscribed* s);
   void close_socket();
 
+  // What the session sends: allocated by the first reply or subscription, so
+  // an idle socket (nothing asked yet) holds none of it.
+  struct outbox {
+    // Round-robin order of streams with something to read. (Boost's deque
+    // allocates nothing until used; std::deque allocates ~580 bytes when
+    // constructed.)
+    boost::container::deque<subscribed*> ready;
+    boost::container::deque<std::string> control;
+    std::size_t control_bytes = 0;
+    std::string in_flight_control;
+    std::string head;    // head of the event frame in flight
+    std::string joined;  // multi-line data of the event frame in flight
+    frame_buffers buffers;
+  };
+  outbox& out() {
+    if (!out_) out_ = std::make_unique<outbox>();
+    return *out_;
+  }
+  std::size_t queued_control() const { return out_ ? out_->control.size() : 0; }
+  std::size_t queued_control_bytes() const { return out_ ? out_->control_bytes : 0; }
+  // The principal ops act as; with --auth none built on first use (from the
+  // client's address, as router::admit builds it) rather than held by every
+  // idle socket.
+  const std::shared_ptr<const auth::principal>& who();
+
   worker& worker_;
-  websocket::stream<tcp::socket> ws_;
+  websocket::stream<tcp_socket> ws_;
   connection_token token_;
-  const std::string client_address_;                           // the peer (ops act as principal_)
-  const std::shared_ptr<const auth::principal> principal_;     // from the upgrade's token
+  const std::string client_address_;  // the peer (ops act as who())
+  // From the upgrade's token; null with --auth none until who() builds it.
+  std::shared_ptr<const auth::principal> principal_;
   std::unique_ptr<http::request<http::string_body>> upgrade_;  // until the handshake is done
   beast::flat_buffer read_buf_;
   std::vector<std::unique_ptr<subscribed>> streams_;
-  // Round-robin order of streams with something to read. (Boost's deque
-  // allocates nothing until used; std::deque allocates ~580 bytes when
-  // constructed, which an idle socket would hold.)
-  boost::container::deque<subscribed*> ready_;
-  boost::container::deque<std::string> control_;
-  std::size_t control_bytes_ = 0;
-  std::string in_flight_control_;
+  std::unique_ptr<outbox> out_;
   subscribed* in_flight_stream_ = nullptr;  // its batch backs the write in flight
-  std::string head_;                        // head of the event frame in flight
-  std::string joined_;                      // multi-line data of the event frame in flight
-  frame_buffers buffers_;
   std::uint64_t next_serial_ = 1;
   std::int64_t last_write_us_ = 0;
   std::int64_t write_started_us_ = 0;
@@ -168,7 +186,9 @@ class ws_session final : public swept_connection,
   double op_tokens_ = 0;                  // the ops budget's bucket
   std::int64_t op_tokens_refill_us_ = 0;  // 0: full bucket, never used
   int refused_in_a_row_ = 0;              // ops refused by the bucket since the last accepted
-  std::optional<websocket::close_reason> close_;  // send after the queued replies
+  // The close frame to send after the queued replies (by pointer: it is
+  // 130 bytes and most sockets never send one before they go).
+  std::unique_ptr<websocket::close_reason> close_;
   bool accepted_ = false;
   bool writing_ = false;
   bool reading_ = false;
@@ -247,8 +267,8 @@ void ws_session::on_read(error_code ec) {
   if (!ws_.got_text()) {
     read_buf_.clear();
     if (!close_)
-      close_ =
-          websocket::close_reason(websocket::close_code::unknown_data, "only JSON text messages");
+      close_ = std::make_unique<websocket::close_reason>(websocket::close_code::unknown_data,
+                                                         "only JSON text messages");
     pump();
     return;
   }
@@ -266,11 +286,12 @@ void ws_session::on_read(error_code ec) {
     // Over --ws-ops-per-s: the op is refused unread; persistent abuse closes.
     send_error("rate_limited", "too many operations on this socket; slow down");
     if (++refused_in_a_row_ >= config().budgets.ws_max_refused_in_a_row && !close_)
-      close_ = websocket::close_reason(websocket::close_code::policy_error, "rate limit exceeded");
+      close_ = std::make_unique<websocket::close_reason>(websocket::close_code::policy_error,
+                                                         "rate limit exceeded");
   }
   read_buf_.clear();
   if (read_buf_.capacity() > read_buffer_keep) read_buf_.shrink_to_fit();
-  if (control_.size() >= max_control_messages || control_bytes_ >= max_control_bytes)
+  if (queued_control() >= max_control_messages || queued_control_bytes() >= max_control_bytes)
     read_paused_ = true;  // on_written resumes reading once replies drain
   else
     read_next();
@@ -296,8 +317,8 @@ bool ws_session::take_op_token() {
 void ws_session::invalid(std::string_view code, std::string_view message) {
   send_error(code, message);
   if (++invalid_in_a_row_ >= max_invalid_in_a_row && !close_)
-    close_ =
-        websocket::close_reason(websocket::close_code::policy_error, "too many invalid messages");
+    close_ = std::make_unique<websocket::close_reason>(websocket::close_code::policy_error,
+                                                       "too many invalid messages");
 }
 
 void ws_session::handle(std::string_view text) {
@@ -310,7 +331,7 @@ void ws_session::handle(std::string_view text) {
     if (!err->protocol) invalid_in_a_row_ = 0;
     return;
   }
-  const ws_op_context ctx{worker_.ctx.streams, principal_, worker_.ioc.get_executor(),
+  const ws_op_context ctx{worker_.ctx.streams, who(), worker_.ioc.get_executor(),
                           config().ws_max_streams_per_socket};
   dispatch_ws_op(std::get<ws_op>(parsed), ctx, *this);
   invalid_in_a_row_ = 0;
@@ -344,7 +365,7 @@ ws_session::subscribed* ws_session::find(std::string_view id) const {
 void ws_session::add_stream(const std::string& id, streams::cursor_start cursor) {
   auto s = std::make_unique<subscribed>(*this, next_serial_++, id, std::move(cursor));
   s->queued = true;
-  ready_.push_back(s.get());
+  out().ready.push_back(s.get());
   streams_.push_back(std::move(s));
 }
 
@@ -357,8 +378,9 @@ bool ws_session::remove_stream(std::string_view id) {
 
 void ws_session::send_control(std::string message) {
   if (closed_ || closing_) return;
-  control_bytes_ += message.size();
-  control_.push_back(std::move(message));
+  outbox& o = out();
+  o.control_bytes += message.size();
+  o.control.push_back(std::move(message));
 }
 
 void ws_session::send_control_when(streams::durable_wait wait, std::string message,
@@ -404,7 +426,7 @@ void ws_session::on_ready(std::uint64_t serial) {
     if (s->serial != serial) continue;
     if (!s->queued && !s->removed) {
       s->queued = true;
-      ready_.push_back(s.get());
+      out().ready.push_back(s.get());
       pump();
     }
     return;
@@ -413,11 +435,12 @@ void ws_session::on_ready(std::uint64_t serial) {
 
 void ws_session::pump() {
   while (!writing_ && !closed_ && !closing_) {
-    if (!control_.empty()) {
-      in_flight_control_ = std::move(control_.front());
-      control_.pop_front();
-      control_bytes_ -= in_flight_control_.size();
-      buffers_ = {net::buffer(in_flight_control_), net::const_buffer(), net::const_buffer()};
+    if (out_ && !out_->control.empty()) {
+      outbox& o = *out_;
+      o.in_flight_control = std::move(o.control.front());
+      o.control.pop_front();
+      o.control_bytes -= o.in_flight_control.size();
+      o.buffers = {net::buffer(o.in_flight_control), net::const_buffer(), net::const_buffer()};
       start_write();
       return;
     }
@@ -431,9 +454,9 @@ void ws_session::pump() {
       });
       return;
     }
-    if (ready_.empty()) return;
-    subscribed* s = ready_.front();
-    ready_.pop_front();
+    if (!out_ || out_->ready.empty()) return;
+    subscribed* s = out_->ready.front();
+    out_->ready.pop_front();
     s->queued = false;
     if (s->next_event < s->events.size()) {
       write_event(*s);
@@ -478,20 +501,21 @@ void ws_session::pump() {
 }
 
 void ws_session::write_event(subscribed& s) {
+  outbox& o = out();
   const event_view& e = s.events[s.next_event++];
-  event_frame_head(s.id, e, head_);
+  event_frame_head(s.id, e, o.head);
   std::string_view data = e.data;
   if (e.multi_line) {
-    join_data_lines(e.data, joined_);
-    data = joined_;
+    join_data_lines(e.data, o.joined);
+    data = o.joined;
   }
-  buffers_ = {net::buffer(head_), net::buffer(data.data(), data.size()),
-              net::buffer(event_frame_tail.data(), event_frame_tail.size())};
+  o.buffers = {net::buffer(o.head), net::buffer(data.data(), data.size()),
+               net::buffer(event_frame_tail.data(), event_frame_tail.size())};
   in_flight_stream_ = &s;
   // Round-robin: the stream goes to the back; its next turn sends its next
   // event, or reads the log again.
   s.queued = true;
-  ready_.push_back(&s);
+  o.ready.push_back(&s);
   start_write();
 }
 
@@ -499,7 +523,7 @@ void ws_session::start_write() {
   writing_ = true;
   write_started_us_ = steady_us();
   ws_.text(true);
-  ws_.async_write(buffers_, [self = shared_from_this()](error_code ec, std::size_t) {
+  ws_.async_write(out_->buffers, [self = shared_from_this()](error_code ec, std::size_t) {
     self->guarded("on_written", [&] { self->on_written(ec, true); });
   });
 }
@@ -512,8 +536,8 @@ void ws_session::on_written(error_code ec, bool /*event_frame*/) {
     return;
   }
   last_write_us_ = steady_us();
-  if (read_paused_ && control_.size() <= max_control_messages / 2 &&
-      control_bytes_ <= max_control_bytes / 2) {
+  if (read_paused_ && queued_control() <= max_control_messages / 2 &&
+      queued_control_bytes() <= max_control_bytes / 2) {
     read_paused_ = false;
     read_next();
   }
@@ -523,7 +547,8 @@ void ws_session::on_written(error_code ec, bool /*event_frame*/) {
 // Stops delivering `s`; frees it now, or after the write that uses its batch.
 void ws_session::remove(subscribed* s) {
   if (s->queued) {
-    ready_.erase(std::remove(ready_.begin(), ready_.end(), s), ready_.end());
+    auto& ready = out_->ready;  // queued: there is an outbox
+    ready.erase(std::remove(ready.begin(), ready.end(), s), ready.end());
     s->queued = false;
   }
   s->removed = true;
@@ -565,24 +590,30 @@ void ws_session::begin_shutdown() {
     return;
   }
   // Replies already queued go first; the client reconnects and resumes.
-  close_ = websocket::close_reason(websocket::close_code::going_away, "server shutting down");
+  close_ = std::make_unique<websocket::close_reason>(websocket::close_code::going_away,
+                                                     "server shutting down");
   pump();
+}
+
+const std::shared_ptr<const auth::principal>& ws_session::who() {
+  if (!principal_) principal_ = auth::principal::anyone(client_address_);
+  return principal_;
 }
 
 void ws_session::close_socket() {
   if (closed_) return;
   closed_ = true;
   unlink();
-  ready_.clear();
+  if (out_) out_->ready.clear();
   error_code ec;
   auto& sock = ws_.next_layer();
-  sock.shutdown(tcp::socket::shutdown_both, ec);
+  sock.shutdown(tcp_socket::shutdown_both, ec);
   sock.close(ec);
 }
 
 }  // namespace
 
-void start_ws_session(worker& w, tcp::socket socket, connection_token token,
+void start_ws_session(worker& w, tcp_socket socket, connection_token token,
                       http::request<http::string_body> request, std::string client_address,
                       std::shared_ptr<const auth::principal> principal) {
   auto s = std::make_shared<ws_session>(w, std::move(socket), std::move(token),

@@ -14,9 +14,8 @@ namespace sluice::transport {
 // Answers `request` (a WebSocket upgrade of /v1/ws) on `socket` and runs the
 // session on worker `w`'s thread until the socket closes. Call on w's thread.
 // Every op of the socket acts as `principal` (authenticated at the upgrade).
-void start_ws_session(worker& w, tcp::socket socket, connection_token token,
+void start_ws_session(worker& w, tcp_socket socket, connection_token token,
                       boost::beast::http::request<boost::beast::http::string_body> request,
-                      std::string client_address,
-                      std::shared_ptr<const auth::principal> principal);
+                      std::string client_address, std::shared_ptr<const auth::principal> principal);
 
 }  // namespace sluice::transport
