@@ -102,6 +102,8 @@ void sse_subscriber::drain_ready(worker& w) {
     const core::stream_log* of = &s.sub_.log();
     if (of != stream) {
       stream = of;
+      run_began = 0;  // the clock is read from a stream's second subscriber on
+    } else if (run_began == 0) {
       run_began = steady_us();
     } else if (steady_us() - run_began >= drain_per_stream_us) {
       // The rest of this pass goes first in the next one (one splice, not a
