@@ -69,13 +69,14 @@ void finish_record(std::string& out, std::size_t at) {
 }  // namespace
 
 std::size_t event_record_size(const event_index& index, std::size_t sse_bytes) {
-  return record_header_bytes + 16 + (index.delta_key != 0 ? 16 : 0) + sse_bytes;
+  return record_header_bytes + 20 + (index.delta_key != 0 ? 16 : 0) + sse_bytes;
 }
 
 void append_event_record(std::string& out, const event_index& index, std::string_view sse) {
   std::uint8_t flags = static_cast<std::uint8_t>(static_cast<unsigned>(index.end_state) << 1);
   if (index.delta_key != 0) flags |= 1;
   const std::size_t at = begin_record(out, record_type::event, flags);
+  put_u32(out, index.stream);
   put_u64(out, index.seq);
   put_u64(out, static_cast<std::uint64_t>(index.publish_us));
   if (index.delta_key != 0) {
@@ -88,7 +89,7 @@ void append_event_record(std::string& out, const event_index& index, std::string
   finish_record(out, at);
 }
 
-void append_meta_record(std::string& out, const core::stream_meta& meta) {
+void append_meta_record(std::string& out, const core::stream_meta& meta, std::uint32_t stream) {
   boost::json::object o;
   o["id"] = meta.id;
   o["owner"] = meta.owner;
@@ -96,8 +97,20 @@ void append_meta_record(std::string& out, const core::stream_meta& meta) {
   o["unread_grace_us"] = meta.unread_grace_us;
   o["finished_ttl_us"] = meta.finished_ttl_us;
   o["local_producer"] = meta.local_producer;
+  if (!meta.epoch.empty() || meta.epoch_boundary != 0) {
+    o["epoch"] = meta.epoch;
+    o["previous_epoch"] = meta.previous_epoch;
+    o["epoch_boundary"] = static_cast<std::int64_t>(meta.epoch_boundary);
+  }
   const std::size_t at = begin_record(out, record_type::meta, 0);
+  put_u32(out, stream);
   out.append(boost::json::serialize(o));
+  finish_record(out, at);
+}
+
+void append_erased_record(std::string& out, std::string_view id) {
+  const std::size_t at = begin_record(out, record_type::erased, 0);
+  out.append(id);
   finish_record(out, at);
 }
 
@@ -113,7 +126,8 @@ parse_status next_record(std::string_view bytes, std::size_t& pos, parsed_record
   if (crc_of(h + 4, record_header_bytes - 4 + len) != crc) return parse_status::corrupt;
   const auto type = static_cast<std::uint8_t>(h[8]);
   if (type != static_cast<std::uint8_t>(record_type::meta) &&
-      type != static_cast<std::uint8_t>(record_type::event))
+      type != static_cast<std::uint8_t>(record_type::event) &&
+      type != static_cast<std::uint8_t>(record_type::erased))
     return parse_status::corrupt;
   out.type = static_cast<record_type>(type);
   out.flags = static_cast<std::uint8_t>(h[9]);
@@ -127,9 +141,11 @@ bool decode_event(const parsed_record& r, event_index& index, std::string_view& 
   const bool delta = (r.flags & 1) != 0;
   const unsigned state = (r.flags >> 1) & 3;
   if (state > 2 || (r.flags & ~0x7u) != 0) return false;
-  const std::size_t fixed = 16 + (delta ? 16 : 0);
+  const std::size_t fixed = 20 + (delta ? 16 : 0);
   if (r.payload.size() <= fixed) return false;
   const char* p = r.payload.data();
+  index.stream = get_u32(p);
+  p += 4;
   index.seq = get_u64(p);
   index.publish_us = static_cast<std::int64_t>(get_u64(p + 8));
   index.delta_key = index.json_offset = index.text_begin = index.text_end = 0;
@@ -151,10 +167,11 @@ bool decode_event(const parsed_record& r, event_index& index, std::string_view& 
   return true;
 }
 
-std::optional<core::stream_meta> decode_meta(const parsed_record& r) {
-  if (r.type != record_type::meta) return std::nullopt;
+std::optional<core::stream_meta> decode_meta(const parsed_record& r, std::uint32_t* stream) {
+  if (r.type != record_type::meta || r.payload.size() < 4) return std::nullopt;
+  if (stream != nullptr) *stream = get_u32(r.payload.data());
   boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(r.payload, ec);
+  boost::json::value v = boost::json::parse(r.payload.substr(4), ec);
   if (ec || !v.is_object()) return std::nullopt;
   const auto& o = v.as_object();
   core::stream_meta m;
@@ -176,7 +193,22 @@ std::optional<core::stream_meta> decode_meta(const parsed_record& r) {
       lp == nullptr || !lp->is_bool())
     return std::nullopt;
   m.local_producer = lp->as_bool();
+  // The epoch fields are present only for a stream that has an epoch.
+  if (const auto* e = o.if_contains("epoch")) {
+    std::int64_t boundary = 0;
+    if (!e->is_string() || !str("previous_epoch", m.previous_epoch) ||
+        !num("epoch_boundary", boundary) || boundary < 0)
+      return std::nullopt;
+    m.epoch = e->as_string();
+    m.epoch_boundary = static_cast<std::uint64_t>(boundary);
+  }
   return m;
+}
+
+bool decode_erased(const parsed_record& r, std::string_view& id) {
+  if (r.type != record_type::erased || r.payload.empty()) return false;
+  id = r.payload;
+  return true;
 }
 
 }  // namespace sluice::store
