@@ -2,8 +2,8 @@
 //
 // A segment file (node-wide: every stream's records interleaved) is a
 // sequence of records, each
-//   u32 crc32   zlib crc32 of every byte after this field (length, type,
-//               flags, reserved, payload)
+//   u32 crc32c  CRC-32C (Castagnoli) of every byte after this field (length,
+//               type, flags, reserved, payload)
 //   u32 length  of the payload
 //   u8  type    1 = meta, 2 = event, 3 = erased
 //   u8  flags   event: bit 0 delta index present, bits 1-2 end state
@@ -46,6 +46,11 @@ struct event_index {
   core::stream_state end_state = core::stream_state::open;
   std::uint32_t stream = 0;  // the stream key inside its segment file
 };
+
+// The records' checksum: CRC-32C, with the SSE4.2 instruction when the CPU
+// has it; record_checksum_portable is the table version (the same values).
+std::uint32_t record_checksum(std::string_view bytes);
+std::uint32_t record_checksum_portable(std::string_view bytes);
 
 // Appends one record to `out`.
 void append_event_record(std::string& out, const event_index& index, std::string_view sse);

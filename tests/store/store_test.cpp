@@ -143,6 +143,16 @@ TEST(RecordFormat, EventAndMetaRoundTrip) {
   EXPECT_EQ(store::next_record(buf, pos, r), store::parse_status::end);
 }
 
+TEST(RecordFormat, ChecksumIsCrc32cOnEveryPath) {
+  EXPECT_EQ(store::record_checksum("123456789"), 0xE3069283u);  // the CRC-32C check value
+  EXPECT_EQ(store::record_checksum_portable("123456789"), 0xE3069283u);
+  std::string bytes;
+  for (int i = 0; i < 1000; ++i) {
+    bytes.push_back(static_cast<char>((i * 131 + 7) & 0xff));
+    ASSERT_EQ(store::record_checksum(bytes), store::record_checksum_portable(bytes)) << i;
+  }
+}
+
 TEST(RecordFormat, EveryTruncationIsTornAndEveryFlippedByteIsCaught) {
   std::string one;
   store::append_event_record(one, {1, 5, 0, 0, 0, 0, stream_state::open}, "id: 1\ndata: {}\n\n");
