@@ -425,8 +425,9 @@ void flush_wbuf(writer_ctx& w) {
       fail(*j, "writing", e);
     }
     // Part of the buffer may be in the file: go on in a new one (recovery
-    // stops reading this one at the torn record).
-    close_active(w, false);
+    // stops reading this one at the torn record). What was written to it
+    // before is synced now (the round's sync will not see this file).
+    close_active(w, true);
   }
   w.touched.clear();
   w.wbuf.clear();
@@ -775,11 +776,11 @@ class durable_log::history final : public core::history_cursor {
       }
       const run& first = todo.front();
       start = first.offset;
-      if (cached_file_ == first.file.get() && cached_seq_ == from && cached_off_ > first.offset &&
+      if (cached_file_ == first.file && cached_seq_ == from && cached_off_ > first.offset &&
           cached_off_ < std::uint64_t{first.offset} + first.length)
         start = cached_off_;
     }
-    cached_file_ = nullptr;
+    cached_file_.reset();
     for (std::size_t k = 0; k < todo.size(); ++k) {
       const run& v = todo[k];
       const std::uint64_t begin = k == 0 ? start : v.offset;
@@ -816,7 +817,7 @@ class durable_log::history final : public core::history_cursor {
         if (out.size() >= max_bytes && ix.seq != to) {
           // Go on from here next time without rescanning the run.
           if (begin + pos < end) {
-            cached_file_ = v.file.get();
+            cached_file_ = v.file;
             cached_seq_ = ix.seq + 1;
             cached_off_ = begin + pos;
           }
@@ -853,8 +854,8 @@ class durable_log::history final : public core::history_cursor {
 
   std::shared_ptr<journal> j_;
   std::string buf_;
-  // Where the last read stopped inside a run (compared, never dereferenced).
-  const seg_file* cached_file_ = nullptr;
+  // Where the last read stopped inside a run.
+  std::shared_ptr<seg_file> cached_file_;
   std::uint64_t cached_seq_ = 0, cached_off_ = 0;
 };
 
