@@ -760,3 +760,45 @@ TEST(DurableLog, ManyStreamsInterleavedInOneSegmentRoundTripExactly) {
         << k;
   }
 }
+
+// An erased stream must not come back from an older segment file that
+// another stream still pins, and a stream created again with the same id
+// starts afresh: the erased record stays while older files hold its records.
+TEST(DurableLog, ErasedStreamStaysErasedWhileAnOlderFileIsPinnedAndItsIdCanBeReused) {
+  temp_dir d;
+  store::durable_config dc;
+  dc.segment_bytes = 300;
+  {
+    node n(d.path, {}, dc);
+    auto idle = *n.registry.create("idle");
+    auto fin = *n.registry.create("fin");
+    idle->publish("message", "{\"idle\":1}");  // stays open: pins the first file
+    fin->publish("message", "{\"old\":1}");
+    n.store->flush();
+    for (int i = 2; i <= 20; ++i) {
+      fin->publish("message", "{\"old\":" + std::to_string(i) + "}", i == 20);
+      if (i % 3 == 0) n.store->flush();
+    }
+    fin->keep_finished_for(1);
+    n.store->flush();
+    fin.reset();
+    EXPECT_EQ(n.registry.sweep(core::realtime_us() + 10), 1u);
+    n.store->flush();
+    EXPECT_TRUE(fs::exists(d.path / "log" / "00000000000000000001.seg"));
+    EXPECT_FALSE(fs::exists(d.path / "log" / "00000000000000000002.seg"));  // fin's alone
+    // The same id again: a new stream.
+    auto again = *n.registry.create("fin", "bob");
+    again->publish("message", "{\"new\":1}");
+    again->publish("message", "{\"new\":2}");
+  }
+  for (int restart = 0; restart < 2; ++restart) {
+    node n(d.path, {}, dc);
+    EXPECT_EQ(n.recovered.streams, 2u);
+    auto fin = n.registry.find("fin");
+    ASSERT_TRUE(fin);
+    EXPECT_EQ(fin->owner(), "bob");
+    EXPECT_EQ(fin->state(), stream_state::open);
+    EXPECT_EQ(read_all(fin), event_text(1, "{\"new\":1}") + event_text(2, "{\"new\":2}"));
+    EXPECT_EQ(read_all(n.registry.find("idle")), event_text(1, "{\"idle\":1}"));
+  }
+}
