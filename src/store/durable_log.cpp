@@ -131,21 +131,61 @@ constexpr std::uint32_t max_segment_bytes = 1u << 30;
 
 }  // namespace
 
+namespace {
+
+// Read fds kept open by segment files, across the process: past the cap a
+// read opens its file for itself and closes it after (so many segment files
+// never exhaust the process's fd limit).
+std::atomic<int> cached_read_fds{0};
+constexpr int max_cached_read_fds = 256;
+
+// An fd to pread from, closed at the end of the read when it is not the
+// segment file's own.
+struct read_fd {
+  int fd = -1;
+  bool own = false;
+  read_fd() = default;
+  read_fd(int f, bool o) : fd(f), own(o) {}
+  read_fd(const read_fd&) = delete;
+  read_fd& operator=(const read_fd&) = delete;
+  ~read_fd() {
+    if (own && fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
 // One segment file as readers see it: opened read-only by the first reader
-// that needs it, closed when the last reference goes (a deleted file stays
-// readable through an fd already open). One fd per segment file however
-// many readers.
+// that needs it and kept open (one fd however many readers; at most
+// max_cached_read_fds such files), closed when the last reference goes (a
+// deleted file stays readable through an fd already open).
 struct seg_file {
   seg_file(std::uint64_t n, fs::path p) : no(n), path(std::move(p)) {}
-  ~seg_file() {
-    if (fd >= 0) ::close(fd);
-  }
+  ~seg_file() { release(); }
   seg_file(const seg_file&) = delete;
   seg_file& operator=(const seg_file&) = delete;
-  int get() {
+  void open_for_read(read_fd& out) {
     std::lock_guard l(m);
-    if (fd < 0) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    return fd;
+    if (fd >= 0) {
+      out.fd = fd;
+      return;
+    }
+    const int f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (f < 0) return;
+    if (cached_read_fds.fetch_add(1) < max_cached_read_fds) {
+      fd = out.fd = f;
+      return;
+    }
+    cached_read_fds.fetch_sub(1);
+    out.fd = f;
+    out.own = true;
+  }
+  void release() {
+    std::lock_guard l(m);
+    if (fd < 0) return;
+    ::close(fd);
+    fd = -1;
+    cached_read_fds.fetch_sub(1);
   }
   const std::uint64_t no;
   const fs::path path;
@@ -785,9 +825,10 @@ class durable_log::history final : public core::history_cursor {
       const run& v = todo[k];
       const std::uint64_t begin = k == 0 ? start : v.offset;
       const std::uint64_t end = std::uint64_t{v.offset} + v.length;
-      const int fd = v.file->get();
-      if (fd < 0) return r;  // deleted meanwhile: the horizon has moved past it
-      if (!pread_all(fd, buf_, begin, static_cast<std::size_t>(end - begin))) {
+      read_fd fd;
+      v.file->open_for_read(fd);
+      if (fd.fd < 0) return r;  // deleted meanwhile: the horizon has moved past it
+      if (!pread_all(fd.fd, buf_, begin, static_cast<std::size_t>(end - begin))) {
         spdlog::error("durable log: reading {} failed: {}", v.file->path.string(),
                       errno_text(errno));
         return r;
@@ -1086,8 +1127,9 @@ bool restore_tail(journal_t& j, core::stream_log& log, core::retention_limits re
   std::string buf;
   for (std::size_t i = start; i < j.runs.size(); ++i) {
     const run& v = j.runs[i];
-    const int fd = v.file->get();
-    if (fd < 0 || !pread_all(fd, buf, v.offset, v.length)) {
+    read_fd fd;
+    v.file->open_for_read(fd);
+    if (fd.fd < 0 || !pread_all(fd.fd, buf, v.offset, v.length)) {
       spdlog::error("durable log: cannot read {}: {}", v.file->path.string(), errno_text(errno));
       return false;
     }
@@ -1266,11 +1308,7 @@ recovery_stats durable_log::recover(core::stream_registry& registry) {
     if (!j->ended && meta.local_producer) to_interrupt.push_back(log);
   }
   // Readers open the files again when they need them.
-  for (auto& s : rec->segs) {
-    std::lock_guard l(s.file->m);
-    if (s.file->fd >= 0) ::close(s.file->fd);
-    s.file->fd = -1;
-  }
+  for (auto& s : rec->segs) s.file->release();
   st.segments = rec->segs.size();
   recovered_ = std::move(rec);
   start_writer();

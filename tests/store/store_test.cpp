@@ -802,3 +802,33 @@ TEST(DurableLog, ErasedStreamStaysErasedWhileAnOlderFileIsPinnedAndItsIdCanBeReu
     EXPECT_EQ(read_all(n.registry.find("idle")), event_text(1, "{\"idle\":1}"));
   }
 }
+
+// More segment files than the read fds kept open (256): a replay across all
+// of them is exact, and the process holds at most that many more fds.
+TEST(DurableLog, HistoryAcrossMoreSegmentFilesThanCachedFdsIsExact) {
+  temp_dir d;
+  core::registry_config rc;
+  rc.retention.max_events = 5;
+  store::durable_config dc;
+  dc.segment_bytes = 1;  // a file per round's records
+  auto count_fds = [] {
+    std::size_t n = 0;
+    for ([[maybe_unused]] auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  };
+  node n(d.path, rc, dc);
+  auto s = *n.registry.create("many");
+  std::string expected;
+  for (int i = 1; i <= 400; ++i) {
+    const std::string data = "{\"i\":" + std::to_string(i) + "}";
+    s->publish("message", data);
+    expected += event_text(i, data);
+    if (i % 2 == 0) n.store->flush();
+  }
+  n.store->flush();
+  EXPECT_GT(segments(d.path).size(), 300u);
+  const std::size_t before = count_fds();
+  EXPECT_EQ(read_all(s, 1), expected);
+  EXPECT_EQ(read_all(s, 1), expected);
+  EXPECT_LE(count_fds(), before + 256);
+}
