@@ -1010,6 +1010,7 @@ void durable_log::run_writer() {
   for (auto& s : w.segs) w.stats.disk_bytes += s.bytes;
   w.stats.segments = w.segs.size();
   auto last_sync = std::chrono::steady_clock::now();
+  auto last_collect = last_sync - std::chrono::hours(1);
   const auto write_delay =
       config_.write_delay.count() > 0 ? config_.write_delay : config_.fsync_interval;
   std::vector<std::shared_ptr<journal>> dirty;
@@ -1017,6 +1018,7 @@ void durable_log::run_writer() {
   bool first = true;
   for (;;) {
     std::uint64_t flush_target = 0;
+    bool flushing = false;  // a flush() waits for this round
     bool stop = false;
     {
       std::unique_lock l(q.m);
@@ -1037,6 +1039,7 @@ void durable_log::run_writer() {
       deleted.insert(deleted.end(), q.deleted.begin(), q.deleted.end());
       q.deleted.clear();
       flush_target = q.flush_requests;
+      flushing = q.flush_requests != q.flush_done;
       stop = q.stop;
     }
     for (auto& j : deleted) {
@@ -1058,7 +1061,6 @@ void durable_log::run_writer() {
     }
     w.processed.clear();
     const auto now = std::chrono::steady_clock::now();
-    const bool flushing = flush_target != 0;
     if (config_.fsync == fsync_mode::always || stop ||
         (config_.fsync == fsync_mode::interval &&
          (flushing || now - last_sync >= config_.fsync_interval))) {
@@ -1071,7 +1073,12 @@ void durable_log::run_writer() {
       }
       w.unsynced.clear();
     }
-    collect(w);
+    // Looking for deletable files costs a pass over every file's streams: at
+    // most once a second (and on a flush, and at the end).
+    if (w.gc_wanted && (flushing || stop || now - last_collect >= std::chrono::seconds(1))) {
+      collect(w);
+      last_collect = now;
+    }
     enforce_budget(w);
     ++w.stats.rounds;
     {
