@@ -7,6 +7,10 @@
 #
 #   bash bench/durable_pair.sh [BUILD_DIR]
 #   RUNS=5 WORKLOADS="paced tokens" EXTRA_DISK_ARGS="--fsync always" bash bench/durable_pair.sh
+#
+# To compare two builds (e.g. before and after a change to src/store),
+# interleave them run by run: for i in 1 2 3 4 5; do RUNS=1 bash
+# bench/durable_pair.sh OLD_BUILD; RUNS=1 bash bench/durable_pair.sh build; done
 set -euo pipefail
 BUILD=${1:-build}
 RUNS=${RUNS:-3}
@@ -92,7 +96,7 @@ for workload in $WORKLOADS; do
     d=$(run_one disk "$workload")
     read -r mc me mp _ <<<"$m"
     read -r dc de dp dw drec dbytes <<<"$d"
-    echo "$workload run $i: memory cpu ${mc}s ${me} ev/s p99 ${mp}us | disk cpu ${dc}s (writer thread ${dw}s) ${de} ev/s p99 ${dp}us" \
+    echo "$workload run $i (load $(cut -d' ' -f1 /proc/loadavg)): memory cpu ${mc}s ${me} ev/s p99 ${mp}us | disk cpu ${dc}s (writer thread ${dw}s) ${de} ev/s p99 ${dp}us" \
       "(${drec:-?} records, ${dbytes:-?} bytes) | cpu $(awk -v a="$mc" -v b="$dc" 'BEGIN{printf "%+.0f%%", (b/a-1)*100}')" \
       "throughput x$(awk -v a="$me" -v b="$de" 'BEGIN{printf "%.2f", b/a}')"
   done

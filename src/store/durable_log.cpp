@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <deque>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "core/event_id.hpp"
 #include "core/log_text.hpp"
@@ -38,9 +40,9 @@ std::int64_t now_ns() {
       .count();
 }
 
-std::string segment_name(std::uint64_t first_seq) {
+std::string segment_name(std::uint64_t no) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%020llu.seg", static_cast<unsigned long long>(first_seq));
+  std::snprintf(buf, sizeof buf, "%020llu.seg", static_cast<unsigned long long>(no));
   return buf;
 }
 
@@ -48,7 +50,7 @@ std::optional<std::uint64_t> parse_segment_name(const std::string& name) {
   if (name.size() != 24 || !name.ends_with(".seg")) return std::nullopt;
   std::uint64_t v = 0;
   auto [p, ec] = std::from_chars(name.data(), name.data() + 20, v);
-  if (ec != std::errc() || p != name.data() + 20) return std::nullopt;
+  if (ec != std::errc() || p != name.data() + 20 || v == 0) return std::nullopt;
   return v;
 }
 
@@ -69,6 +71,18 @@ bool write_all(int fd, const char* p, std::size_t n) {
   return true;
 }
 
+bool pread_all(int fd, std::string& buf, std::uint64_t offset, std::size_t n) {
+  buf.resize(n);
+  std::size_t got = 0;
+  while (got < n) {
+    const ssize_t k = ::pread(fd, buf.data() + got, n - got, static_cast<off_t>(offset + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return false;
+    got += static_cast<std::size_t>(k);
+  }
+  return true;
+}
+
 bool fsync_dir(const fs::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return false;
@@ -81,6 +95,8 @@ bool read_file(const fs::path& path, std::string& out) {
   out.clear();
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
+  struct stat sb {};
+  if (::fstat(fd, &sb) == 0 && sb.st_size > 0) out.reserve(static_cast<std::size_t>(sb.st_size));
   char buf[1 << 16];
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
@@ -103,6 +119,95 @@ struct pending_item {
   event_index index;
 };
 
+// A run (one entry of a stream's history index) covers at most this many
+// bytes of contiguous records of one stream in one segment file, so a read
+// finds its start within one bounded pread; a read returns about this much
+// per pread and at most history_chunk_bytes per call.
+constexpr std::uint32_t run_span = 32u << 10;
+constexpr std::size_t history_chunk_bytes = 64u << 10;
+constexpr std::size_t history_runs_per_read = 16;
+// The round's buffer is written past this size (one write per round below it).
+constexpr std::size_t write_chunk = 4u << 20;
+constexpr std::uint32_t max_segment_bytes = 1u << 30;
+
+}  // namespace
+
+namespace {
+
+// Read fds kept open by segment files, across the process: past the cap a
+// read opens its file for itself and closes it after (so many segment files
+// never exhaust the process's fd limit).
+std::atomic<int> cached_read_fds{0};
+constexpr int max_cached_read_fds = 256;
+
+// An fd to pread from, closed at the end of the read when it is not the
+// segment file's own.
+struct read_fd {
+  int fd = -1;
+  bool own = false;
+  read_fd() = default;
+  read_fd(int f, bool o) : fd(f), own(o) {}
+  read_fd(const read_fd&) = delete;
+  read_fd& operator=(const read_fd&) = delete;
+  ~read_fd() {
+    if (own && fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+// One segment file as readers see it: opened read-only by the first reader
+// that needs it and kept open (one fd however many readers; at most
+// max_cached_read_fds such files), closed when the last reference goes (a
+// deleted file stays readable through an fd already open).
+struct seg_file {
+  seg_file(std::uint64_t n, fs::path p) : no(n), path(std::move(p)) {}
+  ~seg_file() { release(); }
+  seg_file(const seg_file&) = delete;
+  seg_file& operator=(const seg_file&) = delete;
+  void open_for_read(read_fd& out) {
+    std::lock_guard l(m);
+    if (fd >= 0) {
+      out.fd = fd;
+      return;
+    }
+    const int f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (f < 0) return;
+    if (cached_read_fds.fetch_add(1) < max_cached_read_fds) {
+      fd = out.fd = f;
+      return;
+    }
+    cached_read_fds.fetch_sub(1);
+    out.fd = f;
+    out.own = true;
+  }
+  void release() {
+    std::lock_guard l(m);
+    if (fd < 0) return;
+    ::close(fd);
+    fd = -1;
+    cached_read_fds.fetch_sub(1);
+  }
+  const std::uint64_t no;
+  const fs::path path;
+  std::mutex m;
+  int fd = -1;  // guarded by m
+};
+
+namespace {
+
+// Contiguous records of one stream in one segment file, holding events
+// first_seq..last_seq (and possibly the stream's meta records).
+struct run {
+  std::shared_ptr<seg_file> file;
+  std::uint32_t offset = 0;
+  std::uint32_t length = 0;
+  std::uint64_t first_seq = 0;  // 0: no event yet (while staging)
+  std::uint64_t last_seq = 0;
+  std::uint32_t events = 0;
+  std::uint64_t sse_bytes = 0;
+};
+
 }  // namespace
 
 struct durable_log::queue {
@@ -114,16 +219,17 @@ struct durable_log::queue {
   // SSE bytes appended since the writer's last round: past wake_bytes the
   // writer starts a round before its delay is over (a burst is written in
   // cache-warm slices; a trickle waits for the delay and is written in one
-  // write per stream).
+  // write per round).
   static constexpr std::uint64_t wake_bytes = 4u << 20;
   std::atomic<std::uint64_t> pending_bytes{0};
   std::atomic<bool> woken{false};
   // Some stream's writes failed: its events are not all on disk, so the stop
   // is not clean (see durable_log::clean_start_).
   std::atomic<bool> any_failed{false};
-  std::uint64_t flush_requests = 0;                               // guarded by m
-  std::uint64_t flush_done = 0;                                   // guarded by m
-  std::vector<std::shared_ptr<journal>> dirty, created, deleted;  // guarded by m
+  std::atomic<std::uint32_t> next_key{1};                // stream keys (record_format.hpp)
+  std::uint64_t flush_requests = 0;                      // guarded by m
+  std::uint64_t flush_done = 0;                          // guarded by m
+  std::vector<std::shared_ptr<journal>> dirty, deleted;  // guarded by m
   struct waiter {
     std::shared_ptr<journal> j;
     std::uint64_t seq;
@@ -141,7 +247,7 @@ struct durable_log::queue {
 
 struct durable_log::journal final : core::stream_journal,
                                     std::enable_shared_from_this<durable_log::journal> {
-  explicit journal(std::shared_ptr<queue> queue) : q(std::move(queue)) {}
+  journal(std::shared_ptr<queue> queue, std::uint32_t k) : q(std::move(queue)), key(k) {}
 
   void appended(const core::journal_event& e) noexcept override {
     std::lock_guard l(m);
@@ -153,7 +259,7 @@ struct durable_log::journal final : core::stream_journal,
     }
     pending.push_back({e.segment.get(), e.offset, e.length,
                        event_index{e.seq, e.publish_us, e.delta_key, e.json_offset, e.text_begin,
-                                   e.text_end, e.end_state}});
+                                   e.text_end, e.end_state, key}});
     mark_dirty_locked();
     if (q->pending_bytes.fetch_add(e.length, std::memory_order_relaxed) + e.length >=
             queue::wake_bytes &&
@@ -182,12 +288,14 @@ struct durable_log::journal final : core::stream_journal,
   std::unique_ptr<core::history_cursor> open_history() override;
 
   const std::shared_ptr<queue> q;
+  const std::uint32_t key;  // its stream key in every segment it writes to
   // Shared with publishers: guarded by m.
   std::mutex m;
   std::vector<pending_item> pending;
   std::vector<std::shared_ptr<const core::log_segment>> pins;
   // What the writer is writing this round: changed only by the writer, under
-  // m (it reads them without m); readers copy from them under m.
+  // m (it reads them without m); readers copy from them under m. They stay
+  // until the round's bytes are in the file and in `runs`.
   std::vector<pending_item> inflight;
   std::vector<std::shared_ptr<const core::log_segment>> inflight_pins;
   const core::log_segment* last_pinned = nullptr;
@@ -197,50 +305,55 @@ struct durable_log::journal final : core::stream_journal,
   std::atomic<std::uint64_t> durable_seq{0};
   std::atomic<bool> failed{false};
   std::atomic<bool> erased{false};
-  // History: the segment files as readers see them (bytes already written),
-  // published by the writer after each write. Lock order: hm before m.
-  using point = std::pair<std::uint64_t, std::uint64_t>;  // (seq, offset of its record)
-  struct visible_segment {
-    std::uint64_t first_seq = 0;
-    std::uint64_t last_seq = 0;  // 0: no event written yet
-    std::uint64_t bytes = 0;     // written
-    fs::path path;
-    std::vector<point> points;  // sparse, ascending (see point_spacing)
-  };
+  // History: the stream's runs as readers see them (bytes already written),
+  // ascending. Changed only by the writer, under hm (the writer reads them
+  // without it). Lock order: hm before m.
   std::mutex hm;
-  std::deque<visible_segment> visible;  // guarded by hm; mirrors segs
+  std::deque<run> runs;
+  std::uint64_t total_events = 0, total_sse = 0;  // in runs
   // First sequence a history cursor can serve (0: none). Set by the first
-  // append, moved on by deletions (under hm).
+  // append, moved on by retention and deletions (under hm).
   std::atomic<std::uint64_t> horizon{0};
-  std::atomic<bool> gone_any{false};  // all files deleted (budget, erased)
+  std::atomic<bool> gone_any{false};  // its history is gone (erased, budget)
   // The writer thread's alone.
-  struct segment_file {
-    std::uint64_t first_seq = 0;
-    std::uint64_t last_seq = 0;
-    std::vector<point> new_points;  // not yet published to `visible`
-    std::uint64_t last_point_offset = 0;
-    bool has_point = false;
-    std::uint64_t events = 0;
-    std::uint64_t sse_bytes = 0;
-    std::uint64_t file_bytes = 0;
-    std::int64_t order = 0;  // creation time (ns): oldest deleted first by the disk budget
-    fs::path path;
-  };
   core::stream_meta meta;
-  fs::path dir;
-  int fd = -1;
-  std::deque<segment_file> segs;
-  std::uint64_t total_events = 0, total_sse = 0;
+  std::vector<run> staged;  // written to the round's buffer, not yet to the file
   std::uint64_t written_seq = 0;
-  std::uint64_t next_seq = 1;
-  bool dir_created = false;
-  bool dir_needs_sync = false;
-  bool needs_sync = false;
-  bool in_unsynced = false;
   bool ended = false;
+  core::stream_state end_state = core::stream_state::open;
   std::int64_t finished_us = 0;
-  bool gone = false;  // files deleted (erased, or dropped by the disk budget)
-  std::uint64_t last_round = 0;
+  bool had_gap = false;         // recovery: its history starts after a lost stretch
+  bool gone = false;            // erased, expired or lost: its records are dead
+  bool tombstoned = false;      // its erased record is written
+  std::uint64_t cur_seg = 0;    // the newest segment with its records (0: none)
+  std::size_t cur_entry = 0;    // its entry there
+  std::uint32_t seg_count = 0;  // segments with its records
+  bool in_unsynced = false;
+  bool in_touched = false;
+};
+
+namespace {
+
+using journal_t = durable_log::journal;
+
+// The writer's view of one segment file: which streams have records in it.
+struct segment_info {
+  std::shared_ptr<seg_file> file;
+  std::uint64_t bytes = 0;  // written (what readers may read)
+  struct entry {
+    std::shared_ptr<journal_t> j;
+    std::uint64_t first_seq = 0, last_seq = 0;  // its events here (0: none)
+    bool tombstone = false;                     // j's erased record, not its records
+  };
+  std::vector<entry> entries;
+};
+
+}  // namespace
+
+struct durable_log::recovered {
+  std::deque<segment_info> segs;
+  std::uint64_t next_no = 1;
+  std::vector<std::shared_ptr<journal>> to_tombstone;  // dropped at recovery
 };
 
 namespace {
@@ -248,58 +361,22 @@ namespace {
 // Everything only the writer thread touches.
 struct writer_ctx {
   writer_ctx(const durable_config& c, core::retention_limits r, fs::path dir)
-      : cfg(c), retention(r), streams_dir(std::move(dir)) {}
+      : cfg(c), retention(r), log_dir(std::move(dir)) {}
   const durable_config& cfg;
   core::retention_limits retention;
-  fs::path streams_dir;
-  std::vector<std::shared_ptr<durable_log::journal>> live;
-  std::vector<std::shared_ptr<durable_log::journal>> unsynced;
-  std::string wbuf;
-  std::uint64_t round = 0;
-  std::size_t open_files = 0;
-  bool streams_dir_needs_sync = false;
+  fs::path log_dir;
+  std::deque<segment_info> segs;  // oldest first; back() is the active one when active_fd >= 0
+  int active_fd = -1;
+  std::uint64_t next_no = 1;
+  bool dir_needs_sync = false;
+  std::string wbuf;                                   // the round's records
+  std::vector<std::shared_ptr<journal_t>> touched;    // have records in wbuf
+  std::vector<std::shared_ptr<journal_t>> unsynced;   // written since the last sync
+  std::vector<std::shared_ptr<journal_t>> processed;  // write_journal'ed this round
   writer_stats stats;
+  bool gc_wanted = true;
   std::int64_t budget_warned_ns = 0;
 };
-
-using journal_t = durable_log::journal;
-
-// A history read finds its start within this many bytes of a sparse index
-// point, and reads at most this much per call (one pread, bounded I/O on the
-// reader's thread).
-constexpr std::uint64_t point_spacing = 32u << 10;
-constexpr std::size_t history_chunk_bytes = 64u << 10;
-
-// Makes what the writer has written to j's files visible to history readers.
-void publish_visible(journal_t& j) {
-  std::lock_guard l(j.hm);
-  while (j.visible.size() < j.segs.size()) {
-    const auto& s = j.segs[j.visible.size()];
-    j.visible.push_back({s.first_seq, 0, 0, s.path, {}});
-  }
-  if (j.segs.empty()) return;
-  auto& s = j.segs.back();
-  auto& v = j.visible.back();
-  v.last_seq = s.last_seq;
-  v.bytes = s.file_bytes;
-  v.points.insert(v.points.end(), s.new_points.begin(), s.new_points.end());
-  s.new_points.clear();
-}
-
-void note_event_offset(journal_t::segment_file& seg, std::uint64_t seq, std::uint64_t offset) {
-  if (!seg.has_point || offset - seg.last_point_offset >= point_spacing) {
-    seg.new_points.emplace_back(seq, offset);
-    seg.last_point_offset = offset;
-    seg.has_point = true;
-  }
-  seg.last_seq = seq;
-}
-
-void mark_unsynced(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
-  if (j->in_unsynced) return;
-  j->in_unsynced = true;
-  w.unsynced.push_back(j);
-}
 
 void fail(journal_t& j, const char* what, int e) {
   j.q->any_failed.store(true);
@@ -308,133 +385,176 @@ void fail(journal_t& j, const char* what, int e) {
                   core::log_escape(j.meta.id), errno_text(e));
 }
 
-void flush_wbuf(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
-  if (w.wbuf.empty()) return;
-  if (j->fd >= 0 && !j->failed.load(std::memory_order_relaxed)) {
-    if (write_all(j->fd, w.wbuf.data(), w.wbuf.size())) {
-      w.stats.bytes_written += w.wbuf.size();
-      j->needs_sync = true;
-      mark_unsynced(w, j);
-      publish_visible(*j);
-    } else {
-      fail(*j, "writing", errno);
+void mark_unsynced(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
+  if (j->in_unsynced) return;
+  j->in_unsynced = true;
+  w.unsynced.push_back(j);
+}
+
+// Makes j's staged runs (now in the file) readable: appended to its index,
+// merged with the last run when contiguous.
+void publish_staged(journal_t& j) {
+  std::lock_guard l(j.hm);
+  for (run& r : j.staged) {
+    if (r.events == 0) continue;  // only a meta record
+    j.total_events += r.events;
+    j.total_sse += r.sse_bytes;
+    if (!j.runs.empty()) {
+      run& b = j.runs.back();
+      if (b.file == r.file && b.offset + b.length == r.offset && b.length + r.length <= run_span &&
+          b.last_seq + 1 == r.first_seq) {
+        b.length += r.length;
+        b.last_seq = r.last_seq;
+        b.events += r.events;
+        b.sse_bytes += r.sse_bytes;
+        continue;
+      }
+    }
+    j.runs.push_back(std::move(r));
+  }
+  j.staged.clear();
+}
+
+// Notes a record of j at `offset` of `file` (seq 0: not an event).
+void stage(journal_t& j, const std::shared_ptr<seg_file>& file, std::uint64_t offset,
+           std::uint32_t n, std::uint64_t seq, std::uint64_t sse) {
+  if (!j.staged.empty()) {
+    run& r = j.staged.back();
+    if (r.file == file && r.offset + r.length == offset && r.length + n <= run_span) {
+      r.length += n;
+      if (seq != 0) {
+        if (r.first_seq == 0) r.first_seq = seq;
+        r.last_seq = seq;
+        ++r.events;
+        r.sse_bytes += sse;
+      }
+      return;
     }
   }
+  j.staged.push_back(run{file, static_cast<std::uint32_t>(offset), n, seq, seq, seq != 0 ? 1u : 0u,
+                         seq != 0 ? sse : 0});
+}
+
+void close_active(writer_ctx& w, bool sync) {
+  if (w.active_fd < 0) return;
+  if (sync && w.cfg.fsync != fsync_mode::never) {
+    if (::fdatasync(w.active_fd) != 0) {
+      const int e = errno;
+      for (auto& j : w.unsynced) fail(*j, "fdatasync", e);
+    }
+    ++w.stats.syncs;
+  }
+  ::close(w.active_fd);
+  w.active_fd = -1;
+}
+
+void flush_wbuf(writer_ctx& w) {
+  if (w.wbuf.empty()) return;
+  auto& s = w.segs.back();
+  ++w.stats.writes;
+  if (write_all(w.active_fd, w.wbuf.data(), w.wbuf.size())) {
+    s.bytes += w.wbuf.size();
+    w.stats.bytes_written += w.wbuf.size();
+    w.stats.disk_bytes += w.wbuf.size();
+    for (auto& j : w.touched) {
+      j->in_touched = false;
+      publish_staged(*j);
+      mark_unsynced(w, j);
+    }
+  } else {
+    const int e = errno;
+    spdlog::error("durable log: writing {} failed: {}", s.file->path.string(), errno_text(e));
+    for (auto& j : w.touched) {
+      j->in_touched = false;
+      j->staged.clear();
+      fail(*j, "writing", e);
+    }
+    // Part of the buffer may be in the file: go on in a new one (recovery
+    // stops reading this one at the torn record). What was written to it
+    // before is synced now (the round's sync will not see this file).
+    close_active(w, true);
+  }
+  w.touched.clear();
   w.wbuf.clear();
 }
 
-void close_file(writer_ctx& w, journal_t& j) {
-  if (j.fd < 0) return;
-  if (j.needs_sync && w.cfg.fsync != fsync_mode::never) {
-    if (::fdatasync(j.fd) != 0) fail(j, "fdatasync", errno);
-    ++w.stats.syncs;
-  }
-  j.needs_sync = false;
-  ::close(j.fd);
-  j.fd = -1;
-  --w.open_files;
-}
-
-void close_idle_files(writer_ctx& w) {
-  for (auto& j : w.live)
-    if (j->fd >= 0 && j->last_round != w.round) close_file(w, *j);
-}
-
-bool open_file(writer_ctx& w, journal_t& j, const fs::path& path, bool create) {
-  if (w.open_files >= w.cfg.max_open_files) close_idle_files(w);
-  int flags = O_WRONLY | O_APPEND | O_CLOEXEC;
-  if (create) flags |= O_CREAT | O_TRUNC;
-  j.fd = ::open(path.c_str(), flags, 0644);
-  if (j.fd < 0) {
-    fail(j, "opening a segment file", errno);
+bool open_segment(writer_ctx& w) {
+  const std::uint64_t no = w.next_no++;
+  fs::path path = w.log_dir / segment_name(no);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    spdlog::error("durable log: cannot create {}: {}", path.string(), errno_text(errno));
     return false;
   }
-  ++w.open_files;
+  w.segs.push_back({std::make_shared<seg_file>(no, std::move(path)), 0, {}});
+  w.active_fd = fd;
+  w.dir_needs_sync = true;
+  ++w.stats.segments;
+  w.gc_wanted = true;
   return true;
 }
 
-void start_segment(writer_ctx& w, const std::shared_ptr<journal_t>& j, std::uint64_t first_seq) {
-  flush_wbuf(w, j);
-  close_file(w, *j);
-  if (!j->dir_created) {
-    std::error_code ec;
-    fs::create_directory(j->dir, ec);
-    if (ec) {
-      fail(*j, "creating its folder", ec.value());
-      return;
-    }
-    j->dir_created = true;
-    w.streams_dir_needs_sync = true;
+std::uint64_t active_size(const writer_ctx& w) {
+  return w.segs.back().bytes + w.wbuf.size();
+}
+
+void touch(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
+  if (j->in_touched) return;
+  j->in_touched = true;
+  w.touched.push_back(j);
+}
+
+// Makes the active segment ready for a record of j: rolls it past
+// segment_bytes and, the first time j writes into a segment, writes j's meta
+// record there first (every segment file is self-describing). False when no
+// segment file can be written.
+bool prepare(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
+  if (w.active_fd >= 0 && active_size(w) >= w.cfg.segment_bytes) {
+    flush_wbuf(w);
+    close_active(w, true);
   }
-  journal_t::segment_file seg{};
-  seg.first_seq = first_seq;
-  seg.path = j->dir / segment_name(first_seq);
-  seg.order = now_ns();
-  if (!open_file(w, *j, seg.path, true)) return;
-  j->dir_needs_sync = true;
-  mark_unsynced(w, j);
-  const std::size_t before = w.wbuf.size();
-  append_meta_record(w.wbuf, j->meta);
-  seg.file_bytes = w.wbuf.size() - before;
-  w.stats.disk_bytes += seg.file_bytes;
+  if (w.active_fd < 0 && !open_segment(w)) {
+    fail(*j, "creating a segment file", errno);
+    return false;
+  }
+  auto& s = w.segs.back();
+  if (j->cur_seg == s.file->no) return true;
+  j->cur_seg = s.file->no;
+  j->cur_entry = s.entries.size();
+  s.entries.push_back({j, 0, 0, false});
+  ++j->seg_count;
+  const std::uint64_t at = active_size(w);
+  append_meta_record(w.wbuf, j->meta, j->key);
+  stage(*j, s.file, at, static_cast<std::uint32_t>(active_size(w) - at), 0, 0);
   ++w.stats.records_written;
-  j->segs.push_back(std::move(seg));
+  touch(w, j);
+  return true;
 }
 
-void delete_segment_front(writer_ctx& w, journal_t& j) {
-  auto& s = j.segs.front();
-  {
-    // Readers stop seeing it before it goes (one already reading keeps its fd).
-    std::lock_guard l(j.hm);
-    if (!j.visible.empty() && j.visible.front().first_seq == s.first_seq) j.visible.pop_front();
-    if (j.segs.size() > 1) {
-      j.horizon.store(j.segs[1].first_seq, std::memory_order_release);
-    } else {
-      j.gone_any.store(true);
-      j.horizon.store(0, std::memory_order_release);
-    }
+// j's erased record: its records in this and older segment files are dead
+// (recovery must not bring it back from an older file once a newer one that
+// held its final event is gone).
+void tombstone(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
+  if (j->tombstoned || j->seg_count == 0) return;
+  if (w.active_fd >= 0 && active_size(w) >= w.cfg.segment_bytes) {
+    flush_wbuf(w);
+    close_active(w, true);
   }
-  std::error_code ec;
-  fs::remove(s.path, ec);
-  j.total_events -= s.events;
-  j.total_sse -= s.sse_bytes;
-  w.stats.disk_bytes -= s.file_bytes;
-  j.segs.pop_front();
+  if (w.active_fd < 0 && !open_segment(w)) return;
+  append_erased_record(w.wbuf, j->meta.id);
+  w.segs.back().entries.push_back({j, 0, 0, true});
+  j->tombstoned = true;
+  ++w.stats.records_written;
 }
 
-void delete_files(writer_ctx& w, journal_t& j) {
-  if (j.gone) return;
-  if (j.fd >= 0) {
-    ::close(j.fd);
-    j.fd = -1;
-    --w.open_files;
-  }
-  j.needs_sync = false;
-  {
-    std::lock_guard l(j.hm);
-    j.gone_any.store(true);
-    j.horizon.store(0, std::memory_order_release);
-    j.visible.clear();
-  }
-  while (!j.segs.empty()) delete_segment_front(w, j);
-  std::error_code ec;
-  fs::remove_all(j.dir, ec);
+// The stream's records are dead from now on (erased, or lost to the budget).
+void forget(journal_t& j) {
   j.gone = true;
-}
-
-// A stream keeps on disk its disk retention, and at least what its memory
-// keeps: the oldest segment goes once the newer ones alone hold the limit.
-void apply_retention(writer_ctx& w, journal_t& j) {
-  const std::uint64_t max_events =
-      std::max(w.retention.max_events, w.cfg.disk_retention.max_events);
-  const std::uint64_t max_bytes = std::max(w.retention.max_bytes, w.cfg.disk_retention.max_bytes);
-  while (j.segs.size() > 1) {
-    const auto& s = j.segs.front();
-    if (j.total_events - s.events >= max_events || j.total_sse - s.sse_bytes >= max_bytes)
-      delete_segment_front(w, j);
-    else
-      break;
-  }
+  std::lock_guard l(j.hm);
+  j.gone_any.store(true);
+  j.horizon.store(0, std::memory_order_release);
+  j.runs.clear();
+  j.total_events = j.total_sse = 0;
 }
 
 void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
@@ -448,289 +568,316 @@ void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
     latest = j->latest_meta;
     j->dirty = false;
   }
-  auto done = [&] {
-    std::lock_guard l(j->m);
-    j->inflight.clear();
-    j->inflight_pins.clear();  // written: let memory retention free them
-  };
-  if (j->gone || j->erased.load(std::memory_order_relaxed)) {
-    done();
-    return;
-  }
-  j->last_round = w.round;
+  w.processed.push_back(j);
+  if (j->gone || j->erased.load(std::memory_order_relaxed)) return;
   for (const pending_item& it : j->inflight) {
     if (j->failed.load(std::memory_order_relaxed)) break;
     if (it.seg == nullptr) {
+      const std::uint64_t before_seg = j->cur_seg;
       j->meta = latest;
-      if (j->segs.empty()) {
-        start_segment(w, j, j->next_seq);
-      } else {
-        if (j->fd < 0 && !open_file(w, *j, j->segs.back().path, false)) break;
-        const std::size_t before = w.wbuf.size();
-        append_meta_record(w.wbuf, j->meta);
-        j->segs.back().file_bytes += w.wbuf.size() - before;
-        w.stats.disk_bytes += w.wbuf.size() - before;
-        ++w.stats.records_written;
-      }
+      if (!prepare(w, j)) break;
+      if (before_seg != j->cur_seg) continue;  // prepare wrote it
+      const std::uint64_t at = active_size(w);
+      append_meta_record(w.wbuf, j->meta, j->key);
+      stage(*j, w.segs.back().file, at, static_cast<std::uint32_t>(active_size(w) - at), 0, 0);
+      ++w.stats.records_written;
+      touch(w, j);
       continue;
     }
+    if (!prepare(w, j)) break;
     const event_index& ix = it.index;
-    if (j->segs.empty() || j->segs.back().file_bytes >= w.cfg.segment_bytes) {
-      start_segment(w, j, ix.seq);
-      if (j->fd < 0) break;
-    } else if (j->fd < 0 && !open_file(w, *j, j->segs.back().path, false)) {
-      break;
-    }
-    const std::size_t before = w.wbuf.size();
+    auto& s = w.segs.back();
+    const std::uint64_t at = active_size(w);
     append_event_record(w.wbuf, ix, std::string_view(it.seg->bytes.get() + it.offset, it.length));
-    const std::size_t n = w.wbuf.size() - before;
-    auto& seg = j->segs.back();
-    note_event_offset(seg, ix.seq, seg.file_bytes);
-    ++seg.events;
-    seg.sse_bytes += it.length;
-    seg.file_bytes += n;
-    ++j->total_events;
-    j->total_sse += it.length;
-    w.stats.disk_bytes += n;
+    stage(*j, s.file, at, static_cast<std::uint32_t>(active_size(w) - at), ix.seq, it.length);
+    touch(w, j);
+    auto& e = s.entries[j->cur_entry];
+    if (e.first_seq == 0) e.first_seq = ix.seq;
+    e.last_seq = ix.seq;
     ++w.stats.records_written;
     j->written_seq = ix.seq;
-    j->next_seq = ix.seq + 1;
     if (ix.end_state != core::stream_state::open) {
       j->ended = true;
       j->finished_us = ix.publish_us;
     }
-    // Bound the buffer: one write per stream per round unless it is large.
-    if (w.wbuf.size() >= (1u << 20)) flush_wbuf(w, j);
+    if (w.wbuf.size() >= write_chunk) flush_wbuf(w);
   }
-  flush_wbuf(w, j);
-  done();
-  apply_retention(w, *j);
-  if (w.cfg.fsync == fsync_mode::never) j->durable_seq.store(j->written_seq);
 }
 
-// Past this many files to sync in one round, one syncfs(2) of the data
-// folder's file system replaces the per-file fdatasync and folder fsync calls
-// (one system call instead of thousands when many streams are live).
-constexpr std::size_t syncfs_threshold = 16;
+// A stream keeps on disk its disk retention, and at least what its memory
+// keeps: its oldest runs leave the index once the newer ones alone hold the
+// limit (their segment files go once nothing else in them is needed).
+void apply_retention(writer_ctx& w, journal_t& j) {
+  const std::uint64_t max_events =
+      std::max(w.retention.max_events, w.cfg.disk_retention.max_events);
+  const std::uint64_t max_bytes = std::max(w.retention.max_bytes, w.cfg.disk_retention.max_bytes);
+  if (j.runs.size() < 2) return;
+  const run& f = j.runs.front();
+  if (j.total_events - f.events < max_events && j.total_sse - f.sse_bytes < max_bytes) return;
+  std::lock_guard l(j.hm);
+  while (j.runs.size() > 1) {
+    const run& r = j.runs.front();
+    if (j.total_events - r.events < max_events && j.total_sse - r.sse_bytes < max_bytes) break;
+    j.total_events -= r.events;
+    j.total_sse -= r.sse_bytes;
+    j.runs.pop_front();
+  }
+  j.horizon.store(j.runs.front().first_seq, std::memory_order_release);
+  w.gc_wanted = true;
+}
+
+// The first sequence j still needs on disk.
+std::uint64_t floor_of(const journal_t& j) {
+  return j.runs.empty() ? j.written_seq + 1 : j.runs.front().first_seq;
+}
+
+// An entry no longer needs its segment file.
+bool entry_dead(const segment_info& s, const segment_info::entry& e) {
+  const journal_t& j = *e.j;
+  if (e.tombstone)  // needed while older files hold j's records
+    return j.seg_count == 0 || (j.seg_count == 1 && j.cur_seg == s.file->no);
+  if (j.gone) return true;
+  if (j.cur_seg <= s.file->no) return false;  // its newest records (and meta) are here
+  return e.last_seq == 0 || e.last_seq < floor_of(j);
+}
+
+// Removes segment w.segs[i] from the writer's books; the caller unlinks it.
+// Streams lose the runs up to their last event in it (no gap: a stream's
+// history starts after a deleted stretch); one whose newest event or
+// records were in it is lost (only the budget deletes such a file, and only
+// for ended streams).
+fs::path drop_segment(writer_ctx& w, std::size_t i) {
+  segment_info s = std::move(w.segs[i]);
+  w.segs.erase(w.segs.begin() + static_cast<std::ptrdiff_t>(i));
+  for (auto& e : s.entries) {
+    if (e.tombstone) continue;
+    journal_t& j = *e.j;
+    --j.seg_count;
+    if (j.gone) continue;
+    if (j.cur_seg == s.file->no || (e.last_seq != 0 && e.last_seq >= j.written_seq)) {
+      forget(j);
+      tombstone(w, e.j);
+      continue;
+    }
+    if (e.last_seq == 0) continue;
+    std::lock_guard l(j.hm);
+    bool dropped = false;
+    while (!j.runs.empty() && j.runs.front().last_seq <= e.last_seq) {
+      j.total_events -= j.runs.front().events;
+      j.total_sse -= j.runs.front().sse_bytes;
+      j.runs.pop_front();
+      dropped = true;
+    }
+    if (dropped || j.horizon.load() <= e.last_seq)
+      j.horizon.store(j.runs.empty() ? e.last_seq + 1 : j.runs.front().first_seq,
+                      std::memory_order_release);
+  }
+  w.stats.disk_bytes -= s.bytes;
+  --w.stats.segments;
+  return s.file->path;
+}
+
+void unlink_all(const std::vector<fs::path>& paths) {
+  for (const auto& p : paths) {
+    std::error_code ec;
+    fs::remove(p, ec);
+    if (ec) spdlog::error("durable log: cannot delete {}: {}", p.string(), ec.message());
+  }
+}
+
+// Deletes every segment file (but the active one) that nothing needs.
+void collect(writer_ctx& w) {
+  if (!w.gc_wanted) return;
+  w.gc_wanted = false;
+  std::vector<fs::path> gone;
+  const std::size_t n = w.segs.size() - (w.active_fd >= 0 ? 1 : 0);
+  for (std::size_t i = 0, k = 0; k < n; ++k) {
+    const auto& s = w.segs[i];
+    if (std::all_of(s.entries.begin(), s.entries.end(),
+                    [&](const segment_info::entry& e) { return entry_dead(s, e); }))
+      gone.push_back(drop_segment(w, i));
+    else
+      ++i;
+  }
+  unlink_all(gone);
+}
+
+// --disk-budget: the oldest segment files go first (never the active one,
+// one holding an open stream's newest event, nor an erased record still
+// needed); an ended stream whose newest event goes disappears from disk.
+void enforce_budget(writer_ctx& w) {
+  const std::uint64_t budget = w.cfg.disk_budget_bytes;
+  if (budget == 0 || w.stats.disk_bytes <= budget) return;
+  std::vector<fs::path> gone;
+  std::size_t i = 0;
+  std::uint64_t bytes = w.stats.disk_bytes;
+  while (bytes > budget) {
+    const std::size_t n = w.segs.size() - (w.active_fd >= 0 ? 1 : 0);
+    if (i >= n) break;
+    const auto& s = w.segs[i];
+    const bool blocked =
+        std::any_of(s.entries.begin(), s.entries.end(), [&](const segment_info::entry& e) {
+          if (e.tombstone) return !entry_dead(s, e);
+          const journal_t& j = *e.j;
+          return !j.gone && !j.ended &&
+                 (j.cur_seg == s.file->no || (e.last_seq != 0 && e.last_seq >= j.written_seq));
+        });
+    if (blocked) {
+      ++i;
+      continue;
+    }
+    bytes -= s.bytes;
+    gone.push_back(drop_segment(w, i));
+  }
+  // Erased records first on disk, then the files go.
+  flush_wbuf(w);
+  if (w.active_fd >= 0 && w.cfg.fsync != fsync_mode::never && !gone.empty()) {
+    if (::fdatasync(w.active_fd) == 0) ++w.stats.syncs;
+  }
+  unlink_all(gone);
+  if (w.stats.disk_bytes > budget) {
+    const std::int64_t now = now_ns();
+    if (now - w.budget_warned_ns > 60'000'000'000LL) {
+      w.budget_warned_ns = now;
+      spdlog::warn(
+          "durable log: {} bytes on disk, over --disk-budget {}, and the segment files left "
+          "are the active one or hold open streams' newest events",
+          w.stats.disk_bytes, budget);
+    }
+  }
+}
 
 void sync_all(writer_ctx& w) {
-  if (w.unsynced.size() > syncfs_threshold) {
-    const int fd = ::open(w.streams_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    const bool ok = fd >= 0 && ::syncfs(fd) == 0;
-    const int e = errno;
-    if (fd >= 0) ::close(fd);
+  if (w.unsynced.empty() && !w.dir_needs_sync) return;
+  bool ok = true;
+  int e = 0;
+  if (w.active_fd >= 0 && !w.unsynced.empty()) {
+    ok = ::fdatasync(w.active_fd) == 0;
+    e = errno;
     ++w.stats.syncs;
-    w.streams_dir_needs_sync = false;
-    for (auto& j : w.unsynced) {
-      j->in_unsynced = false;
-      if (j->gone) continue;
-      if (!ok) fail(*j, "syncfs", e);
-      j->needs_sync = false;
-      j->dir_needs_sync = false;
-      j->durable_seq.store(j->written_seq);
-    }
-    w.unsynced.clear();
-    return;
   }
-  if (w.streams_dir_needs_sync) {
-    fsync_dir(w.streams_dir);
+  if (w.dir_needs_sync) {  // a new segment file's name
+    if (!fsync_dir(w.log_dir) && ok) {
+      ok = false;
+      e = errno;
+    }
     ++w.stats.syncs;
-    w.streams_dir_needs_sync = false;
+    w.dir_needs_sync = false;
   }
   for (auto& j : w.unsynced) {
     j->in_unsynced = false;
     if (j->gone) continue;
-    if (j->fd >= 0 && j->needs_sync) {
-      if (::fdatasync(j->fd) != 0) fail(*j, "fdatasync", errno);
-      ++w.stats.syncs;
-    }
-    j->needs_sync = false;
-    if (j->dir_needs_sync) {
-      if (!fsync_dir(j->dir)) fail(*j, "syncing its folder", errno);
-      ++w.stats.syncs;
-      j->dir_needs_sync = false;
-    }
+    if (!ok) fail(*j, "fdatasync", e);
     j->durable_seq.store(j->written_seq);
   }
   w.unsynced.clear();
 }
 
-void enforce_budget(writer_ctx& w) {
-  const std::uint64_t budget = w.cfg.disk_budget_bytes;
-  if (budget == 0) return;
-  while (w.stats.disk_bytes > budget) {
-    // The oldest segment that is not a stream's newest.
-    journal_t* best = nullptr;
-    for (auto& j : w.live)
-      if (!j->gone && j->segs.size() > 1 &&
-          (best == nullptr || j->segs.front().order < best->segs.front().order))
-        best = j.get();
-    if (best != nullptr) {
-      delete_segment_front(w, *best);
-      continue;
-    }
-    // Then finished streams, oldest finished first (memory still serves them
-    // until their TTL; a restart will not bring them back).
-    for (auto& j : w.live)
-      if (!j->gone && j->ended && (best == nullptr || j->finished_us < best->finished_us))
-        best = j.get();
-    if (best != nullptr) {
-      delete_files(w, *best);
-      continue;
-    }
-    const std::int64_t now = now_ns();
-    if (now - w.budget_warned_ns > 60'000'000'000LL) {
-      w.budget_warned_ns = now;
-      spdlog::warn(
-          "durable log: {} bytes on disk, over --disk-budget {}, and only open streams' "
-          "newest segments are left",
-          w.stats.disk_bytes, budget);
-    }
-    break;
-  }
-}
-
-// Recovery: every kept file is readable history.
-void restore_visible(journal_t& j) {
-  std::lock_guard l(j.hm);
-  for (auto& s : j.segs) {
-    j.visible.push_back({s.first_seq, s.last_seq, s.file_bytes, s.path, std::move(s.new_points)});
-    s.new_points.clear();
-  }
-  if (!j.segs.empty()) j.horizon.store(j.segs.front().first_seq, std::memory_order_release);
-}
-
 }  // namespace
 
-// A reader's cursor into one stream's files. Each read does at most one
-// pread of about max_bytes (<= 64 KiB), plus one to skip from a sparse index
-// point (<= 32 KiB) or to fit a record larger than that, on the reader's own
-// thread. Disk reads stay on the I/O thread, in these small bounded pieces,
-// rather than on a pool: the history was written by this process and is
-// usually in the page cache (a pread is then a memcpy), there is no hand-off
-// and no second owner of the reader's state, and the subscriber's pump yields
-// to other connections between writes, so one long replay cannot monopolise
-// its thread. The files are append-only and a deleted file stays readable
-// through an open fd, so no lock is held during I/O.
+// A reader's cursor into one stream's runs. Each read does at most a few
+// preads (one per run, at most 16 runs and about max_bytes <= 64 KiB in all,
+// plus up to one run of 32 KiB to skip to its start, or one record larger
+// than that) on the reader's own thread. Disk reads stay on the I/O thread,
+// in these small bounded pieces, rather than on a pool: the history was
+// written by this process and is usually in the page cache (a pread is then
+// a memcpy), there is no hand-off and no second owner of the reader's state,
+// and the subscriber's pump yields to other connections between writes, so
+// one long replay cannot monopolise its thread. Segment files are
+// append-only and a deleted one stays readable through its open fd, so no
+// lock is held during I/O.
 class durable_log::history final : public core::history_cursor {
  public:
   explicit history(std::shared_ptr<journal> j) : j_(std::move(j)) {}
-  ~history() override { close_fd(); }
 
   result read(std::uint64_t from, std::uint64_t to, std::size_t max_bytes,
               std::string& out) override {
     result r;
     if (from > to) return r;
     max_bytes = std::clamp<std::size_t>(max_bytes, 1, history_chunk_bytes);
-    std::uint64_t offset = 0, limit = 0, seg_first = 0;
-    fs::path path;
+    std::vector<run> todo;
+    std::uint64_t start = 0;
     {
       std::lock_guard hl(j_->hm);
       const std::uint64_t horizon = j_->horizon.load(std::memory_order_acquire);
       r.first_available = horizon;
       if (horizon == 0 || from < horizon) return r;
-      const auto& vis = j_->visible;
-      auto it = std::upper_bound(
-          vis.begin(), vis.end(), from,
-          [](std::uint64_t seq, const journal::visible_segment& v) { return seq < v.first_seq; });
-      if (it == vis.begin() || std::prev(it)->last_seq < from) {
+      const auto& runs = j_->runs;
+      auto it = std::upper_bound(runs.begin(), runs.end(), from,
+                                 [](std::uint64_t seq, const run& v) { return seq < v.first_seq; });
+      if (it == runs.begin() || std::prev(it)->last_seq < from) {
         // Not in the files yet: the writer has it, or it is still pending.
         std::lock_guard ml(j_->m);
         copy_unwritten(j_->inflight, from, to, max_bytes, out, r);
         copy_unwritten(j_->pending, from, to, max_bytes, out, r);
         return r;
       }
-      const journal::visible_segment& v = *std::prev(it);
-      seg_first = v.first_seq;
-      limit = v.bytes;
-      if (cached_seg_ == seg_first && cached_seq_ == from) {
-        offset = cached_off_;
-      } else {
-        auto p = std::upper_bound(
-            v.points.begin(), v.points.end(), from,
-            [](std::uint64_t seq, const journal::point& pt) { return seq < pt.first; });
-        offset = p == v.points.begin() ? 0 : std::prev(p)->second;
+      std::size_t bytes = 0;
+      for (auto k = std::prev(it); k != runs.end() && todo.size() < history_runs_per_read; ++k) {
+        if (!todo.empty() && k->first_seq != todo.back().last_seq + 1) break;
+        todo.push_back(*k);
+        bytes += k->length;
+        if (bytes >= max_bytes || k->last_seq >= to) break;
       }
-      if (fd_seg_ != seg_first || fd_ < 0) path = v.path;
+      const run& first = todo.front();
+      start = first.offset;
+      if (cached_file_ == first.file && cached_seq_ == from && cached_off_ > first.offset &&
+          cached_off_ < std::uint64_t{first.offset} + first.length)
+        start = cached_off_;
     }
-    if (!path.empty()) {
-      close_fd();
-      fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd_ < 0) return r;  // deleted meanwhile: the horizon has moved past it
-      fd_seg_ = seg_first;
-    }
-    bool done = false;
-    std::uint64_t record_size = 0;  // one record larger than a chunk: read exactly it
-    while (!done && offset < limit) {
-      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(
-          limit - offset, record_size != 0 ? record_size : max_bytes + record_header_bytes + 64));
-      record_size = 0;
-      if (!pread_all(offset, want)) {
-        spdlog::error("durable log: reading {} failed: {}", path_text(), errno_text(errno));
-        close_fd();
+    cached_file_.reset();
+    for (std::size_t k = 0; k < todo.size(); ++k) {
+      const run& v = todo[k];
+      const std::uint64_t begin = k == 0 ? start : v.offset;
+      const std::uint64_t end = std::uint64_t{v.offset} + v.length;
+      read_fd fd;
+      v.file->open_for_read(fd);
+      if (fd.fd < 0) return r;  // deleted meanwhile: the horizon has moved past it
+      if (!pread_all(fd.fd, buf_, begin, static_cast<std::size_t>(end - begin))) {
+        spdlog::error("durable log: reading {} failed: {}", v.file->path.string(),
+                      errno_text(errno));
         return r;
       }
-      std::size_t pos = 0, consumed = 0;
+      std::size_t pos = 0;
       parsed_record rec;
       parse_status ps;
+      bool done = false;
       while ((ps = next_record(buf_, pos, rec)) == parse_status::ok) {
-        if (rec.type == record_type::event) {
-          event_index ix;
-          std::string_view sse;
-          if (!decode_event(rec, ix, sse)) {
-            ps = parse_status::corrupt;
-            break;
-          }
-          if (ix.seq > to || (ix.seq >= from && r.events != 0 && ix.seq != r.last_seq + 1)) {
-            done = true;
-            break;
-          }
-          if (ix.seq >= from) {
-            if (r.events == 0) {
-              if (ix.seq != from) {  // a hole: never written
-                done = true;
-                break;
-              }
-              r.first_publish_us = ix.publish_us;
-            }
-            out.append(sse);
-            ++r.events;
-            r.last_seq = ix.seq;
-          }
+        if (rec.type != record_type::event) continue;  // its meta records
+        event_index ix;
+        std::string_view sse;
+        if (!decode_event(rec, ix, sse)) {
+          ps = parse_status::corrupt;
+          break;
         }
-        consumed = pos;
-        if (r.events != 0 && out.size() >= max_bytes) {
+        if (ix.seq < from) continue;
+        if (ix.seq > to || (r.events != 0 && ix.seq != r.last_seq + 1) ||
+            (r.events == 0 && ix.seq != from)) {
+          done = true;  // past `to`, or a hole (never served)
+          break;
+        }
+        if (r.events == 0) r.first_publish_us = ix.publish_us;
+        out.append(sse);
+        ++r.events;
+        r.last_seq = ix.seq;
+        if (out.size() >= max_bytes && ix.seq != to) {
+          // Go on from here next time without rescanning the run.
+          if (begin + pos < end) {
+            cached_file_ = v.file;
+            cached_seq_ = ix.seq + 1;
+            cached_off_ = begin + pos;
+          }
           done = true;
           break;
         }
       }
-      if (ps == parse_status::corrupt) {
-        spdlog::error("durable log: {}: unreadable record at byte {}", path_text(),
-                      offset + consumed);
-        close_fd();
+      if (ps != parse_status::ok && ps != parse_status::end) {
+        spdlog::error("durable log: {}: unreadable record at byte {}", v.file->path.string(),
+                      begin + pos);
         return r;
       }
-      if (ps == parse_status::torn && consumed == 0) {
-        // One record larger than the chunk: read exactly it next time round.
-        std::uint32_t len = 0;
-        if (buf_.size() >= 8) std::memcpy(&len, buf_.data() + 4, 4);  // little-endian host
-        if (buf_.size() < 8 || len > max_record_payload ||
-            record_header_bytes + std::uint64_t{len} <= buf_.size()) {
-          spdlog::error("durable log: {}: bad record at byte {}", path_text(), offset);
-          close_fd();
-          return r;
-        }
-        record_size = record_header_bytes + std::uint64_t{len};
-        continue;
-      }
-      offset += consumed;
-      if (r.events != 0) done = true;  // one chunk per call
+      if (done || r.last_seq >= to) break;
     }
-    cached_seg_ = seg_first;
-    cached_seq_ = r.last_seq + 1;
-    cached_off_ = offset;
-    // Done with this file (its end, or memory takes over): release the fd.
-    if (offset >= limit || r.last_seq == to) close_fd();
     if (r.last_seq == to) std::string().swap(buf_);
     return r;
   }
@@ -750,29 +897,12 @@ class durable_log::history final : public core::history_cursor {
       r.last_seq = seq;
     }
   }
-  bool pread_all(std::uint64_t offset, std::size_t n) {
-    buf_.resize(n);
-    std::size_t got = 0;
-    while (got < n) {
-      const ssize_t k = ::pread(fd_, buf_.data() + got, n - got, static_cast<off_t>(offset + got));
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) return false;
-      got += static_cast<std::size_t>(k);
-    }
-    return true;
-  }
-  std::string path_text() const { return j_->dir.string(); }
-  void close_fd() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-    fd_seg_ = 0;
-  }
 
   std::shared_ptr<journal> j_;
   std::string buf_;
-  int fd_ = -1;
-  std::uint64_t fd_seg_ = 0;
-  std::uint64_t cached_seg_ = 0, cached_seq_ = 0, cached_off_ = 0;
+  // Where the last read stopped inside a run.
+  std::shared_ptr<seg_file> cached_file_;
+  std::uint64_t cached_seq_ = 0, cached_off_ = 0;
 };
 
 std::unique_ptr<core::history_cursor> durable_log::journal::open_history() {
@@ -783,7 +913,7 @@ durable_log::durable_log(durable_config config)
     : config_(std::move(config)), queue_(std::make_shared<queue>()) {
   queue_->wake_on_dirty = config_.fsync == fsync_mode::always;
   std::error_code ec;
-  fs::create_directories(config_.dir / "streams", ec);
+  fs::create_directories(config_.dir / "log", ec);
   if (ec) throw std::runtime_error("--data-dir " + config_.dir.string() + ": " + ec.message());
   const fs::path lock = config_.dir / "LOCK";
   lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -825,21 +955,18 @@ durable_log::~durable_log() {
     }
     const writer_stats st = stats();
     spdlog::info(
-        "durable log: {} records, {} bytes written, {} syncs in {} rounds; {} bytes on disk",
-        st.records_written, st.bytes_written, st.syncs, st.rounds, st.disk_bytes);
+        "durable log: {} records, {} bytes written, {} syncs in {} rounds ({} writes); {} bytes "
+        "in {} segment files",
+        st.records_written, st.bytes_written, st.syncs, st.rounds, st.writes, st.disk_bytes,
+        st.segments);
   }
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
 std::shared_ptr<core::stream_journal> durable_log::open_journal(const core::stream_meta& meta) {
-  auto j = std::make_shared<journal>(queue_);
-  j->dir = config_.dir / "streams" / ("s_" + meta.id);
+  auto j = std::make_shared<journal>(queue_, queue_->next_key.fetch_add(1));
   j->meta = meta;
-  {
-    std::lock_guard l(queue_->m);
-    queue_->created.push_back(j);
-  }
-  j->meta_changed(meta);  // the first segment file is created with this
+  j->meta_changed(meta);  // its first record
   return j;
 }
 
@@ -892,17 +1019,28 @@ void durable_log::start_writer() {
 
 void durable_log::run_writer() {
   queue& q = *queue_;
-  writer_ctx w{config_, retention_, config_.dir / "streams"};
-  w.live = std::move(recovered_);  // handed over before the thread started
-  for (auto& j : w.live)
-    for (auto& s : j->segs) w.stats.disk_bytes += s.file_bytes;
+  durable_config cfg = config_;
+  cfg.segment_bytes = std::clamp<std::uint32_t>(cfg.segment_bytes, 1, max_segment_bytes);
+  writer_ctx w{cfg, retention_, config_.dir / "log"};
+  std::vector<std::shared_ptr<journal>> deleted;
+  if (recovered_) {  // handed over before the thread started
+    w.segs = std::move(recovered_->segs);
+    w.next_no = recovered_->next_no;
+    deleted = std::move(recovered_->to_tombstone);
+    recovered_.reset();
+  }
+  for (auto& s : w.segs) w.stats.disk_bytes += s.bytes;
+  w.stats.segments = w.segs.size();
   auto last_sync = std::chrono::steady_clock::now();
+  auto last_collect = last_sync - std::chrono::hours(1);
   const auto write_delay =
       config_.write_delay.count() > 0 ? config_.write_delay : config_.fsync_interval;
-  std::vector<std::shared_ptr<journal>> dirty, created, deleted;
+  std::vector<std::shared_ptr<journal>> dirty;
   std::vector<queue::waiter> waiters, ready;
+  bool first = true;
   for (;;) {
     std::uint64_t flush_target = 0;
+    bool flushing = false;  // a flush() waits for this round
     bool stop = false;
     {
       std::unique_lock l(q.m);
@@ -911,37 +1049,57 @@ void durable_log::run_writer() {
                q.woken.load(std::memory_order_relaxed) ||
                (q.wake_on_dirty && (!q.dirty.empty() || !q.waiters.empty()));
       };
-      if (q.wake_on_dirty)
+      if (first)
+        first = false;  // recovery's tombstones and garbage at once
+      else if (q.wake_on_dirty)
         q.cv.wait(l, wanted);
       else
         q.cv.wait_for(l, write_delay, wanted);
       q.pending_bytes.store(0, std::memory_order_relaxed);
       q.woken.store(false, std::memory_order_relaxed);
       dirty.swap(q.dirty);
-      created.swap(q.created);
-      deleted.swap(q.deleted);
+      deleted.insert(deleted.end(), q.deleted.begin(), q.deleted.end());
+      q.deleted.clear();
       flush_target = q.flush_requests;
+      flushing = q.flush_requests != q.flush_done;
       stop = q.stop;
     }
-    ++w.round;
-    for (auto& j : created) w.live.push_back(std::move(j));
-    created.clear();
-    for (auto& j : deleted) delete_files(w, *j);
-    if (!deleted.empty())
-      std::erase_if(w.live, [](const std::shared_ptr<journal>& j) { return j->gone; });
+    for (auto& j : deleted) {
+      if (!j->gone) forget(*j);
+      tombstone(w, j);
+      w.gc_wanted = true;
+    }
     deleted.clear();
     for (auto& j : dirty) write_journal(w, j);
     dirty.clear();
+    flush_wbuf(w);
+    for (auto& j : w.processed) {
+      {
+        std::lock_guard l(j->m);
+        j->inflight.clear();
+        j->inflight_pins.clear();  // written: let memory retention free them
+      }
+      if (!j->gone) apply_retention(w, *j);
+    }
+    w.processed.clear();
     const auto now = std::chrono::steady_clock::now();
-    const bool flushing = flush_target != 0;
     if (config_.fsync == fsync_mode::always || stop ||
         (config_.fsync == fsync_mode::interval &&
          (flushing || now - last_sync >= config_.fsync_interval))) {
       sync_all(w);
       last_sync = now;
     } else if (config_.fsync == fsync_mode::never) {
-      for (auto& j : w.unsynced) j->in_unsynced = false;
+      for (auto& j : w.unsynced) {
+        j->in_unsynced = false;
+        if (!j->gone) j->durable_seq.store(j->written_seq);
+      }
       w.unsynced.clear();
+    }
+    // Looking for deletable files costs a pass over every file's streams: at
+    // most once a second (and on a flush, and at the end).
+    if (w.gc_wanted && (flushing || stop || now - last_collect >= std::chrono::seconds(1))) {
+      collect(w);
+      last_collect = now;
     }
     enforce_budget(w);
     ++w.stats.rounds;
@@ -967,175 +1125,231 @@ void durable_log::run_writer() {
     ready.clear();
     if (stop) break;
   }
-  for (auto& j : w.live) close_file(w, *j);
+  flush_wbuf(w);
+  close_active(w, true);
   // Nobody will complete these any more.
   std::vector<queue::waiter> left;
   {
     std::lock_guard l(q.m);
     left.swap(q.waiters);
+    q.stats = w.stats;
     q.flush_done = q.flush_requests;
     q.flushed.notify_all();
   }
   for (auto& wt : left) wt.done(false);
 }
 
+namespace {
+
+// Puts into `log` the events memory keeps (its retention, counted from the
+// newest), read back from j's runs. False when a run cannot be read.
+bool restore_tail(journal_t& j, core::stream_log& log, core::retention_limits retention) {
+  std::size_t start = j.runs.size();
+  std::uint64_t events = 0, bytes = 0;
+  while (start > 0 && events < retention.max_events && bytes < retention.max_bytes) {
+    --start;
+    events += j.runs[start].events;
+    bytes += j.runs[start].sse_bytes;
+  }
+  const std::uint64_t want_from =
+      j.written_seq >= retention.max_events ? j.written_seq - retention.max_events + 1 : 1;
+  std::string buf;
+  for (std::size_t i = start; i < j.runs.size(); ++i) {
+    const run& v = j.runs[i];
+    read_fd fd;
+    v.file->open_for_read(fd);
+    if (fd.fd < 0 || !pread_all(fd.fd, buf, v.offset, v.length)) {
+      spdlog::error("durable log: cannot read {}: {}", v.file->path.string(), errno_text(errno));
+      return false;
+    }
+    std::size_t pos = 0;
+    parsed_record rec;
+    while (next_record(buf, pos, rec) == parse_status::ok) {
+      event_index ix;
+      std::string_view sse;
+      if (rec.type != record_type::event || !decode_event(rec, ix, sse) || ix.seq < want_from)
+        continue;
+      log.restore_event(
+          {ix.seq, ix.publish_us, sse, ix.delta_key, ix.json_offset, ix.text_begin, ix.text_end});
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 recovery_stats durable_log::recover(core::stream_registry& registry) {
   retention_ = registry.config().retention;
   recovery_stats st;
   st.unclean = !clean_start_;
   const std::int64_t now_us = core::realtime_us();
-  std::vector<std::shared_ptr<journal>> recovered;
-  std::vector<std::shared_ptr<core::stream_log>> to_interrupt;
-  std::string bytes;
+  auto rec = std::make_shared<recovered>();
+  const fs::path log_dir = config_.dir / "log";
   std::error_code ec;
-  for (const auto& de : fs::directory_iterator(config_.dir / "streams", ec)) {
-    const std::string name = de.path().filename().string();
-    if (!de.is_directory() || !name.starts_with("s_")) continue;
-    const std::string id = name.substr(2);
-    if (!core::is_valid_stream_id(id)) continue;
-    std::vector<std::pair<std::uint64_t, fs::path>> files;
-    for (const auto& fe : fs::directory_iterator(de.path(), ec))
-      if (auto n = parse_segment_name(fe.path().filename().string()))
-        files.emplace_back(*n, fe.path());
-    std::sort(files.begin(), files.end());
+  if (fs::exists(config_.dir / "streams", ec))
+    spdlog::warn(
+        "durable log: {} holds a streams/ folder (the per-stream file layout of earlier "
+        "versions); it is not read: streams are kept in {} now",
+        config_.dir.string(), log_dir.string());
+  std::vector<std::pair<std::uint64_t, fs::path>> files;
+  for (const auto& fe : fs::directory_iterator(log_dir, ec))
+    if (auto n = parse_segment_name(fe.path().filename().string()))
+      files.emplace_back(*n, fe.path());
+  std::sort(files.begin(), files.end());
 
-    auto j = std::make_shared<journal>(queue_);
-    j->dir = de.path();
-    j->dir_created = true;
-    std::optional<core::stream_meta> meta;
-    std::shared_ptr<core::stream_log> log;
-    std::deque<std::string> contents;  // per file, kept while its events are restored
-    struct ev {
-      event_index ix;
-      std::string_view sse;
-    };
-    std::vector<ev> events;
-    std::uint64_t expected = 0;
-    bool stop = false;
-    core::stream_state state = core::stream_state::open;
-    for (std::size_t i = 0; i < files.size(); ++i) {
-      const fs::path& path = files[i].second;
-      if (stop) {
-        fs::remove(path, ec);
-        continue;
-      }
-      contents.emplace_back();
-      std::string& data = contents.back();
-      if (!read_file(path, data)) {
-        spdlog::error("durable log: cannot read {}: {}", path.string(), errno_text(errno));
-        stop = true;
-        fs::remove(path, ec);
-        continue;
-      }
-      journal::segment_file seg{};
-      seg.first_seq = files[i].first;
-      seg.path = path;
-      struct stat sb {};
-      if (::stat(path.c_str(), &sb) == 0)
-        seg.order =
-            static_cast<std::int64_t>(sb.st_mtim.tv_sec) * 1'000'000'000 + sb.st_mtim.tv_nsec;
-      std::size_t pos = 0;
-      parsed_record r;
-      parse_status ps;
-      while ((ps = next_record(data, pos, r)) == parse_status::ok) {
-        const std::size_t start = pos - record_header_bytes - r.payload.size();
-        bool bad = false;
-        if (r.type == record_type::meta) {
-          auto m = decode_meta(r);
-          if (!m || m->id != id)
-            bad = true;
-          else
-            meta = std::move(m);
-        } else {
-          event_index ix;
-          std::string_view sse;
-          if (!meta || state != core::stream_state::open || !decode_event(r, ix, sse) ||
-              (expected != 0 && ix.seq != expected))
-            bad = true;
-          else {
-            events.push_back({ix, sse});
-            expected = ix.seq + 1;
-            state = ix.end_state;
-            ++seg.events;
-            seg.sse_bytes += sse.size();
-            note_event_offset(seg, ix.seq, start);
-          }
-        }
-        if (bad) {
-          pos = start;
-          ps = parse_status::corrupt;
-          break;
-        }
-      }
-      if (ps != parse_status::end) {
-        // A torn tail or a corrupt record: keep what precedes it, drop the rest.
-        spdlog::warn("durable log: stream {}: {} record at byte {} of {}; truncated there",
-                     core::log_escape(id), ps == parse_status::torn ? "torn" : "corrupt", pos,
-                     path.filename().string());
-        ++st.torn_tails;
-        if (::truncate(path.c_str(), static_cast<off_t>(pos)) != 0)
-          spdlog::error("durable log: cannot truncate {}: {}", path.string(), errno_text(errno));
-        data.resize(pos);
-        stop = true;
-      }
-      seg.file_bytes = pos;
-      if (seg.file_bytes == 0) {
-        fs::remove(path, ec);
-        continue;
-      }
-      j->total_events += seg.events;
-      j->total_sse += seg.sse_bytes;
-      j->segs.push_back(std::move(seg));
-    }
-    if (!meta) {
-      fs::remove_all(de.path(), ec);
-      ++st.dropped;
+  // The live incarnation of each id while scanning; erased ones leave it.
+  std::unordered_map<std::string, std::shared_ptr<journal>> current;
+  std::string data;
+  for (const auto& [no, path] : files) {
+    rec->next_no = no + 1;
+    if (!read_file(path, data)) {
+      // Kept as it is: streams with records in it continue after a gap.
+      spdlog::error("durable log: cannot read {}: {}", path.string(), errno_text(errno));
       continue;
     }
-    const bool ended = state != core::stream_state::open;
-    const std::int64_t finished_us = ended ? events.back().ix.publish_us : 0;
+    segment_info seg{std::make_shared<seg_file>(no, path), 0, {}};
+    std::unordered_map<std::uint32_t, std::shared_ptr<journal>> keys;
+    std::vector<std::shared_ptr<journal>> here;  // streams with records in this file
+    std::size_t pos = 0;
+    parsed_record r;
+    parse_status ps;
+    while ((ps = next_record(data, pos, r)) == parse_status::ok) {
+      const std::size_t start = pos - record_header_bytes - r.payload.size();
+      const auto n = static_cast<std::uint32_t>(pos - start);
+      bool bad = false;
+      if (r.type == record_type::meta) {
+        std::uint32_t key = 0;
+        auto m = decode_meta(r, &key);
+        if (!m || !core::is_valid_stream_id(m->id)) {
+          bad = true;
+        } else {
+          auto& j = current[m->id];
+          if (!j) j = std::make_shared<journal>(queue_, queue_->next_key.fetch_add(1));
+          j->meta = std::move(*m);
+          if (j->cur_seg != no) {
+            j->cur_seg = no;
+            j->cur_entry = seg.entries.size();
+            seg.entries.push_back({j, 0, 0, false});
+            ++j->seg_count;
+            here.push_back(j);
+          }
+          keys[key] = j;
+          stage(*j, seg.file, start, n, 0, 0);
+        }
+      } else if (r.type == record_type::event) {
+        event_index ix;
+        std::string_view sse;
+        auto k = decode_event(r, ix, sse) ? keys.find(ix.stream) : keys.end();
+        if (k == keys.end() || k->second->ended ||
+            (k->second->written_seq != 0 && ix.seq <= k->second->written_seq)) {
+          bad = true;  // no meta before it, after the final event, or out of order
+        } else {
+          journal& j = *k->second;
+          if (j.written_seq != 0 && ix.seq != j.written_seq + 1) {
+            // A stretch is missing (a deleted or unreadable older file): the
+            // stream's history starts after it.
+            j.runs.clear();
+            j.total_events = j.total_sse = 0;
+            j.had_gap = true;
+          }
+          stage(j, seg.file, start, n, ix.seq, sse.size());
+          auto& e = seg.entries[j.cur_entry];
+          if (e.first_seq == 0) e.first_seq = ix.seq;
+          e.last_seq = ix.seq;
+          j.written_seq = ix.seq;
+          if (ix.end_state != core::stream_state::open) {
+            j.ended = true;
+            j.end_state = ix.end_state;
+            j.finished_us = ix.publish_us;
+          }
+        }
+      } else {
+        std::string_view id;
+        if (!decode_erased(r, id)) {
+          bad = true;
+        } else if (auto c = current.find(std::string(id)); c != current.end()) {
+          auto j = c->second;
+          current.erase(c);
+          j->staged.clear();
+          forget(*j);
+          j->tombstoned = true;
+          seg.entries.push_back({j, 0, 0, true});
+          std::erase_if(keys, [&](const auto& kv) { return kv.second == j; });
+        }
+      }
+      if (bad) {
+        pos = start;
+        ps = parse_status::corrupt;
+        break;
+      }
+    }
+    if (ps != parse_status::end) {
+      // A torn tail (a crash mid-write) or a corrupt record: keep what
+      // precedes it, drop the rest of this file.
+      spdlog::warn("durable log: {} record at byte {} of {}; truncated there",
+                   ps == parse_status::torn ? "torn" : "corrupt", pos, path.filename().string());
+      ++st.torn_tails;
+      if (::truncate(path.c_str(), static_cast<off_t>(pos)) != 0)
+        spdlog::error("durable log: cannot truncate {}: {}", path.string(), errno_text(errno));
+    }
+    seg.bytes = pos;
+    for (auto& j : here) publish_staged(*j);
+    if (seg.bytes == 0) {
+      fs::remove(path, ec);
+      continue;
+    }
+    rec->segs.push_back(std::move(seg));
+  }
+
+  std::vector<std::shared_ptr<core::stream_log>> to_interrupt;
+  for (auto& [id, j] : current) {
+    const core::stream_meta& meta = j->meta;
     const std::int64_t ttl =
-        meta->finished_ttl_us > 0 ? meta->finished_ttl_us : registry.config().finished_ttl_us;
-    if (ended && now_us - finished_us >= ttl) {
-      fs::remove_all(de.path(), ec);
+        meta.finished_ttl_us > 0 ? meta.finished_ttl_us : registry.config().finished_ttl_us;
+    auto drop = [&, jp = j] {
+      forget(*jp);
+      rec->to_tombstone.push_back(jp);
+    };
+    if (j->ended && now_us - j->finished_us >= ttl) {
+      drop();
       ++st.expired;
       continue;
     }
-    if (!ended && events.empty() && !meta->local_producer) {
-      fs::remove_all(de.path(), ec);
+    if (j->written_seq == 0 && !meta.local_producer) {
+      drop();
       ++st.dropped;
       continue;
     }
-    log = registry.restore(*meta);
-    if (!log) continue;
-    for (const ev& e : events)
-      log->restore_event({e.ix.seq, e.ix.publish_us, e.sse, e.ix.delta_key, e.ix.json_offset,
-                          e.ix.text_begin, e.ix.text_end});
-    if (ended) log->restore_end(state, finished_us);
-    st.events += events.size();
-    j->meta = *meta;
-    j->latest_meta = *meta;
-    j->written_seq = events.empty() ? 0 : events.back().ix.seq;
-    j->next_seq = j->written_seq + 1;
+    auto log = registry.restore(meta);
+    if (!log) {
+      drop();
+      ++st.dropped;
+      continue;
+    }
+    if (!restore_tail(*j, *log, retention_)) j->failed.store(true);
+    if (j->ended) log->restore_end(j->end_state, j->finished_us);
+    st.events += j->total_events;
+    if (j->had_gap) ++st.gaps;
+    j->latest_meta = meta;
     j->durable_seq.store(j->written_seq);
-    j->ended = ended;
-    j->finished_us = finished_us;
-    restore_visible(*j);
+    j->horizon.store(j->runs.empty() ? 0 : j->runs.front().first_seq);
     log->attach_journal(j);
     // After an unclean stop, events readers saw (or that were acknowledged,
     // with fsync interval/never) may be missing: the stream goes on in a new
     // epoch from here, so a resume past what is on disk is refused
     // (history_truncated) instead of continuing into different events. The
     // meta record goes to disk before anything appended after it.
-    if (!clean_start_ && !ended) {
+    if (!clean_start_ && !j->ended) {
       log->begin_epoch(core::random_epoch());
       ++st.new_epochs;
     }
-    recovered.push_back(j);
     ++st.streams;
-    if (!ended && meta->local_producer) to_interrupt.push_back(log);
+    if (!j->ended && meta.local_producer) to_interrupt.push_back(log);
   }
-  recovered_ = std::move(recovered);
+  // Readers open the files again when they need them.
+  for (auto& s : rec->segs) s.file->release();
+  st.segments = rec->segs.size();
+  recovered_ = std::move(rec);
   start_writer();
   registry.attach_store(shared_from_this());
   const std::string interrupted =

@@ -64,11 +64,36 @@ struct node {
   ~node() { store->flush(); }
 };
 
-std::vector<fs::path> segments(const fs::path& dir, const std::string& id) {
+// The node-wide log's segment files, oldest first.
+std::vector<fs::path> segments(const fs::path& dir) {
   std::vector<fs::path> out;
-  for (auto& e : fs::directory_iterator(dir / "streams" / ("s_" + id))) out.push_back(e.path());
+  for (auto& e : fs::directory_iterator(dir / "log")) out.push_back(e.path());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::uintmax_t log_bytes(const fs::path& dir) {
+  std::uintmax_t total = 0;
+  for (auto& p : segments(dir)) total += fs::file_size(p);
+  return total;
+}
+
+// The ids of the meta records in every segment file (one per stream per file).
+std::vector<std::string> meta_ids(const fs::path& dir) {
+  std::vector<std::string> ids;
+  for (auto& p : segments(dir)) {
+    std::ifstream f(p, std::ios::binary);
+    const std::string bytes{std::istreambuf_iterator<char>(f), {}};
+    std::size_t pos = 0;
+    store::parsed_record r;
+    while (store::next_record(bytes, pos, r) == store::parse_status::ok)
+      if (auto m = store::decode_meta(r)) ids.push_back(m->id);
+  }
+  return ids;
+}
+
+std::string event_text(std::uint64_t seq, const std::string& data) {
+  return "id: " + std::to_string(seq) + "\ndata: " + data + "\n\n";
 }
 
 }  // namespace
@@ -101,11 +126,12 @@ TEST(RecordFormat, MetaKeepsEpochsAndRefusesMalformedOnes) {
 
 TEST(RecordFormat, EventAndMetaRoundTrip) {
   std::string buf;
-  store::event_index ix{7, 1234567, 3, 12, 9, 14, stream_state::finished};
+  store::event_index ix{7, 1234567, 3, 12, 9, 14, stream_state::finished, 77};
   store::append_event_record(buf, ix, "id: 7\ndata: {\"text\":\"hello\"}\n\n");
   EXPECT_EQ(buf.size(), store::event_record_size(ix, 30));
-  core::stream_meta m{"abc", "alice", 42, 5, 6, true};
-  store::append_meta_record(buf, m);
+  core::stream_meta m{"abc", "alice", 42, 5, 6, true, "e2", "e1", 9};
+  store::append_meta_record(buf, m, 77);
+  store::append_erased_record(buf, "abc");
   std::size_t pos = 0;
   store::parsed_record r;
   ASSERT_EQ(store::next_record(buf, pos, r), store::parse_status::ok);
@@ -119,17 +145,38 @@ TEST(RecordFormat, EventAndMetaRoundTrip) {
   EXPECT_EQ(got.text_begin, 9u);
   EXPECT_EQ(got.text_end, 14u);
   EXPECT_EQ(got.end_state, stream_state::finished);
+  EXPECT_EQ(got.stream, 77u);
   EXPECT_EQ(sse, "id: 7\ndata: {\"text\":\"hello\"}\n\n");
   ASSERT_EQ(store::next_record(buf, pos, r), store::parse_status::ok);
-  auto meta = store::decode_meta(r);
+  std::uint32_t key = 0;
+  auto meta = store::decode_meta(r, &key);
   ASSERT_TRUE(meta);
+  EXPECT_EQ(key, 77u);
+  EXPECT_EQ(meta->epoch, "e2");
+  EXPECT_EQ(meta->previous_epoch, "e1");
+  EXPECT_EQ(meta->epoch_boundary, 9u);
   EXPECT_EQ(meta->id, "abc");
   EXPECT_EQ(meta->owner, "alice");
   EXPECT_EQ(meta->created_us, 42);
   EXPECT_EQ(meta->unread_grace_us, 5);
   EXPECT_EQ(meta->finished_ttl_us, 6);
   EXPECT_TRUE(meta->local_producer);
+  ASSERT_EQ(store::next_record(buf, pos, r), store::parse_status::ok);
+  std::string_view id;
+  ASSERT_TRUE(store::decode_erased(r, id));
+  EXPECT_EQ(id, "abc");
+  EXPECT_FALSE(store::decode_meta(r));
   EXPECT_EQ(store::next_record(buf, pos, r), store::parse_status::end);
+}
+
+TEST(RecordFormat, ChecksumIsCrc32cOnEveryPath) {
+  EXPECT_EQ(store::record_checksum("123456789"), 0xE3069283u);  // the CRC-32C check value
+  EXPECT_EQ(store::record_checksum_portable("123456789"), 0xE3069283u);
+  std::string bytes;
+  for (int i = 0; i < 1000; ++i) {
+    bytes.push_back(static_cast<char>((i * 131 + 7) & 0xff));
+    ASSERT_EQ(store::record_checksum(bytes), store::record_checksum_portable(bytes)) << i;
+  }
 }
 
 TEST(RecordFormat, EveryTruncationIsTornAndEveryFlippedByteIsCaught) {
@@ -168,8 +215,15 @@ TEST(RecordFormat, MalformedPayloadsAreRejected) {
   EXPECT_FALSE(store::decode_event(r, ix, sse));
   r = {store::record_type::meta, 0, "{\"id\":1}"};
   EXPECT_FALSE(store::decode_meta(r));
-  r = {store::record_type::meta, 0, "not json"};
+  r = {store::record_type::meta, 0, std::string_view("\0\0\0\0{\"id\":1}", 12)};
   EXPECT_FALSE(store::decode_meta(r));
+  r = {store::record_type::meta, 0, std::string_view("\0\0\0\0not json", 12)};
+  EXPECT_FALSE(store::decode_meta(r));
+  r = {store::record_type::meta, 0, "abc"};  // shorter than its stream key
+  EXPECT_FALSE(store::decode_meta(r));
+  r = {store::record_type::erased, 0, ""};
+  std::string_view id;
+  EXPECT_FALSE(store::decode_erased(r, id));
   // A delta whose text range lies outside the event's bytes.
   std::string buf;
   store::append_event_record(buf, {1, 1, 1, 100, 0, 5, stream_state::open}, "id: 1\ndata: {}\n\n");
@@ -294,7 +348,7 @@ TEST(DurableLog, TornTailIsTruncatedAndSequencesContinue) {
   // A crash mid-write: half of a sixth record.
   std::string rec;
   store::append_event_record(rec, {6, 1, 0, 0, 0, 0, stream_state::open}, "id: 6\ndata: {}\n\n");
-  const auto seg = segments(d.path, "t").back();
+  const auto seg = segments(d.path).back();
   const auto size = fs::file_size(seg);
   {
     std::ofstream f(seg, std::ios::binary | std::ios::app);
@@ -313,7 +367,10 @@ TEST(DurableLog, TornTailIsTruncatedAndSequencesContinue) {
   EXPECT_EQ(n.registry.find("t")->status().last_sequence, 6u);
 }
 
-TEST(DurableLog, CorruptionInTheMiddleKeepsThePrefixAndDropsLaterSegments) {
+// A corrupt record in an older segment file: that file is read up to it,
+// and a stream that lost a stretch there continues after it (its history
+// starts after the gap; never a gap inside it, never a corrupt event).
+TEST(DurableLog, CorruptionInAnOlderSegmentStartsTheHistoryAfterTheGap) {
   temp_dir d;
   store::durable_config dc;
   dc.segment_bytes = 256;  // several segments
@@ -326,7 +383,7 @@ TEST(DurableLog, CorruptionInTheMiddleKeepsThePrefixAndDropsLaterSegments) {
       if (i % 4 == 0) n.store->flush();  // rounds: files roll between them
     }
   }
-  auto segs = segments(d.path, "m");
+  auto segs = segments(d.path);
   ASSERT_GE(segs.size(), 3u);
   // Flip a byte in the middle of the second segment's payload.
   std::string bytes;
@@ -340,21 +397,27 @@ TEST(DurableLog, CorruptionInTheMiddleKeepsThePrefixAndDropsLaterSegments) {
     std::ofstream f(segs[1], std::ios::binary | std::ios::trunc);
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
+  const std::size_t files = segs.size();
   node n(d.path, {}, dc);
   EXPECT_EQ(n.recovered.torn_tails, 1u);
+  EXPECT_EQ(n.recovered.gaps, 1u);
   auto s = n.registry.find("m");
   ASSERT_TRUE(s);
   const auto st = s->status();
-  EXPECT_EQ(st.first_sequence, 1u);
-  EXPECT_GE(st.last_sequence, 1u);
-  EXPECT_LT(st.last_sequence, 40u);
-  // No gap, no corrupt event: exactly events 1..last, as published.
+  EXPECT_GT(st.first_sequence, 1u);
+  EXPECT_EQ(st.last_sequence, 40u);
+  // No gap, no corrupt event: exactly events first..40, as published.
   std::string expect;
-  for (std::uint64_t i = 1; i <= st.last_sequence; ++i)
-    expect += "id: " + std::to_string(i) + "\ndata: {\"i\":" + std::to_string(i) + "}\n\n";
-  EXPECT_EQ(read_all(s), expect);
-  EXPECT_EQ(segments(d.path, "m").size(), 2u);  // the later ones are gone
-  EXPECT_EQ(s->publish("message", "{}").first_sequence, st.last_sequence + 1);
+  for (std::uint64_t i = st.first_sequence; i <= 40; ++i)
+    expect += event_text(i, "{\"i\":" + std::to_string(i) + "}");
+  EXPECT_EQ(read_all(s, st.first_sequence), expect);
+  // The later files are kept; the files before the gap are no longer needed
+  // (nothing of the stream before its new horizon is served) and go.
+  n.store->flush();
+  for (std::size_t i = 2; i < files; ++i) EXPECT_TRUE(fs::exists(segs[i])) << i;
+  EXPECT_FALSE(fs::exists(segs[0]));
+  EXPECT_FALSE(fs::exists(segs[1]));
+  EXPECT_EQ(s->publish("message", "{}").first_sequence, 41u);
 }
 
 TEST(DurableLog, FinishedTtlKeepsCountingAcrossARestart) {
@@ -367,25 +430,47 @@ TEST(DurableLog, FinishedTtlKeepsCountingAcrossARestart) {
     auto l = *n.registry.create("long");
     l->publish("message", "{}", true);
   }
+  {
+    node n(d.path);
+    EXPECT_EQ(n.recovered.expired, 1u);
+    EXPECT_FALSE(n.registry.find("short"));
+    EXPECT_TRUE(n.registry.find("long"));
+  }
+  // Recovery wrote its erased record: it is dead, not expired again.
   node n(d.path);
-  EXPECT_EQ(n.recovered.expired, 1u);
+  EXPECT_EQ(n.recovered.expired, 0u);
+  EXPECT_EQ(n.recovered.streams, 1u);
   EXPECT_FALSE(n.registry.find("short"));
-  EXPECT_FALSE(fs::exists(d.path / "streams" / "s_short"));
-  EXPECT_TRUE(n.registry.find("long"));
 }
 
-TEST(DurableLog, RegistryDropDeletesTheFiles) {
+TEST(DurableLog, RegistryDropDeletesItsRecords) {
   temp_dir d;
-  node n(d.path);
-  auto s = *n.registry.create("gone");
-  s->keep_finished_for(1);
-  s->publish("message", "{}", true);
-  n.store->flush();
-  EXPECT_TRUE(fs::exists(d.path / "streams" / "s_gone"));
-  s.reset();
-  EXPECT_EQ(n.registry.sweep(core::realtime_us() + 10), 1u);
-  n.store->flush();
-  EXPECT_FALSE(fs::exists(d.path / "streams" / "s_gone"));
+  store::durable_config dc;
+  dc.segment_bytes = 1;  // every stream's records in a file of their own
+  {
+    node n(d.path, {}, dc);
+    auto keep = *n.registry.create("keep");
+    keep->publish("message", "{}");
+    auto s = *n.registry.create("gone");
+    s->keep_finished_for(1);
+    s->publish("message", "{}", true);
+    n.store->flush();
+    {
+      const auto ids = meta_ids(d.path);
+      EXPECT_EQ(std::count(ids.begin(), ids.end(), "gone"), 1);
+    }
+    s.reset();
+    EXPECT_EQ(n.registry.sweep(core::realtime_us() + 10), 1u);
+    n.store->flush();
+    // Its segment file is deleted (an erased record in the active one remains).
+    const auto ids = meta_ids(d.path);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), "gone"), 0);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), "keep"), 1);
+    EXPECT_EQ(n.store->stats().disk_bytes, log_bytes(d.path));
+  }
+  node n(d.path, {}, dc);
+  EXPECT_FALSE(n.registry.find("gone"));
+  EXPECT_EQ(n.registry.find("keep")->status().last_sequence, 1u);
 }
 
 TEST(DurableLog, RetentionDeletesWholeSegmentsYetKeepsWhatMemoryKeeps) {
@@ -403,10 +488,10 @@ TEST(DurableLog, RetentionDeletesWholeSegmentsYetKeepsWhatMemoryKeeps) {
       n.store->flush();
     }
   }
-  // Far fewer than 100 events' worth of segments are left...
-  std::uintmax_t total = 0;
-  for (auto& p : segments(d.path, "r")) total += fs::file_size(p);
-  EXPECT_LT(total, 1500u);
+  // Far fewer than 100 events' worth of segments are left (each file holds
+  // the stream's meta record and an event or two)...
+  EXPECT_LT(segments(d.path).size(), 20u);
+  EXPECT_LT(log_bytes(d.path), 5000u);
   // ...and the restart has the same window memory had: events 91..100 in
   // memory, and what the files still hold before them readable from disk.
   node n(d.path, rc, dc);
@@ -417,46 +502,71 @@ TEST(DurableLog, RetentionDeletesWholeSegmentsYetKeepsWhatMemoryKeeps) {
   EXPECT_GT(st.first_sequence, 70u);
 }
 
-TEST(DurableLog, DiskBudgetDeletesOldestSegmentsFirst) {
+// The oldest segment files go first while a stream goes on publishing: it
+// loses its oldest history (first_available moves up) and continues; a
+// finished stream whose records were in them disappears from disk.
+TEST(DurableLog, DiskBudgetDeletesTheOldestSegmentsWhileAStreamContinues) {
   temp_dir d;
+  core::registry_config rc;
+  rc.retention.max_events = 20;
   store::durable_config dc;
-  dc.segment_bytes = 200;
-  dc.disk_budget_bytes = 2000;
-  node n(d.path, {}, dc);
-  auto old = *n.registry.create("old");
-  old->publish("message", "{}", true);
-  n.store->flush();
-  auto s = *n.registry.create("big");
-  for (int i = 1; i <= 200; ++i) {
-    s->publish("message", "{\"i\":" + std::to_string(i) + "}");
-    if (i % 10 == 0) n.store->flush();
+  dc.segment_bytes = 400;
+  dc.disk_budget_bytes = 3000;
+  std::string expected;
+  {
+    node n(d.path, rc, dc);
+    auto old = *n.registry.create("old");
+    old->publish("message", "{}", true);
+    n.store->flush();
+    auto s = *n.registry.create("big");
+    for (int i = 1; i <= 200; ++i) {
+      const std::string data = "{\"i\":" + std::to_string(i) + "}";
+      s->publish("message", data);
+      expected += event_text(i, data);
+      if (i % 10 == 0) n.store->flush();
+    }
+    n.store->flush();
+    EXPECT_LE(n.store->stats().disk_bytes, 3000u);
+    EXPECT_EQ(log_bytes(d.path), n.store->stats().disk_bytes);
+    EXPECT_FALSE(fs::exists(d.path / "log" / "00000000000000000001.seg"));
+    // Its history starts later now, exactly, up to the live end.
+    const std::uint64_t first = s->journal()->first_stored_seq();
+    EXPECT_GT(first, 1u);
+    EXPECT_LE(first, 181u);
+    EXPECT_EQ(read_all(s, first),
+              expected.substr(expected.find("id: " + std::to_string(first) + "\n")));
+    EXPECT_TRUE(n.registry.find("old"));  // memory still serves it
   }
-  n.store->flush();
-  EXPECT_LE(n.store->stats().disk_bytes, 2000u);
-  std::uintmax_t total = 0;
-  for (auto& e : fs::recursive_directory_iterator(d.path / "streams"))
-    if (e.is_regular_file()) total += e.file_size();
-  EXPECT_EQ(total, n.store->stats().disk_bytes);
-  // Older segments of the big stream went; its newest and the small finished
-  // stream (one segment) stay.
-  EXPECT_TRUE(fs::exists(d.path / "streams" / "s_old"));
-  EXPECT_GT(segments(d.path, "big").front().filename().string(), "00000000000000000001.seg");
+  node n(d.path, rc, dc);
+  EXPECT_FALSE(n.registry.find("old"));
+  auto s = n.registry.find("big");
+  ASSERT_TRUE(s);
+  const auto st = s->status();
+  EXPECT_GT(st.first_sequence, 1u);
+  EXPECT_EQ(st.last_sequence, 200u);
+  EXPECT_EQ(read_all(s, st.first_sequence),
+            expected.substr(expected.find("id: " + std::to_string(st.first_sequence) + "\n")));
+  EXPECT_EQ(s->publish("message", "{}").first_sequence, 201u);
 }
 
-TEST(DurableLog, DiskBudgetThenDropsFinishedStreamsOldestFirst) {
+TEST(DurableLog, DiskBudgetDropsFinishedStreamsOldestFirst) {
   temp_dir d;
   store::durable_config dc;
   dc.disk_budget_bytes = 2000;
-  node n(d.path, {}, dc);
-  for (int i = 0; i < 30; ++i) {
-    auto s = *n.registry.create("f" + std::to_string(100 + i));
-    s->publish("message", "{\"pad\":\"" + std::string(100, 'x') + "\"}", true);
-    n.store->flush();
+  dc.segment_bytes = 256;
+  {
+    node n(d.path, {}, dc);
+    for (int i = 0; i < 30; ++i) {
+      auto s = *n.registry.create("f" + std::to_string(100 + i));
+      s->publish("message", "{\"pad\":\"" + std::string(100, 'x') + "\"}", true);
+      n.store->flush();
+    }
+    EXPECT_LE(n.store->stats().disk_bytes, 2000u);
+    EXPECT_TRUE(n.registry.find("f100"));  // memory still serves it
   }
-  EXPECT_LE(n.store->stats().disk_bytes, 2000u);
-  EXPECT_FALSE(fs::exists(d.path / "streams" / "s_f100"));  // the oldest finished: dropped
-  EXPECT_TRUE(fs::exists(d.path / "streams" / "s_f129"));   // the newest stays
-  EXPECT_TRUE(n.registry.find("f100"));                     // memory still serves it
+  node n(d.path, {}, dc);
+  EXPECT_FALSE(n.registry.find("f100"));  // the oldest finished: dropped from disk
+  EXPECT_TRUE(n.registry.find("f129"));   // the newest stays
 }
 
 TEST(DurableLog, FsyncAlwaysCompletesTicketsOnlyOnceOnDisk) {
@@ -483,7 +593,7 @@ TEST(DurableLog, FsyncAlwaysCompletesTicketsOnlyOnceOnDisk) {
   EXPECT_EQ(ok, 50);
   // Every one of them is in the file now (read by a fresh parser).
   std::string bytes;
-  std::ifstream f(segments(d.path, "a").back(), std::ios::binary);
+  std::ifstream f(segments(d.path).back(), std::ios::binary);
   bytes.assign(std::istreambuf_iterator<char>(f), {});
   std::size_t pos = 0, events = 0;
   store::parsed_record r;
@@ -568,6 +678,183 @@ TEST(DurableLog, HistoryReadsUnwrittenAndWrittenEventsBehindMemoryExactly) {
   const std::size_t at_50 = expected.find("id: 50\n");
   EXPECT_EQ(read_all(s, 50), expected.substr(at_50));
   n.store->flush();
-  EXPECT_GT(segments(d.path, "u").size(), 3u);
+  EXPECT_GT(segments(d.path).size(), 3u);
   EXPECT_EQ(read_all(s, 1), expected);
+}
+
+// One stream across many segment files, the oldest deleted by retention:
+// every file it writes to starts with its meta record, so its owner,
+// creation time and epoch survive the deletion of the file it began in.
+TEST(DurableLog, StreamSpanningSegmentsKeepsItsMetaWhenTheOldestGo) {
+  temp_dir d;
+  core::registry_config rc;
+  rc.retention.max_events = 10;
+  store::durable_config dc;
+  dc.segment_bytes = 600;
+  dc.disk_retention = {30, 1u << 20};
+  std::string expected;
+  std::int64_t created = 0;
+  {
+    node n(d.path, rc, dc);
+    auto s = *n.registry.create("long", "alice");
+    ASSERT_TRUE(s->set_epoch("e7"));
+    created = s->status().created_us;
+    for (int i = 1; i <= 200; ++i) {
+      const std::string data = "{\"i\":" + std::to_string(i) + "}";
+      s->publish("message", data);
+      expected += "id: " + std::to_string(i) + "-e7\ndata: " + data + "\n\n";
+      if (i % 5 == 0) n.store->flush();
+    }
+  }
+  const auto segs = segments(d.path);
+  ASSERT_GE(segs.size(), 3u);
+  EXPECT_FALSE(fs::exists(d.path / "log" / "00000000000000000001.seg"));
+  EXPECT_LT(segs.size(), 12u);  // about 30 events' worth of files are kept
+  // Every file left names the stream.
+  EXPECT_EQ(meta_ids(d.path).size(), segs.size());
+  node n(d.path, rc, dc);
+  auto s = n.registry.find("long");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->owner(), "alice");
+  EXPECT_EQ(s->epoch(), "e7");
+  const auto st = s->status();
+  EXPECT_EQ(st.created_us, created);
+  EXPECT_EQ(st.last_sequence, 200u);
+  EXPECT_GT(st.first_sequence, 150u);
+  EXPECT_LE(st.first_sequence, 171u);
+  EXPECT_EQ(read_all(s, st.first_sequence),
+            expected.substr(expected.find("id: " + std::to_string(st.first_sequence) + "-")));
+  EXPECT_EQ(s->publish("message", "{}").first_sequence, 201u);
+}
+
+// Many streams interleaved in the same segment files, with deltas, finished,
+// cancelled and open ones, and a memory window of 5 events: every stream
+// reads back exactly (from disk before the restart, and after it), and each
+// writer round is one write(2) whatever the number of streams.
+TEST(DurableLog, ManyStreamsInterleavedInOneSegmentRoundTripExactly) {
+  temp_dir d;
+  core::registry_config rc;
+  rc.retention.max_events = 5;
+  store::durable_config dc;
+  dc.segment_bytes = 16u << 10;
+  constexpr int streams = 60, events = 40;
+  std::vector<std::string> expected(streams);
+  {
+    node n(d.path, rc, dc);
+    std::vector<std::shared_ptr<core::stream_log>> logs;
+    for (int k = 0; k < streams; ++k) logs.push_back(*n.registry.create("i" + std::to_string(k)));
+    n.store->flush();
+    const auto before = n.store->stats();
+    for (int i = 1; i <= events; ++i) {
+      for (int k = 0; k < streams; ++k) {
+        const std::string data =
+            "{\"k\":" + std::to_string(k) + ",\"i\":" + std::to_string(i) + "}";
+        const bool last = i == events && k % 3 == 0;
+        logs[k]->publish("message", data, last);
+        expected[k] += event_text(i, data);
+      }
+      if (i == 1) {
+        n.store->flush();
+        const auto after = n.store->stats();
+        EXPECT_EQ(after.writes - before.writes, 1u);  // 60 streams, one write(2)
+        EXPECT_LE(after.syncs - before.syncs, 2u);    // one fdatasync (+ the folder once)
+      }
+      if (i % 7 == 0) n.store->flush();
+    }
+    for (int k = 1; k < streams; k += 3) logs[k]->cancel("stop");
+    n.store->flush();
+    for (int k = 0; k < streams; ++k) {
+      // Events 1..35 come from disk (history), the rest from memory.
+      const std::string got = read_all(logs[k]);
+      EXPECT_EQ(got.substr(0, expected[k].size()), expected[k]) << k;
+      expected[k] = got;  // and the cancelled streams' final event
+      EXPECT_EQ(logs[k]->status().retained_events, 5u) << k;
+    }
+    EXPECT_GT(segments(d.path).size(), 3u);
+  }
+  node n(d.path, rc, dc);
+  EXPECT_EQ(n.recovered.streams, static_cast<std::size_t>(streams));
+  EXPECT_EQ(n.recovered.gaps, 0u);
+  for (int k = 0; k < streams; ++k) {
+    auto s = n.registry.find("i" + std::to_string(k));
+    ASSERT_TRUE(s) << k;
+    EXPECT_EQ(read_all(s), expected[k]) << k;
+    const auto st = s->state();
+    EXPECT_EQ(st, k % 3 == 0   ? stream_state::finished
+                  : k % 3 == 1 ? stream_state::cancelled
+                               : stream_state::open)
+        << k;
+  }
+}
+
+// An erased stream must not come back from an older segment file that
+// another stream still pins, and a stream created again with the same id
+// starts afresh: the erased record stays while older files hold its records.
+TEST(DurableLog, ErasedStreamStaysErasedWhileAnOlderFileIsPinnedAndItsIdCanBeReused) {
+  temp_dir d;
+  store::durable_config dc;
+  dc.segment_bytes = 300;
+  {
+    node n(d.path, {}, dc);
+    auto idle = *n.registry.create("idle");
+    auto fin = *n.registry.create("fin");
+    idle->publish("message", "{\"idle\":1}");  // stays open: pins the first file
+    fin->publish("message", "{\"old\":1}");
+    n.store->flush();
+    for (int i = 2; i <= 20; ++i) {
+      fin->publish("message", "{\"old\":" + std::to_string(i) + "}", i == 20);
+      if (i % 3 == 0) n.store->flush();
+    }
+    fin->keep_finished_for(1);
+    n.store->flush();
+    fin.reset();
+    EXPECT_EQ(n.registry.sweep(core::realtime_us() + 10), 1u);
+    n.store->flush();
+    EXPECT_TRUE(fs::exists(d.path / "log" / "00000000000000000001.seg"));
+    EXPECT_FALSE(fs::exists(d.path / "log" / "00000000000000000002.seg"));  // fin's alone
+    // The same id again: a new stream.
+    auto again = *n.registry.create("fin", "bob");
+    again->publish("message", "{\"new\":1}");
+    again->publish("message", "{\"new\":2}");
+  }
+  for (int restart = 0; restart < 2; ++restart) {
+    node n(d.path, {}, dc);
+    EXPECT_EQ(n.recovered.streams, 2u);
+    auto fin = n.registry.find("fin");
+    ASSERT_TRUE(fin);
+    EXPECT_EQ(fin->owner(), "bob");
+    EXPECT_EQ(fin->state(), stream_state::open);
+    EXPECT_EQ(read_all(fin), event_text(1, "{\"new\":1}") + event_text(2, "{\"new\":2}"));
+    EXPECT_EQ(read_all(n.registry.find("idle")), event_text(1, "{\"idle\":1}"));
+  }
+}
+
+// More segment files than the read fds kept open (256): a replay across all
+// of them is exact, and the process holds at most that many more fds.
+TEST(DurableLog, HistoryAcrossMoreSegmentFilesThanCachedFdsIsExact) {
+  temp_dir d;
+  core::registry_config rc;
+  rc.retention.max_events = 5;
+  store::durable_config dc;
+  dc.segment_bytes = 1;  // a file per round's records
+  auto count_fds = [] {
+    std::size_t n = 0;
+    for ([[maybe_unused]] auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  };
+  node n(d.path, rc, dc);
+  auto s = *n.registry.create("many");
+  std::string expected;
+  for (int i = 1; i <= 400; ++i) {
+    const std::string data = "{\"i\":" + std::to_string(i) + "}";
+    s->publish("message", data);
+    expected += event_text(i, data);
+    if (i % 2 == 0) n.store->flush();
+  }
+  n.store->flush();
+  EXPECT_GT(segments(d.path).size(), 300u);
+  const std::size_t before = count_fds();
+  EXPECT_EQ(read_all(s, 1), expected);
+  EXPECT_EQ(read_all(s, 1), expected);
+  EXPECT_LE(count_fds(), before + 256);
 }
