@@ -136,7 +136,13 @@ void fake_openai_server::script(std::vector<fake_behaviour> behaviours) {
 }
 
 void fake_openai_server::release() {
-  net::post(ioc_, [this] { gate_.cancel(); });
+  // Sticky: a release that arrives before the hold began its wait (the
+  // client can read the first delta before the server's send completes)
+  // must not be lost.
+  net::post(ioc_, [this] {
+    released_ = true;
+    gate_.cancel();
+  });
 }
 
 std::vector<recorded_request> fake_openai_server::requests() const {
@@ -239,8 +245,11 @@ net::awaitable<void> fake_openai_server::session(tcp::socket socket) {
           co_await send(socket, http_chunk(event));
         }
         if (i == 0 && behaviour == fake_behaviour::hold_after_first_delta) {
-          auto [ec] = co_await gate_.async_wait(tuple_awaitable);
-          (void)ec;
+          if (!released_) {
+            auto [ec] = co_await gate_.async_wait(tuple_awaitable);
+            (void)ec;
+          }
+          released_ = false;
         }
       }
       co_await send_event(socket, completion_chunk(model, json::object{}, "stop"));

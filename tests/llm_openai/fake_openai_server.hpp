@@ -83,6 +83,7 @@ class fake_openai_server {
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer gate_;  // hold_after_first_delta waits on it; used on ioc_ only
+  bool released_ = false;           // release() came (on ioc_ only)
   unsigned short port_ = 0;
 
   mutable std::mutex mutex_;
