@@ -629,24 +629,6 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
     return true;
   }
 
-  // Appends a wakeup's batch (see on_message); false when it does not
-  // directly continue the mirror (the caller reads from Redis instead).
-  bool try_append_wake(mirror_state& m, redis::wake_message& w) {
-    const auto st = m.log->status();
-    if (st.state != core::stream_state::open || w.epoch != m.epoch ||
-        w.first_seq != st.last_sequence + 1)
-      return false;
-    redis::read_result r;
-    r.meta.epoch = w.epoch;
-    r.meta.state = w.end_state.empty() ? "open" : w.end_state;
-    r.meta.last_seq = w.last_seq;
-    r.events.reserve(w.events.size());
-    std::uint64_t seq = w.first_seq;
-    for (auto& e : w.events) r.events.push_back({seq++, std::move(e.type), std::move(e.data)});
-    r.final_included = !w.end_state.empty();
-    return apply(m, r);
-  }
-
   // Reads after the mirror's head until caught up. False on a failure.
   net::awaitable<bool> read_more(const std::string& id, mirror_ptr m) {
     for (;;) {
@@ -732,12 +714,6 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
           wake_prefix.size(), channel.size() - wake_prefix.size() - wake_suffix.size()));
       auto it = mirrors_.find(id);
       if (it == mirrors_.end() || !it->second->ready || !it->second->ok) return;
-      // The batch rides on the wakeup: append it without a read when it
-      // continues the mirror in its epoch and no read is under way (a read
-      // would get it, or a later one, anyway).
-      if (auto w = redis::parse_wake(payload);
-          w && w->has_events && !it->second->reading && try_append_wake(*it->second, *w))
-        return;
       spawn(ioc_.get_executor(), catch_up(id, it->second), "catch-up");
       return;
     }

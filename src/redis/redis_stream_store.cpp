@@ -88,25 +88,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
--- The wakeup carries the batch itself when it is small and begins no
--- epoch: a node whose mirror is at first - 1 appends it without reading
--- (parse_wake in C++): last, epoch, first, end state, then per event
--- <#type>:<type><#data>:<data>.
-local wake = last_s
-if new_epoch == '' then
-  local size = 0
-  for i = 0, n - 1 do size = size + #ARGV[base + 2 * i] + #ARGV[base + 1 + 2 * i] end
-  if size <= 65536 then
-    local parts = {last_s, '\n', m[2] or '', '\n', string.format('%d', first), '\n', ARGV[3], '\n'}
-    for i = 0, n - 1 do
-      local t = ARGV[base + 2 * i]
-      local d = ARGV[base + 1 + 2 * i]
-      parts[#parts + 1] = string.format('%d:', #t) .. t .. string.format('%d:', #d) .. d
-    end
-    wake = table.concat(parts)
-  end
-end
-redis.call('PUBLISH', ARGV[7], wake)
+redis.call('PUBLISH', ARGV[7], last_s)
 return {first, last, 0}
 )lua";
 
@@ -306,51 +288,6 @@ std::string redis_stream_store::meta_key(std::string_view id) {
 std::string redis_stream_store::events_key(std::string_view id) {
   return "{s:" + std::string(id) + "}:events";
 }
-std::optional<wake_message> parse_wake(std::string_view payload) {
-  wake_message w;
-  auto next_line = [&](std::string_view& out) {
-    const auto nl = payload.find('\n');
-    if (nl == std::string_view::npos) return false;
-    out = payload.substr(0, nl);
-    payload.remove_prefix(nl + 1);
-    return true;
-  };
-  std::string_view last, epoch, first, state;
-  if (payload.find('\n') == std::string_view::npos) {  // the sequence only
-    if (!parse_number(payload, w.last_seq)) return std::nullopt;
-    return w;
-  }
-  if (!next_line(last) || !next_line(epoch) || !next_line(first) || !next_line(state) ||
-      !parse_number(last, w.last_seq) || !parse_number(first, w.first_seq) || w.first_seq == 0 ||
-      w.first_seq > w.last_seq || epoch.size() > 64 ||
-      (!state.empty() && state != "finished" && state != "cancelled"))
-    return std::nullopt;
-  w.epoch = epoch;
-  w.end_state = state;
-  // <#type>:<type><#data>:<data>, one per event from first to last.
-  auto field = [&](std::string& out) {
-    const auto colon = payload.find(':');
-    std::size_t len = 0;
-    if (colon == std::string_view::npos || colon > 10 ||
-        !parse_number(payload.substr(0, colon), len) || len > payload.size() - colon - 1)
-      return false;
-    out.assign(payload.substr(colon + 1, len));
-    payload.remove_prefix(colon + 1 + len);
-    return true;
-  };
-  const std::uint64_t count = w.last_seq - w.first_seq + 1;
-  if (count > 65536) return std::nullopt;
-  w.events.reserve(static_cast<std::size_t>(count));
-  for (std::uint64_t i = 0; i < count; ++i) {
-    stream_event e;
-    if (!field(e.type) || !field(e.data)) return std::nullopt;
-    w.events.push_back(std::move(e));
-  }
-  if (!payload.empty()) return std::nullopt;
-  w.has_events = true;
-  return w;
-}
-
 std::string redis_stream_store::wake_channel(std::string_view id) {
   return "{s:" + std::string(id) + "}:wake";
 }

@@ -7,10 +7,8 @@
 //                  last_seq, created_at, finished_at (ms), node (the lease
 //                  holder running the producer), cancel (a requested cancel's
 //                  reason), batch/batch_first/batch_last (idempotent retry)
-//   {s:ID}:wake    Pub/Sub channel: the last sequence, and (for batches up
-//                  to 64 KiB of event text that begin no epoch) the batch
-//                  itself, published by the publish script itself, for
-//                  nodes that have readers (parse_wake)
+//   {s:ID}:wake    Pub/Sub channel: the last sequence, published by the
+//                  publish script itself, for nodes that have readers
 //   {r:REQ}:run    hash: stream, owner (the run registry, for attach)
 //   sluice:leases  sorted set: stream id -> lease expiry (Redis server time, ms)
 //   sluice:cancel:NODE  Pub/Sub channel: stream ids to cancel on NODE
@@ -81,21 +79,6 @@ struct stream_event {
   std::string type;
   std::string data;
 };
-
-// A message of a stream's wake channel (published by the publish script).
-struct wake_message {
-  std::uint64_t last_seq = 0;
-  // With the batch (has_events): its first sequence, the stream's epoch, its
-  // end state ("" open, "finished", "cancelled") and its events, first_seq
-  // to last_seq.
-  bool has_events = false;
-  std::uint64_t first_seq = 0;
-  std::string epoch;
-  std::string end_state;
-  std::vector<stream_event> events;
-};
-// Nullopt when `payload` is not one (every length and number range-checked).
-std::optional<wake_message> parse_wake(std::string_view payload);
 
 // Who writes a batch: an external publisher is refused (has_producer) in a
 // stream a run's producer writes (created with producer = true); `any`
