@@ -795,7 +795,7 @@ class durable_log::history final : public core::history_cursor {
     result r;
     if (from > to) return r;
     max_bytes = std::clamp<std::size_t>(max_bytes, 1, history_chunk_bytes);
-    std::vector<run> todo;
+    std::vector<run> span_runs;
     std::uint64_t start = 0;
     {
       std::lock_guard hl(j_->hm);
@@ -813,21 +813,22 @@ class durable_log::history final : public core::history_cursor {
         return r;
       }
       std::size_t bytes = 0;
-      for (auto k = std::prev(it); k != runs.end() && todo.size() < history_runs_per_read; ++k) {
-        if (!todo.empty() && k->first_seq != todo.back().last_seq + 1) break;
-        todo.push_back(*k);
+      for (auto k = std::prev(it); k != runs.end() && span_runs.size() < history_runs_per_read;
+           ++k) {
+        if (!span_runs.empty() && k->first_seq != span_runs.back().last_seq + 1) break;
+        span_runs.push_back(*k);
         bytes += k->length;
         if (bytes >= max_bytes || k->last_seq >= to) break;
       }
-      const run& first = todo.front();
+      const run& first = span_runs.front();
       start = first.offset;
       if (cached_file_ == first.file && cached_seq_ == from && cached_off_ > first.offset &&
           cached_off_ < std::uint64_t{first.offset} + first.length)
         start = cached_off_;
     }
     cached_file_.reset();
-    for (std::size_t k = 0; k < todo.size(); ++k) {
-      const run& v = todo[k];
+    for (std::size_t k = 0; k < span_runs.size(); ++k) {
+      const run& v = span_runs[k];
       const std::uint64_t begin = k == 0 ? start : v.offset;
       const std::uint64_t end = std::uint64_t{v.offset} + v.length;
       read_fd fd;

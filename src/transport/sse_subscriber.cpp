@@ -26,8 +26,8 @@ constexpr int max_inline_writes = 8;
 // the same write, so fan-out batches itself instead of writing once per event
 // per subscriber. The rest of that pass (other streams' subscribers queued
 // after them too) goes first in the next pass; streams with one reader each
-// are all pumped in one pass, as before. (Measured in docs/benchmarks.md, "Fan-out: the ready
-// list drained per stream".)
+// are all pumped in one pass, as before. (Measured in docs/benchmarks.md,
+// "Fan-out: the ready list drained per stream".)
 constexpr std::int64_t drain_per_stream_us = 50;
 
 std::string make_head(bool gzip, bool keep_alive, const std::string& extra) {
