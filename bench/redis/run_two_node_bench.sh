@@ -59,6 +59,8 @@ EVENTS_PACED=${EVENTS_PACED:-500}
 RATE_PACED=${RATE_PACED:-100}
 FANOUT_CORE=${FANOUT_CORE:-0}
 OTHER_CORE=${OTHER_CORE:-1}
+REDIS_CORE=${REDIS_CORE:-$OTHER_CORE}
+A_CORE=${A_CORE:-$OTHER_CORE}
 CONFIGS=${CONFIGS:-"single single-redis two-node"}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
 TIMEOUT_SECONDS=${TIMEOUT_SECONDS:-60}
@@ -118,7 +120,7 @@ start_redis() {  # sets REDIS_PORT REDIS_PID
   rm -f "$WORK/redis/"*
   # No persistence in the benchmark: it measures the data path, not the disk
   # (docs/scaling.md prescribes AOF with appendfsync always for production).
-  taskset -c "$OTHER_CORE" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK/redis" \
+  taskset -c "$REDIS_CORE" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK/redis" \
     --save '' --appendonly no --daemonize no --logfile "$WORK/redis/redis.log" &
   REDIS_PID=$!
   PIDS+=("$REDIS_PID")
@@ -161,7 +163,7 @@ run_config() {  # run_config CONFIG WORKLOAD REPEAT
       local cmd_a="${NODE_CMD[*]}" ;;
     two-node)
       start_redis
-      start_node a "$OTHER_CORE" --redis "redis://127.0.0.1:$REDIS_PORT" --node-id a
+      start_node a "$A_CORE" --redis "redis://127.0.0.1:$REDIS_PORT" --node-id a
       pub_port=$NODE_PORT
       local a_pid=$NODE_PID cmd_a="${NODE_CMD[*]}"
       start_node b "$FANOUT_CORE" --redis "redis://127.0.0.1:$REDIS_PORT" --node-id b

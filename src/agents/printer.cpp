@@ -2,6 +2,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include "core/after_publish.hpp"
 #include "core/coalescer.hpp"
 
 namespace sluice::agents {
@@ -46,6 +47,7 @@ void stream_printer::send(std::string_view message_id, std::string_view message_
       is_final && message_type == "error" ? error_event_type_ : event_type_;
   note(log_->publish(type, json::serialize(o), is_final));
   if (is_final) ended_ = true;
+  core::after_publish();
 }
 
 void stream_printer::send_delta(std::string_view message_id, std::string_view message_type,
@@ -56,6 +58,7 @@ void stream_printer::send_delta(std::string_view message_id, std::string_view me
   for (auto& kv : envelope(message_id, message_type, false)) o[kv.key()] = std::move(kv.value());
   auto d = core::make_delta_event(event_type_, message_id, field, o);
   if (d) note(log_->publish(*d));
+  core::after_publish();
 }
 
 bool stream_printer::ended() const { return ended_ || log_->state() != core::stream_state::open; }

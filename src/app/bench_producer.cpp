@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/after_publish.hpp"
+
 namespace sluice::app {
 namespace {
 
@@ -98,7 +100,10 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
       });
     });
     started_ = std::chrono::steady_clock::now();
-    net::post(ex_, [self = shared_from_this()] { self->step(); });
+    // The first events now, in the request's handler: the reader that
+    // attaches next gets them with the response head, in its first write,
+    // instead of after everything already queued on this thread.
+    step();
   }
 
   ~bench_producer() { log_->remove_cancel_handler(cancel_id_); }
@@ -110,6 +115,7 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
       // is cheap); an unpaced one would run flat out until then.
       if (reader_gone()) return;
       publish_up_to(next_ + chunk_events - 1);
+      core::after_publish();  // the reader on this thread gets them now
       if (stopped_ || next_ > tokens_) return;
       auto self = shared_from_this();
       // Continue once the reader is within a chunk of the head; yield to the
@@ -124,6 +130,7 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
     // max_rate), and the result is clamped before the cast.
     const double due_count = std::min(elapsed.count() * rate_ + 1, static_cast<double>(tokens_));
     publish_up_to(static_cast<std::uint64_t>(due_count));
+    core::after_publish();
     if (stopped_ || next_ > tokens_) return;
     const auto due = started_ + std::chrono::duration_cast<steady_clock::duration>(
                                     std::chrono::duration<double>((next_ - 1) / rate_));

@@ -11,6 +11,7 @@
 #include <future>
 #include <thread>
 
+#include "core/after_publish.hpp"
 #include "core/log_text.hpp"
 #include "transport/sse_subscriber.hpp"
 #include "transport/worker.hpp"
@@ -99,6 +100,9 @@ void http_server::start() {
     schedule_sweep(*w);
     w->thread = std::thread([this, wp = w.get()] {
       ctx_->metrics.register_worker_thread();
+      // Publishes made on this thread write to the subscribers they woke at
+      // once (bounded per pass), not after the whole queue of this loop.
+      core::set_after_publish_hook(&sse_subscriber::flush_ready, wp);
       auto guard = net::make_work_guard(wp->ioc);
       // The last line: handlers catch at their own edge, but an exception
       // that still escapes one must not end the process (std::terminate)

@@ -6,6 +6,8 @@
 #include <boost/asio/write.hpp>
 #include <cstdio>
 
+#include "core/log_text.hpp"
+
 namespace sluice::transport {
 namespace {
 
@@ -81,20 +83,58 @@ void sse_subscriber::on_stream_ready() noexcept {
   // Called under the stream's lock: never pump here (the read takes the lock).
   if (worker_.ioc.get_executor().running_in_this_thread()) {
     if (ready_hook::is_linked()) return;  // already queued
-    const bool first = worker_.ready.empty();
     worker_.ready.push_back(*this);
-    if (first) net::post(worker_.ioc, [&w = worker_] { drain_ready(w); });
+    post_drain(worker_);
     return;
   }
   if (auto self = weak_from_this().lock())
     net::post(worker_.ioc, [self = std::move(self)] { self->pump(); });
 }
 
+void sse_subscriber::post_drain(worker& w) {
+  if (w.drain_posted) return;
+  w.drain_posted = true;
+  net::post(w.ioc, [&w] {
+    w.drain_posted = false;
+    drain_ready(w);
+  });
+}
+
+void sse_subscriber::flush_ready(void* ctx) noexcept {
+  auto& w = *static_cast<worker*>(ctx);
+  if (w.ready.empty() || w.draining) return;
+  try {
+    drain_ready(w);
+  } catch (const std::exception& e) {
+    // What a posted drain would have let the worker's last line log; the
+    // subscribers not pumped stay in the list for the posted drain.
+    spdlog::error("sse: draining ready subscribers after a publish failed: {}",
+                  core::log_escape(e.what()));
+  }
+}
+
 void sse_subscriber::drain_ready(worker& w) {
   // This pass: everything queued now. A publish wakes a stream's subscribers
   // one after another, so one stream's subscribers are adjacent here.
-  decltype(w.ready) pass;
+  ready_list pass;
   pass.splice(pass.end(), w.ready);
+  w.draining = true;
+  try {
+    drain_pass(w, pass);
+    w.draining = false;
+  } catch (...) {
+    w.draining = false;
+    // The subscribers not pumped yet stay queued (an intrusive list unlinks
+    // what it still holds when it goes).
+    w.ready.splice(w.ready.begin(), pass);
+    if (!w.ready.empty()) post_drain(w);
+    throw;
+  }
+  // A drain stays posted while the list is not empty.
+  if (!w.ready.empty()) post_drain(w);
+}
+
+void sse_subscriber::drain_pass(worker& w, ready_list& pass) {
   const core::stream_log* stream = nullptr;
   std::int64_t run_began = 0;
   while (!pass.empty()) {
@@ -114,9 +154,6 @@ void sse_subscriber::drain_ready(worker& w) {
     pass.pop_front();
     if (auto self = s.weak_from_this().lock()) self->pump();
   }
-  // A drain stays posted while the list is not empty (on_stream_ready posts
-  // one only when it finds the list empty).
-  if (!w.ready.empty()) net::post(w.ioc, [&w] { drain_ready(w); });
 }
 
 void sse_subscriber::pump() {

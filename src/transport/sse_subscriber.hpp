@@ -48,11 +48,16 @@ class sse_subscriber final : public std::enable_shared_from_this<sse_subscriber>
   void on_stream_ready() noexcept override;
   // Pumps every subscriber on `w`'s ready list (on w's thread).
   static void drain_ready(worker& w);
+  // The after-publish hook of a worker thread (core/after_publish.hpp):
+  // drains its ready list now if anything is in it. `ctx` is the worker.
+  static void flush_ready(void* ctx) noexcept;
   void sweep(std::int64_t now_us);
   // Server shutdown: flush one batch, end the response, close.
   void begin_shutdown();
 
  private:
+  static void post_drain(worker& w);
+  static void drain_pass(worker& w, ready_list& pass);
   enum class ending { none, normal, close_after };
 
   void pump();

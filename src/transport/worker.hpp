@@ -41,9 +41,12 @@ using auto_unlink_hook =
     boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 // Links an SSE subscriber into its worker's ready list (see worker::ready).
 struct ready_tag;
+class sse_subscriber;
 using ready_hook =
     boost::intrusive::list_base_hook<boost::intrusive::tag<ready_tag>,
                                      boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+using ready_list = boost::intrusive::list<sse_subscriber, boost::intrusive::base_hook<ready_hook>,
+                                          boost::intrusive::constant_time_size<false>>;
 
 // Open connections per client address, for --max-connections-per-ip.
 // Thread-safe.
@@ -165,9 +168,11 @@ struct worker {
   // Subscribers woken on this thread, waiting for one posted drain to pump
   // them: a publish that wakes a thousand subscribers here costs one post,
   // not a thousand. Unlinks itself when a subscriber is destroyed.
-  boost::intrusive::list<sse_subscriber, boost::intrusive::base_hook<ready_hook>,
-                         boost::intrusive::constant_time_size<false>>
-      ready;
+  ready_list ready;
+  // A drain of `ready` is posted (at most one at a time). Publishes on this
+  // thread also drain it at once through core::after_publish (flush_ready).
+  bool drain_posted = false;
+  bool draining = false;  // a drain_ready is on this thread's stack
   boost::intrusive::list<swept_connection, boost::intrusive::base_hook<auto_unlink_hook>,
                          boost::intrusive::constant_time_size<false>>
       swept;
