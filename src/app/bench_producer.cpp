@@ -8,6 +8,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <deque>
 
 #include "core/after_publish.hpp"
 
@@ -54,7 +55,8 @@ class pacer : public std::enable_shared_from_this<pacer> {
   void schedule(steady_clock::time_point due, std::shared_ptr<bench_producer> p) {
     heap_.push_back({due, std::move(p)});
     std::push_heap(heap_.begin(), heap_.end(), later);
-    if (!armed_ || due < armed_at_) arm(due);
+    const auto at = slot_end(due);
+    if (!armed_ || at < armed_at_) arm(at);
   }
 
  private:
@@ -63,6 +65,17 @@ class pacer : public std::enable_shared_from_this<pacer> {
     std::shared_ptr<bench_producer> producer;
   };
   static bool later(const entry& a, const entry& b) { return a.due > b.due; }
+
+  // Due times are served in 1 ms slots, as a timer wheel would: the timer
+  // rings at the end of the slot holding the earliest due time and serves
+  // every producer due by then, back to back (their readers' writes then come
+  // in bursts the receiving side takes in one wakeup, not one wakeup per
+  // event). A step is at most 1 ms late; the schedule stays absolute, so
+  // lateness never accumulates over a stream.
+  static steady_clock::time_point slot_end(steady_clock::time_point due) {
+    return steady_clock::time_point(std::chrono::duration_cast<steady_clock::duration>(
+        std::chrono::ceil<std::chrono::milliseconds>(due.time_since_epoch())));
+  }
 
   void arm(steady_clock::time_point due) {
     armed_ = true;
@@ -82,12 +95,56 @@ class pacer : public std::enable_shared_from_this<pacer> {
   steady_clock::time_point armed_at_;
 };
 
+// Unpaced producers take turns with the event loop's I/O: a turn runs at most
+// steps_per_turn producer steps, and the rest wait behind what the loop
+// queued meanwhile (accepts, requests, write completions), as producers fed
+// by sockets would (Asio's reactor hands out at most 128 ready sockets per
+// wait). Without it, a thousand producers each posting their next step make
+// one pass of the loop a thousand steps long, and a new connection waits that
+// long for each of its accept, its request and its first write.
+// Thread-safety: used only on the thread whose io_context it posts to.
+class stepper : public std::enable_shared_from_this<stepper> {
+ public:
+  static constexpr std::size_t steps_per_turn = 16;
+
+  explicit stepper(net::any_io_executor ex) : ex_(std::move(ex)) {}
+
+  static std::shared_ptr<stepper> for_this_thread(const net::any_io_executor& ex) {
+    thread_local std::weak_ptr<stepper> current;
+    auto s = current.lock();
+    if (!s) {
+      s = std::make_shared<stepper>(ex);
+      current = s;
+    }
+    return s;
+  }
+
+  void enqueue(std::shared_ptr<bench_producer> p) {
+    queue_.push_back(std::move(p));
+    if (!posted_) post_turn();
+  }
+
+ private:
+  void post_turn() {
+    posted_ = true;
+    net::post(ex_, [self = shared_from_this()] { self->turn(); });
+  }
+  void turn();
+
+  net::any_io_executor ex_;
+  std::deque<std::shared_ptr<bench_producer>> queue_;
+  bool posted_ = false;
+};
+
 class bench_producer : public std::enable_shared_from_this<bench_producer> {
  public:
   bench_producer(net::any_io_executor ex, std::shared_ptr<core::stream_log> log,
                  std::uint64_t tokens, std::size_t bytes, double rate)
       : ex_(std::move(ex)), log_(std::move(log)), tokens_(tokens), rate_(rate) {
-    if (rate_ > 0) pacer_ = pacer::for_this_thread(ex_);
+    if (rate_ > 0)
+      pacer_ = pacer::for_this_thread(ex_);
+    else
+      stepper_ = stepper::for_this_thread(ex_);
     for (std::size_t i = 0; i < bytes; ++i) text_.push_back(static_cast<char>('a' + i % 26));
   }
 
@@ -120,9 +177,10 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
       auto self = shared_from_this();
       // Continue once the reader is within a chunk of the head; yield to the
       // event loop either way so the writer runs.
-      if (log_->wait_for_drain(chunk_events,
-                               [self] { net::post(self->ex_, [self] { self->step(); }); }))
-        net::post(ex_, [self] { self->step(); });
+      if (log_->wait_for_drain(chunk_events, [self] {
+            net::post(self->ex_, [self] { self->stepper_->enqueue(self); });
+          }))
+        stepper_->enqueue(std::move(self));
       return;
     }
     const auto elapsed = std::chrono::duration<double>(steady_clock::now() - started_);
@@ -188,7 +246,8 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
   }
 
   net::any_io_executor ex_;
-  std::shared_ptr<pacer> pacer_;  // paced producers only
+  std::shared_ptr<pacer> pacer_;      // paced producers only
+  std::shared_ptr<stepper> stepper_;  // unpaced producers only
   std::shared_ptr<core::stream_log> log_;
   const std::uint64_t tokens_;
   const double rate_;
@@ -212,7 +271,19 @@ void pacer::fire() {
     heap_.pop_back();
     p->step();  // may schedule it again
   }
-  if (!heap_.empty() && (!armed_ || heap_.front().due < armed_at_)) arm(heap_.front().due);
+  if (heap_.empty()) return;
+  const auto at = slot_end(heap_.front().due);
+  if (!armed_ || at < armed_at_) arm(at);
+}
+
+void stepper::turn() {
+  posted_ = false;
+  for (std::size_t n = 0; n < steps_per_turn && !queue_.empty(); ++n) {
+    auto p = std::move(queue_.front());
+    queue_.pop_front();
+    p->step();  // may enqueue it again, at the back
+  }
+  if (!queue_.empty() && !posted_) post_turn();
 }
 
 std::atomic<std::uint64_t> g_bench_counter{0};
