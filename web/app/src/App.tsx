@@ -305,6 +305,7 @@ function RunPanel(props: {
 }) {
   const { id, query, view, running, connectionFailed, readOnly, runUrl, linkState, onStop } = props;
   const [highlight, setHighlight] = useState<number | undefined>();
+  const answerRef = useRef<HTMLDivElement>(null); // the Markdown's statistics for tests go there
   const showSource = useCallback((n: number) => {
     setHighlight(n);
     document.getElementById(`source-${n}`)?.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
@@ -396,8 +397,9 @@ function RunPanel(props: {
             data-stream-mismatch={view.streamMismatch ? 'true' : 'false'}
             aria-label="Answer"
             aria-busy={running}
+            ref={answerRef}
           >
-            <Markdown text={view.answer} renderCitation={renderCitation} />
+            <Markdown text={view.answer} renderCitation={renderCitation} statsOn={answerRef} />
           </div>
         )}
         {view.docs.length > 0 && <Sources docs={view.docs} highlight={highlight} />}

@@ -8,12 +8,22 @@
 // parsed and rendered again on each update; the blocks before them are parsed
 // once, kept as tokens and rendered by memoized components (see Incremental).
 import MarkdownIt from 'markdown-it';
-import { createElement, memo, useRef, type ReactNode } from 'react';
+import { createElement, memo, useLayoutEffect, useRef, type ReactNode, type RefObject } from 'react';
 
 export interface MarkdownProps {
   text: string;
   /** Renders a citation [n]; without it, [n] stays text. Keep it stable (useCallback) so finished blocks are not rendered again. */
   renderCitation?: (n: number, key: string) => ReactNode;
+  /**
+   * For tests: an element (the one the Markdown is rendered in) on which each
+   * commit sets data-md-length (the text's length), data-md-parsed (characters
+   * the last update parsed: the tail plus what was appended) and
+   * data-md-chunk-renders (how many times finished chunks were rendered, in
+   * all: once each while renderCitation stays the same). Not set before the
+   * element's first commit (React attaches a parent's ref after its children's
+   * layout effects).
+   */
+  statsOn?: RefObject<HTMLElement | null>;
 }
 
 type Token = ReturnType<MarkdownIt['parse']>[number];
@@ -284,19 +294,38 @@ export class Incremental {
  * off-screen chunks of a long answer then cost no style or layout work when the
  * end of the answer grows.
  */
-const ChunkView = memo(function ChunkView({ tokens, cite, at }: { tokens: Token[]; cite: Cite; at: number }) {
+const ChunkView = memo(function ChunkView({
+  tokens,
+  cite,
+  at,
+  renders,
+}: {
+  tokens: Token[];
+  cite: Cite;
+  at: number;
+  renders: { n: number };
+}) {
+  renders.n++;
   return <div className="md-chunk">{renderTokens(tokens, cite, `k${at}.`)}</div>;
 });
 
-export function Markdown({ text, renderCitation }: MarkdownProps) {
+export function Markdown({ text, renderCitation, statsOn }: MarkdownProps) {
   const inc = useRef<Incremental | null>(null);
   inc.current ??= new Incremental();
   const state = inc.current;
   state.update(text);
+  const renders = useRef({ n: 0 }).current; // a stable object: ChunkView's memo still holds
+  useLayoutEffect(() => {
+    const el = statsOn?.current;
+    if (!el) return;
+    el.dataset.mdLength = String(text.length);
+    el.dataset.mdParsed = String(state.lastParsed);
+    el.dataset.mdChunkRenders = String(renders.n);
+  });
   return (
     <>
       {state.chunks.map((c) => (
-        <ChunkView key={c.at} at={c.at} tokens={c.tokens} cite={renderCitation} />
+        <ChunkView key={c.at} at={c.at} tokens={c.tokens} cite={renderCitation} renders={renders} />
       ))}
       {renderTokens(state.tail, renderCitation, 't.')}
     </>

@@ -160,6 +160,29 @@ describe('incremental rendering', () => {
     assert.ok(maxParsed < 400, `at most one section re-parsed per update, got ${maxParsed} of ${text.length}`);
   });
 
+  test('each update parses again only the tail the previous one left, however much is appended at once', () => {
+    // What the page's e2e test asserts from data-md-length and data-md-parsed.
+    const text = doc(200);
+    for (const step of [40, 997, 6000]) {
+      const inc = new m.Incremental();
+      let prev = 0;
+      let maxAgain = 0;
+      for (let i = step; prev < text.length; i += step) {
+        const next = Math.min(i, text.length);
+        inc.update(text.slice(0, next));
+        maxAgain = Math.max(maxAgain, inc.lastParsed - (next - prev));
+        prev = next;
+      }
+      assert.ok(maxAgain < 100, `step ${step}: at most one unfinished block parsed again, got ${maxAgain} of ${text.length}`);
+    }
+  });
+
+  test('statsOn does not change the markup', () => {
+    const statsOn = { current: null };
+    const text = 'a\n\nb [1]\n\nc';
+    assert.equal(m.renderToStaticMarkup(m.createElement(m.Markdown, { text, statsOn })), withChunks(text));
+  });
+
   test('after any sequence of updates, chunks + tail are the tokens of one parse of the whole text', () => {
     const text = doc(3) + '> end';
     for (let i = 1; i <= text.length; i++) {
