@@ -6,7 +6,6 @@
 #include <stdexcept>
 #include <vector>
 
-#include "core/after_publish.hpp"
 #include "core/coalescer.hpp"
 #include "core/stream_id.hpp"
 
@@ -220,7 +219,6 @@ op_result<publish_result> stream_service::publish(const auth::principal* who, st
   }
   items.back().final = in.final;
   auto out = (*log)->publish_all(items);
-  core::after_publish();  // readers on this thread get it before the reply
   if (out.status != core::publish_status::ok)
     return error("stream_ended", 409, "the stream has ended; publishing is refused");
   if (counters_) counters_->published(items.size());
