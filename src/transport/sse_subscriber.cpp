@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <charconv>
 #include <cstdio>
 
 #include "core/log_text.hpp"
@@ -227,8 +228,12 @@ bool sse_subscriber::write_body(std::span<const core::read_span> spans, bool ter
     }
   }
   if (body > 0) {
-    int n = std::snprintf(chunk_header_, sizeof chunk_header_, "%zx\r\n", body);
-    buffers[chunk_header_at] = net::const_buffer(chunk_header_, static_cast<std::size_t>(n));
+    // "<size in hex>\r\n" (to_chars: no printf on the path of every write).
+    char* end = std::to_chars(chunk_header_, chunk_header_ + sizeof chunk_header_ - 2, body, 16).ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    buffers[chunk_header_at] =
+        net::const_buffer(chunk_header_, static_cast<std::size_t>(end - chunk_header_));
     buffers.emplace_back(chunk_end.data(), chunk_end.size());
   } else {
     buffers.erase(buffers.begin() + static_cast<std::ptrdiff_t>(chunk_header_at));
