@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/after_publish.hpp"
 #include "core/sse_encoder.hpp"
 #include "core/sse_parser.hpp"
 #include "core/stream_registry.hpp"
@@ -1078,3 +1079,31 @@ TEST(StreamRegistry, Counts) {
 }
 
 }  // namespace
+
+// The after-publish hook (core/after_publish.hpp): per thread, called once per
+// call, never re-entered from inside itself, gone once cleared.
+TEST(AfterPublish, RunsThisThreadsHookOnceAndNeverRecursively) {
+  struct counts {
+    int calls = 0;
+    int nested_returned = 0;
+  } c;
+  auto hook = [](void* ctx) noexcept {
+    auto& k = *static_cast<counts*>(ctx);
+    ++k.calls;
+    sluice::core::after_publish();  // a publish from inside the hook: no recursion
+    ++k.nested_returned;
+  };
+  sluice::core::after_publish();  // no hook set: nothing happens
+  sluice::core::set_after_publish_hook(hook, &c);
+  sluice::core::after_publish();
+  EXPECT_EQ(c.calls, 1);
+  EXPECT_EQ(c.nested_returned, 1);
+  // Another thread has no hook.
+  std::thread([] { sluice::core::after_publish(); }).join();
+  EXPECT_EQ(c.calls, 1);
+  sluice::core::after_publish();
+  EXPECT_EQ(c.calls, 2);
+  sluice::core::set_after_publish_hook(nullptr, nullptr);
+  sluice::core::after_publish();
+  EXPECT_EQ(c.calls, 2);
+}
