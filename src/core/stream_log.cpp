@@ -14,21 +14,32 @@ constexpr std::size_t first_segment_capacity = 4096;
 constexpr std::size_t max_segment_capacity = 64 * 1024;
 
 // Size of "event: T\n" + data lines + "\n" for (type, data), as append_sse_fields frames it.
-std::size_t fields_size(std::string_view type, std::string_view data) {
+// Whether `data` has a line break (CR or LF). JSON data, the common case,
+// has none (JSON escapes them): two vectorised memchr scans instead of a
+// scan per byte.
+bool has_line_break(std::string_view data) {
+  return std::memchr(data.data(), '\n', data.size()) != nullptr ||
+         std::memchr(data.data(), '\r', data.size()) != nullptr;
+}
+
+std::size_t fields_size(std::string_view type, std::string_view data, bool breaks) {
   std::size_t n = 0;
   if (type != default_event_type) n += 8 + type.size();  // "event: " + T + "\n"
+  if (!breaks) return n + 7 + data.size() + 1;           // "data: " + data + "\n" + "\n"
   std::size_t lines = 1;
+  std::size_t break_bytes = 0;
   for (std::size_t i = 0; i < data.size(); ++i) {
     char c = data[i];
     if (c == '\n' || c == '\r') {
       ++lines;
-      if (c == '\r' && i + 1 < data.size() && data[i + 1] == '\n') ++i;
+      ++break_bytes;
+      if (c == '\r' && i + 1 < data.size() && data[i + 1] == '\n') {
+        ++i;
+        ++break_bytes;
+      }
     }
   }
   // Each line: "data: " + "\n"; the line-break bytes themselves are not copied.
-  std::size_t break_bytes = 0;
-  for (char c : data)
-    if (c == '\n' || c == '\r') ++break_bytes;
   return n + lines * 7 + (data.size() - break_bytes) + 1;
 }
 
@@ -38,11 +49,18 @@ char* put(char* p, std::string_view s) {
 }
 
 // Writes the same bytes as append_sse_fields + "\n" without allocating.
-char* put_fields(char* p, std::string_view type, std::string_view data) {
+char* put_fields(char* p, std::string_view type, std::string_view data, bool breaks) {
   if (type != default_event_type) {
     p = put(p, "event: ");
     p = put(p, type);
     *p++ = '\n';
+  }
+  if (!breaks) {
+    p = put(p, "data: ");
+    p = put(p, data);
+    *p++ = '\n';
+    *p++ = '\n';
+    return p;
   }
   std::size_t start = 0;
   for (;;) {
@@ -181,11 +199,12 @@ publish_outcome stream_log::append_locked(const publish_item& item, std::int64_t
   const std::string_view epoch = epochs_ ? std::string_view(epochs_->current) : std::string_view();
   const std::size_t id_len =
       5 + static_cast<std::size_t>(decimal_digits(seq)) + (epoch.empty() ? 0 : 1 + epoch.size());
-  const std::size_t size = id_len + fields_size(type, data);
+  const bool breaks = has_line_break(data);
+  const std::size_t size = id_len + fields_size(type, data, breaks);
 
   entry e{};
   char* p = reserve_locked(size, e.segment_no, e.offset);
-  char* end = put_fields(put_id(p, seq, epoch), type, data);
+  char* end = put_fields(put_id(p, seq, epoch), type, data, breaks);
   assert(static_cast<std::size_t>(end - p) == size);
   (void)end;
   e.length = static_cast<std::uint32_t>(size);
