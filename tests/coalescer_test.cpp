@@ -597,3 +597,88 @@ TEST(Coalescing, RandomisedReadsOfOneMessage) {
 }
 
 }  // namespace
+
+// ---- deltas read back from a store (Redis keeps only key and data) --------
+
+namespace {
+
+TEST(DeltaFromStored, RebuildsExactlyWhatMakeDeltaEventMade) {
+  json::object o;
+  o["text"] = "say \"hi\"\n\\ \xc3\xa9 \x01";
+  o["role"] = "assistant";
+  o["n"] = 7;
+  auto made = make_delta_event("token.delta", "msg-1", "text", o);
+  ASSERT_TRUE(made.has_value());
+  auto back = delta_from_stored("token.delta", "msg-1", "text", made->json);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->type, made->type);
+  EXPECT_EQ(back->message_id, made->message_id);
+  EXPECT_EQ(back->field, made->field);
+  EXPECT_EQ(back->json, made->json);
+  EXPECT_EQ(back->text_begin, made->text_begin);
+  EXPECT_EQ(back->text_end, made->text_end);
+  // Other field names (escaped ones too) and an empty text.
+  json::object p;
+  p["a\"b"] = "";
+  auto made2 = make_delta_event("message", "m", "a\"b", p);
+  ASSERT_TRUE(made2.has_value());
+  auto back2 = delta_from_stored("message", "m", "a\"b", made2->json);
+  ASSERT_TRUE(back2.has_value());
+  EXPECT_EQ(back2->json, R"({"a\"b":""})");
+  EXPECT_EQ(back2->text_begin, back2->text_end);
+}
+
+TEST(DeltaFromStored, RefusesAnythingElse) {
+  const std::string good = R"({"text":"ab","n":1})";
+  ASSERT_TRUE(delta_from_stored("message", "m", "text", good).has_value());
+  // Bad keys.
+  EXPECT_FALSE(delta_from_stored("message", "", "text", good));
+  EXPECT_FALSE(delta_from_stored("message", "m m", "text", good));
+  EXPECT_FALSE(delta_from_stored("message", std::string(129, 'm'), "text", good));
+  EXPECT_FALSE(delta_from_stored("bad type", "m", "text", good));
+  EXPECT_FALSE(delta_from_stored("message", "m", "coalesced", R"({"coalesced":"ab"})"));
+  EXPECT_FALSE(delta_from_stored("message", "m", "other", good));
+  EXPECT_FALSE(delta_from_stored("message", "m", "n", good));  // not first, not a string
+  // Not the layout: whitespace, another order, escapes not as serialised,
+  // duplicate or "coalesced" members, truncated or broken JSON, not an object.
+  for (const char* bad : {
+           R"({ "text":"ab","n":1})",
+           R"({"text": "ab","n":1})",
+           R"({"text":"ab", "n":1})",
+           R"({"n":1,"text":"ab"})",
+           R"({"text":"\u0061b","n":1})",
+           R"({"text":"a\/b","n":1})",
+           R"({"text":"ab","text":"cd"})",
+           R"({"text":"ab","coalesced":[1,2]})",
+           R"({"text":"ab")",
+           R"({"text":"ab)",
+           R"({"text":"a\)",
+           R"({"text":"a\u00)",
+           R"({"text":"a\q","n":1})",
+           "{\"text\":\"a\nb\"}",
+           R"({"text":"ab"]})",
+           R"({"text":"ab",})",
+           R"({"text":"ab"} )",
+           R"(["text","ab"])",
+           R"({"text":1})",
+           R"({"text")",
+           "{\"text\":\"\xff\"}",
+           "",
+           "{",
+       })
+    EXPECT_FALSE(delta_from_stored("message", "m", "text", bad)) << bad;
+}
+
+// Every prefix of a good delta is refused (no read past the end).
+TEST(DeltaFromStored, EveryTruncationIsRefused) {
+  json::object o;
+  o["text"] = "x\"\\\u00e9\n";
+  o["more"] = json::array{1, "two", nullptr};
+  auto d = make_delta_event("message", "m", "text", o);
+  ASSERT_TRUE(d.has_value());
+  for (std::size_t n = 0; n < d->json.size(); ++n)
+    EXPECT_FALSE(delta_from_stored("message", "m", "text", std::string(d->json.substr(0, n)))) << n;
+  EXPECT_TRUE(delta_from_stored("message", "m", "text", d->json));
+}
+
+}  // namespace

@@ -16,6 +16,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "core/coalescer.hpp"
 #include "core/stream_id.hpp"
 #include "redis/async_event.hpp"
 #include "redis/redis_subscriber.hpp"
@@ -118,6 +119,9 @@ struct pending_event {
   std::shared_ptr<core::log_segment> segment;
   std::uint32_t offset, length;
   core::stream_state end_state;
+  // A delta's key (shared by the consecutive deltas of one message); null
+  // for other events.
+  std::shared_ptr<const redis::delta_key> delta = nullptr;
 };
 
 }  // namespace
@@ -185,6 +189,8 @@ class forward_journal final : public core::stream_journal,
   std::size_t bytes_ = 0;               // guarded by m_
   bool scheduled_ = false;              // guarded by m_: a flush is posted
   bool overflowed_ = false;             // guarded by m_
+  // Guarded by m_: the newest delta's key (its deltas share it).
+  std::shared_ptr<const redis::delta_key> last_delta_;
   const std::size_t budget_;
 };
 
@@ -288,7 +294,11 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
       redis::publish_batch b;
       b.stream_id = id;
       b.events.reserve(events.size());
-      for (const auto& e : events) b.events.push_back({e.type, e.data});
+      for (const auto& e : events) {
+        b.events.push_back({e.type, e.data});
+        if (!e.delta_of.empty())
+          b.events.back().delta = redis::delta_key{e.delta_of, e.delta_field};
+      }
       if (final) b.final_state = "finished";
       b.writer = redis::publish_writer::external;
       return b;
@@ -615,8 +625,20 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
       if (from >= to) return;
       std::vector<core::publish_item> items;
       items.reserve(to - from);
-      for (std::size_t i = from; i < to; ++i)
-        items.push_back({r.events[i].type, r.events[i].data, false, nullptr});
+      // Deltas as on the producing node, so this node's readers coalesce
+      // them; an entry whose key or data does not check out is a plain event.
+      std::vector<core::delta_event> deltas;
+      std::vector<std::size_t> delta_at;
+      for (std::size_t i = from; i < to; ++i) {
+        const auto& e = r.events[i];
+        items.push_back({e.type, e.data, false, nullptr});
+        if (!e.delta) continue;
+        if (auto d = core::delta_from_stored(e.type, e.delta->message_id, e.delta->field, e.data)) {
+          deltas.push_back(std::move(*d));
+          delta_at.push_back(items.size() - 1);
+        }
+      }
+      for (std::size_t k = 0; k < deltas.size(); ++k) items[delta_at[k]].delta = &deltas[k];
       m.log->append_mirrored(r.events[from].seq, items, end_state);
     };
     append(0, split, split == r.events.size() ? end : core::stream_state::open);
@@ -800,6 +822,7 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
           data = R"({"code":"internal_error"})";
         }
         b.events.push_back({std::move(type), std::move(data)});
+        if (e.delta) b.events.back().delta = *e.delta;
         ++n;
         if (e.end_state != core::stream_state::open) {
           b.final_state = std::string(core::to_string(e.end_state));
@@ -960,7 +983,15 @@ void forward_journal::appended(const core::journal_event& e) noexcept {
   bool post_flush = false, post_overflow = false;
   {
     std::lock_guard lock(m_);
-    pending_.push_back({e.seq, e.segment, e.offset, e.length, e.end_state});
+    std::shared_ptr<const redis::delta_key> delta;
+    if (e.delta) {
+      if (!last_delta_ || last_delta_->message_id != e.delta->message_id ||
+          last_delta_->field != e.delta->field)
+        last_delta_ = std::make_shared<const redis::delta_key>(
+            redis::delta_key{e.delta->message_id, e.delta->field});
+      delta = last_delta_;
+    }
+    pending_.push_back({e.seq, e.segment, e.offset, e.length, e.end_state, std::move(delta)});
     bytes_ += e.length;
     if (bytes_ > budget_ && !overflowed_) {
       overflowed_ = true;

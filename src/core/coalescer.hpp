@@ -12,6 +12,7 @@
 
 #include <boost/json/object.hpp>
 #include <boost/system/result.hpp>
+#include <optional>
 #include <string_view>
 
 #include "core/stream_log.hpp"
@@ -24,5 +25,15 @@ boost::system::result<delta_event> make_delta_event(std::string_view type,
                                                     std::string_view message_id,
                                                     std::string_view field,
                                                     const boost::json::object& data);
+
+// A delta read back from a store that keeps only its key and its data
+// (Redis): the delta_event make_delta_event would have made, when `data` is
+// laid out exactly as make_delta_event lays it out (compact object, first
+// member the string `field`) and the key is one the publish path accepts
+// (`message_id` an event name, `field` not "coalesced"); nothing otherwise
+// (the caller appends the event as a plain one). The bytes are untrusted:
+// every length is checked, and nothing but allocation failure throws.
+std::optional<delta_event> delta_from_stored(std::string_view type, std::string_view message_id,
+                                             std::string_view field, std::string_view data);
 
 }  // namespace sluice::core

@@ -308,7 +308,7 @@ publish_outcome stream_log::publish_all(std::span<const publish_item> items) {
     }
   }
   last_activity_us_ = now;
-  if (journal_) journal_appended_locked(out.first_sequence);
+  if (journal_) journal_appended_locked(out.first_sequence, items);
   trim_locked();
   account_locked(retained_before);
   notify_locked();
@@ -335,7 +335,7 @@ publish_outcome stream_log::append_mirrored(std::uint64_t first_seq,
   }
   if (end_state != stream_state::open) end_locked(end_state, now);
   last_activity_us_ = now;
-  if (journal_) journal_appended_locked(out.first_sequence);
+  if (journal_) journal_appended_locked(out.first_sequence, items);
   trim_locked();
   account_locked(retained_before);
   notify_locked();
@@ -779,13 +779,15 @@ stream_meta stream_log::meta_locked() const {
   return m;
 }
 
-void stream_log::journal_appended_locked(std::uint64_t from) {
+void stream_log::journal_appended_locked(std::uint64_t from, std::span<const publish_item> items) {
   for (std::uint64_t s = from; s < next_seq_; ++s) {
     const entry& e = entry_at_locked(s);
     const bool last = s + 1 == next_seq_;
+    const std::size_t i = static_cast<std::size_t>(s - from);
     journal_->appended(journal_event{s, e.publish_us, segments_[e.segment_no - first_segment_no_],
                                      e.offset, e.length, e.delta_key, e.json_offset, e.text_begin,
-                                     e.text_end, last ? state_ : stream_state::open});
+                                     e.text_end, last ? state_ : stream_state::open,
+                                     i < items.size() ? items[i].delta : nullptr});
   }
 }
 

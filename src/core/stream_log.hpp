@@ -289,8 +289,9 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   std::size_t retained_count_locked() const { return entries_.size() - entries_head_; }
   std::uint64_t last_seq_locked() const { return first_seq_ + retained_count_locked() - 1; }
   void build_coalesced_locked(std::uint64_t from, std::uint64_t to, read_batch& out) const;
-  // Tells the journal (if any) about the events from `from` to the head.
-  void journal_appended_locked(std::uint64_t from);
+  // Tells the journal (if any) about the events from `from` to the head;
+  // `items`: what was appended from `from` on (for the deltas' keys).
+  void journal_appended_locked(std::uint64_t from, std::span<const publish_item> items = {});
   stream_meta meta_locked() const;
 
   const std::string id_;

@@ -20,6 +20,7 @@ namespace sluice::core {
 
 class stream_log;
 struct log_segment;
+struct delta_event;
 enum class stream_state : std::uint8_t;
 
 // What a store keeps about a stream besides its events.
@@ -55,6 +56,9 @@ struct journal_event {
   std::uint32_t text_begin;
   std::uint32_t text_end;
   stream_state end_state;  // open, or the state this (final) event ends the stream in
+  // A delta: its key (message id, field), valid during the call only; null
+  // for other events (and for deltas restored from a store).
+  const delta_event* delta = nullptr;
 };
 
 // Reads a stream's events older than its memory keeps back from the store

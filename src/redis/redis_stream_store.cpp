@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdio>
@@ -23,8 +24,11 @@ namespace {
 // 6 batch id ('' none), 7 wake channel, [8 writer options], then type, data
 // pairs. The options argument is there when the count of arguments is even
 // (older callers, e.g. the benchmark's command line, send none):
-// "<expected first seq or ''>|<writer>", writer 'x' an external publisher
-// (refused while a run's producer writes the stream), 'p' the producer.
+// "<expected first seq or ''>|<writer>[|d]", writer 'x' an external publisher
+// (refused while a run's producer writes the stream), 'p' the producer; with
+// '|d' the events are type, data, message id, field quadruples (a batch with
+// a text delta; '' message id: not a delta) and a delta's entry also gets
+// the fields m and f.
 constexpr std::string_view publish_lua = R"lua(
 local m = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'last_seq', 'batch', 'batch_first', 'batch_last', 'producer')
 if not m[1] then return redis.error_reply('SLUICE_NOT_FOUND') end
@@ -36,21 +40,28 @@ if m[1] ~= 'open' then return redis.error_reply('SLUICE_ENDED ' .. m[1]) end
 local base = 8
 local expect_first = ''
 local writer = ''
+local stride = 2
 if #ARGV % 2 == 0 then
   base = 9
   local bar = string.find(ARGV[8], '|', 1, true)
   if bar then
     expect_first = string.sub(ARGV[8], 1, bar - 1)
     writer = string.sub(ARGV[8], bar + 1)
+    local bar2 = string.find(writer, '|', 1, true)
+    if bar2 then
+      if string.sub(writer, bar2 + 1) == 'd' then stride = 4 end
+      writer = string.sub(writer, 1, bar2 - 1)
+    end
   end
 end
+if (#ARGV - base + 1) % stride ~= 0 then return redis.error_reply('SLUICE_ARGS') end
 local new_epoch = ''
 if string.sub(writer, 1, 2) == 'l:' then
   new_epoch = string.sub(writer, 3)
   writer = 'l'
 end
 if writer == 'x' and m[7] == '1' then return redis.error_reply('SLUICE_PRODUCER') end
-local n = (#ARGV - base + 1) / 2
+local n = (#ARGV - base + 1) / stride
 local last = tonumber(m[3])
 local first = last + 1
 if expect_first ~= '' and tonumber(expect_first) ~= first then
@@ -60,10 +71,17 @@ local maxlen = tonumber(ARGV[2])
 for i = 0, n - 1 do
   last = last + 1
   local id = string.format('%d-0', last)
-  if maxlen > 0 then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id, 't', ARGV[base + 2 * i], 'd', ARGV[base + 1 + 2 * i])
+  local at = base + stride * i
+  if stride == 4 and ARGV[at + 2] ~= '' then
+    if maxlen > 0 then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id, 't', ARGV[at], 'd', ARGV[at + 1], 'm', ARGV[at + 2], 'f', ARGV[at + 3])
+    else
+      redis.call('XADD', KEYS[2], id, 't', ARGV[at], 'd', ARGV[at + 1], 'm', ARGV[at + 2], 'f', ARGV[at + 3])
+    end
+  elseif maxlen > 0 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id, 't', ARGV[at], 'd', ARGV[at + 1])
   else
-    redis.call('XADD', KEYS[2], id, 't', ARGV[base + 2 * i], 'd', ARGV[base + 1 + 2 * i])
+    redis.call('XADD', KEYS[2], id, 't', ARGV[at], 'd', ARGV[at + 1])
   end
 end
 local last_s = string.format('%d', last)
@@ -212,6 +230,7 @@ error_code script_error(const resp_value& v) {
   if (v.str.find("SLUICE_ENDED") != std::string::npos) return redis_errc::stream_ended;
   if (v.str.find("SLUICE_PRODUCER") != std::string::npos) return redis_errc::has_producer;
   if (v.str.find("SLUICE_SEQ") != std::string::npos) return redis_errc::sequence_conflict;
+  if (v.str.find("SLUICE_ARGS") != std::string::npos) return redis_errc::invalid_argument;
   return redis_errc::server_error;
 }
 
@@ -390,9 +409,15 @@ error_code redis_stream_store::check_batch(const publish_batch& b) const {
     return redis_errc::invalid_argument;
   if (!b.final_state.empty() && b.final_state != "finished" && b.final_state != "cancelled")
     return redis_errc::invalid_argument;
-  for (const auto& e : b.events)
+  for (const auto& e : b.events) {
     if (!core::is_valid_event_name(e.type) || e.data.size() > opts_.max_event_bytes)
       return redis_errc::invalid_argument;
+    // A delta's key as the publish path accepts it (its field is a member
+    // of its data, so no longer than it).
+    if (e.delta && (!core::is_valid_event_name(e.delta->message_id) ||
+                    e.delta->field == "coalesced" || e.delta->field.size() >= e.data.size()))
+      return redis_errc::invalid_argument;
+  }
   return {};
 }
 
@@ -409,15 +434,23 @@ redis_stream_store::call redis_stream_store::publish_call(publish_batch& b) cons
   a.push_back(std::to_string(opts_.idle_ttl.count()));
   a.push_back(std::move(b.batch_id));
   a.push_back(wake_channel(b.stream_id));
-  if (b.expected_first_seq != 0 || b.writer != publish_writer::any)
+  // Only a batch holding a delta sends quadruples (plain batches cost
+  // nothing more, and keep the benchmark's command line valid).
+  const bool deltas =
+      std::any_of(b.events.begin(), b.events.end(), [](const auto& e) { return e.delta; });
+  if (b.expected_first_seq != 0 || b.writer != publish_writer::any || deltas)
     a.push_back((b.expected_first_seq != 0 ? std::to_string(b.expected_first_seq) : "") +
                 (b.writer == publish_writer::external   ? "|x"
                  : b.writer == publish_writer::producer ? "|p"
                  : b.writer == publish_writer::lost     ? "|l:" + b.new_epoch
-                                                        : "|"));
+                                                        : "|") +
+                (deltas ? "|d" : ""));
   for (auto& e : b.events) {
     a.push_back(std::move(e.type));
     a.push_back(std::move(e.data));
+    if (!deltas) continue;
+    a.push_back(e.delta ? std::move(e.delta->message_id) : std::string());
+    a.push_back(e.delta ? std::move(e.delta->field) : std::string());
   }
   return c;
 }
@@ -512,13 +545,19 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
                                ? redis_errc::resume_window_exceeded
                                : redis_errc::unexpected_reply);
     const auto& f = e.elements[1].elements;
+    const std::string *message_id = nullptr, *field = nullptr;
     for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
       if (!f[i].is_string() || !f[i + 1].is_string()) continue;
       if (f[i].str == "t")
         ev.type = f[i + 1].str;
       else if (f[i].str == "d")
         ev.data = f[i + 1].str;
+      else if (f[i].str == "m")
+        message_id = &f[i + 1].str;
+      else if (f[i].str == "f")
+        field = &f[i + 1].str;
     }
+    if (message_id && field) ev.delta = delta_key{*message_id, *field};
     out.events.push_back(std::move(ev));
     ++expect;
   }

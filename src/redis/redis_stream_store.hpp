@@ -1,7 +1,8 @@
 // The Sluice stream model in Redis (see docs/scaling.md for the full picture):
 //
 //   {s:ID}:events  a Redis Stream, one entry per event, entry id "<seq>-0",
-//                  fields t (event type) and d (data); trimmed with
+//                  fields t (event type) and d (data), and for a text
+//                  delta m (its message id) and f (its field); trimmed with
 //                  MAXLEN ~ max_events; expires with the meta hash
 //   {s:ID}:meta    hash: state (open|finished|cancelled), epoch, owner,
 //                  last_seq, created_at, finished_at (ms), node (the lease
@@ -75,9 +76,17 @@ struct created_stream {
   std::uint64_t last_seq = 0;
 };
 
+// A delta's key (see core::delta_event): what Redis keeps besides type and
+// data so that readers on every node coalesce a message's deltas.
+struct delta_key {
+  std::string message_id;  // an event name ([A-Za-z0-9._:-]{1,128})
+  std::string field;       // not "coalesced"
+};
+
 struct stream_event {
   std::string type;
   std::string data;
+  std::optional<delta_key> delta = {};  // a text delta (stored as fields m and f)
 };
 
 // Who writes a batch: an external publisher is refused (has_producer) in a
@@ -113,6 +122,9 @@ struct stored_event {
   std::uint64_t seq = 0;
   std::string type;
   std::string data;
+  // The entry's m and f fields (both present and strings): untrusted, as
+  // everything read; core::delta_from_stored decides whether it is a delta.
+  std::optional<delta_key> delta;
 };
 
 struct read_result {

@@ -184,7 +184,9 @@ std::optional<op_error> stream_service::prepare_publish(const auth::principal* w
     return forbidden("this token may not publish to this stream (sluice.publish)");
   return parse_publish_body(in, [&](std::string_view text, std::optional<core::delta_event> d) {
     // A delta is stored as what the log would write for it (its compact JSON).
-    events.push_back({std::string(in.type), d ? std::move(d->json) : std::string(text)});
+    if (!d) return events.push_back({std::string(in.type), std::string(text)});
+    events.push_back(
+        {std::string(in.type), std::move(d->json), std::move(d->message_id), std::move(d->field)});
   });
 }
 

@@ -221,6 +221,10 @@ using op_callback = std::function<void(op_result<T>)>;
 struct owned_event {
   std::string type;
   std::string data;
+  // A text delta (?delta=): its message id and field (`data` is then its
+  // compact JSON, core::make_delta_event's); empty delta_of: not a delta.
+  std::string delta_of = {};
+  std::string delta_field = {};
 };
 
 // What the service needs from a store that keeps streams beyond this process

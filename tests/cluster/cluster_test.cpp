@@ -312,6 +312,166 @@ TEST_F(Cluster, PublishOnAReadOnBLiveResumeStatusAndNoFork) {
   EXPECT_EQ(from_a, from_b);
 }
 
+// Waits (bounded) until the stream's state in Redis, as `port` reports it,
+// is `state`.
+bool wait_for_state(std::uint16_t port, const std::string& stream, const std::string& state) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto st = request(port, "GET", "/v1/streams/" + stream);
+    if (st.status() == 200) {
+      auto o = parse_object(st.body);
+      const json::value* s = o.if_contains("state");
+      if (s && s->is_string() && s->as_string() == state) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // (polling the condition)
+  }
+  return false;
+}
+
+std::string delta_text(const std::string& text) {
+  return json::serialize(json::object{{"text", text}});
+}
+
+// Deltas published on A reach Redis with their key: a reader on B (a mirror)
+// that connects after they are all published gets the same coalesced
+// transcript as a reader on A (ids, "coalesced" ranges, data bytes).
+TEST_F(Cluster, DeltasPublishedOnACoalesceForReadersOnB) {
+  start_redis();
+  node_process a(redis_->url(), "node-a", work_.path);
+  node_process b(redis_->url(), "node-b", work_.path);
+
+  ASSERT_EQ(publish(a.port(), "d1", n(1)).status(), 200);
+  for (const char* t : {"Hel", "lo \"w\"", "orld\n"}) {
+    auto p = publish(a.port(), "d1", delta_text(t), "?delta=m1");
+    ASSERT_EQ(p.status(), 200) << p.body;
+  }
+  for (const char* t : {"a", "b"}) {
+    auto p = publish(a.port(), "d1", json::serialize(json::object{{"role", "x"}, {"content", t}}),
+                     "?delta=m2&delta_field=content");
+    ASSERT_EQ(p.status(), 200) << p.body;
+  }
+  ASSERT_EQ(publish(a.port(), "d1", delta_text("!"), "?delta=m1").status(), 200);
+  // Two runs of m3 split by the change of field.
+  ASSERT_EQ(publish(a.port(), "d1", delta_text("p"), "?delta=m3").status(), 200);
+  ASSERT_EQ(publish(a.port(), "d1", delta_text("q"), "?delta=m3").status(), 200);
+  ASSERT_EQ(
+      publish(a.port(), "d1", R"({"note":"r","text":"s"})", "?delta=m3&delta_field=note").status(),
+      200);
+  auto fin = publish(a.port(), "d1", n(2), "?final=true");
+  ASSERT_EQ(fin.status(), 200);
+  EXPECT_EQ(fin.body, "{\"sequence\":11}");
+
+  const auto on_a = read_all(a.port(), "d1");
+  const auto on_b = read_all(b.port(), "d1");
+  ASSERT_FALSE(on_a.empty());
+  const std::string e = epoch_of(on_a[0].id);
+  const std::vector<recorded_event> want = {
+      {"1-" + e, "message", n(1)},
+      {"4-" + e, "message", R"({"coalesced":[2,4],"text":"Hello \"w\"orld\n"})"},
+      {"6-" + e, "message", R"({"coalesced":[5,6],"content":"ab","role":"x"})"},
+      {"7-" + e, "message", R"({"text":"!"})"},
+      {"9-" + e, "message", R"({"coalesced":[8,9],"text":"pq"})"},
+      {"10-" + e, "message", R"({"note":"r","text":"s"})"},
+      {"11-" + e, "message", n(2)},
+  };
+  // (Both nodes read the stream from Redis: publishes from outside go to
+  // Redis first, so A keeps a mirror too.)
+  EXPECT_EQ(on_a, want);
+  EXPECT_EQ(on_b, want);
+}
+
+// What is in Redis is not trusted: an entry whose delta key or data does not
+// check out is served as a plain event (its exact bytes), on every node; a
+// well-formed one written by anyone is a delta.
+TEST_F(Cluster, BogusDeltaEntriesInRedisAreServedAsPlainEvents) {
+  start_redis();
+  node_process a(redis_->url(), "node-a", work_.path);
+  node_process b(redis_->url(), "node-b", work_.path);
+  ASSERT_EQ(publish(a.port(), "d2", delta_text("a"), "?delta=m1").status(), 200);
+  // Entries 2.. written straight into the stream, each between deltas of m1
+  // it would merge with if it were taken as one.
+  const std::vector<std::string> fields = {
+      R"('{"text": "b"}' m m1 f text)",            // 2: not the compact layout
+      R"('{"text":"c"}' m m1 f text)",             // 3: a delta
+      R"('{"coalesced":"d"}' m m1 f coalesced)",   // 4: reserved field
+      R"('{"text":"e"}' m 'bad id' f text)",       // 5: not a message id
+      R"('{"text":"f"}' m m1)",                    // 6: no field
+      R"('{"text":"g\q"}' m m1 f text)",           // 7: bad escape
+      R"('{"text":"h","text":"i"}' m m1 f text)",  // 8: duplicate member
+      R"('{"text":"j' m m1 f text)",               // 9: truncated
+      R"('{"text":"k"}' m m1 f other)",            // 10: another field
+      R"('{"text":"l"}' m m1 f text)",             // 11: deltas again
+      R"('{"text":"m"}' m m1 f text)",             // 12
+  };
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    auto out = redis_->cli("XADD '{s:d2}:events' " + std::to_string(i + 2) + "-0 t message d " +
+                           fields[i]);
+    ASSERT_EQ(out, std::to_string(i + 2) + "-0\n") << fields[i];
+  }
+  ASSERT_EQ(redis_->cli("HSET '{s:d2}:meta' last_seq 12"), "0\n");
+  auto fin = publish(a.port(), "d2", n(1), "?final=true");
+  ASSERT_EQ(fin.status(), 200) << fin.body;
+  EXPECT_EQ(fin.body, "{\"sequence\":13}");
+
+  const auto on_b = read_all(b.port(), "d2");
+  ASSERT_FALSE(on_b.empty());
+  const std::string e = epoch_of(on_b[0].id);
+  const std::vector<recorded_event> want = {
+      {"1-" + e, "message", R"({"text":"a"})"},
+      {"2-" + e, "message", R"({"text": "b"})"},
+      {"3-" + e, "message", R"({"text":"c"})"},
+      {"4-" + e, "message", R"({"coalesced":"d"})"},
+      {"5-" + e, "message", R"({"text":"e"})"},
+      {"6-" + e, "message", R"({"text":"f"})"},
+      {"7-" + e, "message", R"({"text":"g\q"})"},
+      {"8-" + e, "message", R"({"text":"h","text":"i"})"},
+      {"9-" + e, "message", R"({"text":"j)"},
+      {"10-" + e, "message", R"({"text":"k"})"},
+      {"12-" + e, "message", R"({"coalesced":[11,12],"text":"lm"})"},
+      {"13-" + e, "message", n(1)},
+  };
+  EXPECT_EQ(on_b, want);
+  EXPECT_EQ(read_all(a.port(), "d2"), want);
+}
+
+// A run's deltas reach Redis through its node's write-behind with their key:
+// once the run has ended, a new reader on B (a mirror) gets exactly what a
+// new reader on A (the producing node) gets, coalesced.
+TEST_F(Cluster, RunDeltasWrittenBehindCoalesceOnBAsOnA) {
+  start_redis();
+  node_process a(redis_->url(), "node-a", work_.path);
+  node_process b(redis_->url(), "node-b", work_.path);
+  const std::string body =
+      R"({"requestId":"run-d","query":"How does Sluice resume a stream?","agentType":"plan_solve"})";
+  http_connection ca(a.port());
+  ca.send_request("POST", "/AutoAgent", body, json_ct);
+  sse_reader ra(ca);
+  ASSERT_EQ(ra.head().status, 200);
+  ASSERT_TRUE(ra.read_to_end());
+  ASSERT_TRUE(wait_for_state(b.port(), "run-d", "finished"));
+
+  const auto on_a = read_all(a.port(), "run-d");
+  const auto on_b = read_all(b.port(), "run-d");
+  ASSERT_FALSE(on_a.empty());
+  EXPECT_EQ(on_b, on_a);
+  std::size_t merged = 0;
+  for (const auto& ev : on_a) merged += ev.data.starts_with("{\"coalesced\":[") ? 1 : 0;
+  EXPECT_GT(merged, 0u);
+  // Every sequence is covered once: each event's id is the previous one's
+  // plus its coalesced range's length.
+  std::uint64_t next = 1;
+  for (const auto& ev : on_a) {
+    std::uint64_t first = std::stoull(ev.id), last = first;
+    if (ev.data.starts_with("{\"coalesced\":[")) {
+      auto o = parse_object(ev.data);
+      first = o.at("coalesced").as_array().at(0).to_number<std::uint64_t>();
+      EXPECT_EQ(o.at("coalesced").as_array().at(1).to_number<std::uint64_t>(), last);
+    }
+    EXPECT_EQ(first, next) << ev.id;
+    next = last + 1;
+  }
+}
+
 // A run of the offline agent, started on A, slow enough to be cancelled.
 const std::string run_body =
     R"({"requestId":"run-1","query":"How does Sluice resume a stream?","agentType":"plan_solve"})";

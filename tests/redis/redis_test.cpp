@@ -382,6 +382,69 @@ TEST_F(RedisTest, PublishAssignsSequencesAndRefusesAfterTheFinalEvent) {
   EXPECT_LE(ttl, 10 * 60 * 1000);
 }
 
+// A delta's key (message id, field) is kept in its entry (fields m and f),
+// in every writer's batches; plain entries keep only t and d.
+TEST_F(RedisTest, DeltaKeysAreStoredOnlyForDeltas) {
+  start_server();
+  auto c = connect();
+  redis_stream_store store(*c, test_store_options("a"));
+  run(io, [&]() -> net::awaitable<void> {
+    auto created = co_await store.create_stream("dk", "");
+    EXPECT_TRUE(created && created->created);
+    publish_batch plain = batch("dk", make_args(R"({"n":1})"));
+    auto p1 = co_await store.publish(plain);
+    EXPECT_TRUE(p1 && p1->first_seq == 1u);
+    // A batch mixing deltas and a plain event; then a producer's batch (its
+    // options argument also carries the expected first sequence).
+    publish_batch mixed = batch("dk", make_args(R"({"text":"a"})", R"({"n":2})", R"({"c":"b"})"));
+    mixed.events[0].delta = delta_key{"m1", "text"};
+    mixed.events[2].delta = delta_key{"m2", "c"};
+    auto p2 = co_await store.publish(mixed);
+    EXPECT_TRUE(p2 && p2->first_seq == 2u && p2->last_seq == 4u);
+    publish_batch prod = batch("dk", make_args(R"({"text":"z"})"));
+    prod.events[0].delta = delta_key{"m3", "text"};
+    prod.expected_first_seq = 5;
+    prod.writer = publish_writer::producer;
+    auto p3 = co_await store.publish(prod);
+    EXPECT_TRUE(p3 && p3->first_seq == 5u);
+    // Keys the publish path would refuse are refused here too.
+    for (const auto& bad : {delta_key{"", "text"}, delta_key{"bad id", "text"},
+                            delta_key{std::string(129, 'm'), "text"}, delta_key{"m", "coalesced"},
+                            delta_key{"m", std::string(20, 'f')}}) {
+      publish_batch b = batch("dk", make_args(R"({"text":"a"})"));
+      b.events[0].delta = bad;
+      auto r = co_await store.publish(b);
+      EXPECT_EQ(r.error(), redis_errc::invalid_argument) << bad.message_id << "/" << bad.field;
+    }
+    auto all = co_await store.read_after("dk", 0, "", 100);
+    EXPECT_TRUE(all);
+    if (!all) co_return;
+    EXPECT_EQ(all->events.size(), 5u);
+    if (all->events.size() != 5u) co_return;
+    EXPECT_FALSE(all->events[0].delta);
+    EXPECT_TRUE(all->events[1].delta && all->events[1].delta->message_id == "m1" &&
+                all->events[1].delta->field == "text");
+    EXPECT_EQ(all->events[1].data, R"({"text":"a"})");
+    EXPECT_FALSE(all->events[2].delta);
+    EXPECT_EQ(all->events[2].data, R"({"n":2})");
+    EXPECT_TRUE(all->events[3].delta && all->events[3].delta->message_id == "m2" &&
+                all->events[3].delta->field == "c");
+    EXPECT_TRUE(all->events[4].delta && all->events[4].delta->message_id == "m3");
+    EXPECT_EQ(all->meta.last_seq, 5u);
+  }());
+  // The entries themselves: plain ones hold t and d only.
+  EXPECT_EQ(server->cli("XRANGE '{s:dk}:events' 1-0 1-0"), "1-0\nt\ndelta\nd\n{\"n\":1}\n");
+  EXPECT_EQ(server->cli("XRANGE '{s:dk}:events' 3-0 3-0"), "3-0\nt\ndelta\nd\n{\"n\":2}\n");
+  EXPECT_EQ(server->cli("XRANGE '{s:dk}:events' 2-0 2-0"),
+            "2-0\nt\ndelta\nd\n{\"text\":\"a\"}\nm\nm1\nf\ntext\n");
+  // A call with a wrong count of arguments for its layout is refused whole.
+  const std::string short_call =
+      "EVALSHA " + redis_stream_store::publish_script_sha() +
+      " 2 '{s:dk}:meta' '{s:dk}:events' '' 0 '' 1000 1000 '' '{s:dk}:wake' '|x|d' delta '{}'";
+  EXPECT_NE(server->cli(short_call).find("SLUICE_ARGS"), std::string::npos);
+  EXPECT_EQ(server->cli("HGET '{s:dk}:meta' last_seq"), "5\n");
+}
+
 TEST_F(RedisTest, TwoClientsPublishingIntoOneStreamNeverFork) {
   start_server();
   auto setup = connect();
