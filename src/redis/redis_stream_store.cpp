@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <random>
 
+#include "core/event_id.hpp"
 #include "core/stream_id.hpp"
 
 namespace sluice::redis {
@@ -223,6 +224,8 @@ bool valid_name(std::string_view s) {
   return core::is_valid_stream_id(s);
 }
 
+bool valid_epoch_or_empty(std::string_view e) { return e.empty() || core::is_valid_epoch(e); }
+
 // A script's error reply to a typed error.
 error_code script_error(const resp_value& v) {
   if (v.str.find("SLUICE_NOT_FOUND") != std::string::npos) return redis_errc::stream_not_found;
@@ -400,6 +403,8 @@ net::awaitable<result<created_stream>> redis_stream_store::create_stream(std::st
   c.state = str_or_empty(v.elements[1]);
   c.epoch = str_or_empty(v.elements[2]);
   c.owner = str_or_empty(v.elements[3]);
+  // An epoch goes into every event id on the wire: nothing but its own format.
+  if (!valid_epoch_or_empty(c.epoch)) co_return error_code(redis_errc::unexpected_reply);
   co_return c;
 }
 
@@ -512,6 +517,10 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
   out.meta.previous_epoch = str_or_empty(m[8]);
   if (!str_or_empty(m[9]).empty() && !parse_number(m[9].str, out.meta.epoch_boundary))
     co_return error_code(redis_errc::unexpected_reply);
+  // What Redis holds is checked like client input before it reaches a reader:
+  // an epoch is written into event ids, a type into the SSE event line.
+  if (!valid_epoch_or_empty(out.meta.epoch) || !valid_epoch_or_empty(out.meta.previous_epoch))
+    co_return error_code(redis_errc::unexpected_reply);
   if (!as_u64(m[3], out.meta.last_seq) || !as_i64_or_empty(m[4], out.meta.created_at_ms) ||
       !as_i64_or_empty(m[5], out.meta.finished_at_ms))
     co_return error_code(redis_errc::unexpected_reply);
@@ -558,6 +567,10 @@ net::awaitable<result<read_result>> redis_stream_store::read_after(std::string i
         field = &f[i + 1].str;
     }
     if (message_id && field) ev.delta = delta_key{*message_id, *field};
+    // A type that could not have been published (CR/LF would inject SSE
+    // fields), or data above the event limit: the reply is refused whole.
+    if (!core::is_valid_event_name(ev.type) || ev.data.size() > opts_.max_event_bytes)
+      co_return error_code(redis_errc::unexpected_reply);
     out.events.push_back(std::move(ev));
     ++expect;
   }

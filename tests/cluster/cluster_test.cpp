@@ -434,6 +434,31 @@ TEST_F(Cluster, BogusDeltaEntriesInRedisAreServedAsPlainEvents) {
   EXPECT_EQ(read_all(a.port(), "d2"), want);
 }
 
+// What Redis holds reaches readers only in the shapes a publish could have
+// written: an event type or an epoch with CR/LF (SSE field injection into
+// the event line or the id line) makes the read fail with store_unavailable;
+// nothing of it is ever sent.
+TEST_F(Cluster, HostileTypeOrEpochInRedisNeverReachesAReader) {
+  start_redis();
+  node_process a(redis_->url(), "node-a", work_.path);
+  node_process b(redis_->url(), "node-b", work_.path);
+  ASSERT_EQ(publish(a.port(), "h1", n(1)).status(), 200);
+  ASSERT_EQ(publish(a.port(), "h2", n(1)).status(), 200);
+  // h1: an entry whose type carries a line break and a forged data line.
+  ASSERT_EQ(redis_->cli("XADD '{s:h1}:events' 2-0 t \"$(printf 'x\\r\\ndata: injected')\" d '{}'"),
+            "2-0\n");
+  ASSERT_EQ(redis_->cli("HSET '{s:h1}:meta' last_seq 2"), "0\n");
+  // h2: an epoch that would end the id line and forge another.
+  ASSERT_EQ(redis_->cli("HSET '{s:h2}:meta' epoch \"$(printf 'e\\nid: 99')\""), "0\n");
+  for (const char* id : {"h1", "h2"}) {
+    auto r = request(b.port(), "GET", std::string("/v1/streams/") + id + "/events");
+    EXPECT_EQ(r.status(), 503) << id << ": " << r.body;
+    EXPECT_EQ(parse_object(r.body)["error"].as_object()["code"], "store_unavailable") << r.body;
+    EXPECT_EQ(r.body.find("injected"), std::string::npos);
+    EXPECT_EQ(r.body.find("id: 99"), std::string::npos);
+  }
+}
+
 // A run's deltas reach Redis through its node's write-behind with their key:
 // once the run has ended, a new reader on B (a mirror) gets exactly what a
 // new reader on A (the producing node) gets, coalesced.
