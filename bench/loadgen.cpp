@@ -164,6 +164,7 @@ struct options {
   std::string sub_path = "/v1/streams/fanout/events";
   std::string pub_path;  // empty: sub_path
   int pub_port = 0;      // 0: port (fanout: publish to another node than the subscribers')
+  int second_port = 0;   // fanout: odd subscribers read this port instead (0: none)
   double settle_seconds = 0.2;
   std::string percentiles_file;  // tokens/fanout: latency percentile table for charts
   std::string auth_header;       // "Authorization: Bearer ...\r\n" or empty (--token)
@@ -197,7 +198,10 @@ void print_usage(std::FILE* out) {
                "  --pub-path P          the publisher POSTs each event to P (default: sub-path)\n"
                "  --pub-port P          the publisher connects to port P of --host (default:\n"
                "                        --port; e.g. node A while subscribers read node B)\n"
-               "  --settle-seconds S    wait after the last subscriber's head (default 0.2)\n");
+               "  --settle-seconds S    wait after the last subscriber's head (default 0.2)\n"
+               "  --second-port P       odd-numbered subscribers read port P instead of --port,\n"
+               "                        and latency is also reported per half (_a: --port,\n"
+               "                        _b: P): two nodes compared on the same events\n");
 }
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -295,6 +299,8 @@ options parse_options(int argc, char** argv) {
       o.pub_path = std::string(v);
     else if (name == "pub-port")
       o.pub_port = static_cast<int>(parse_long(name, v, 1, 65535));
+    else if (name == "second-port")
+      o.second_port = static_cast<int>(parse_long(name, v, 1, 65535));
     else if (name == "percentiles-file")
       o.percentiles_file = std::string(v);
     else if (name == "settle-seconds")
@@ -347,6 +353,7 @@ struct error_counts {
 
 struct run_stats {
   log_linear_histogram latency_us;
+  log_linear_histogram latency_us_half[2];  // --second-port: subscribers of --port, of it
   std::vector<double> ttfe_ms;     // per connection: connect start -> first token event
   std::vector<double> headers_ms;  // per connection: connect start -> response headers
   std::vector<double> stream_s;    // per complete stream: first event -> last event
@@ -434,6 +441,7 @@ class connection final : public sluice::core::sse_listener {
   connection(run_stats& stats, const options& opts) : stats_(stats), opts_(opts) {}
 
   std::uint32_t index = 0;  // position in the run's vector; the epoll cookie
+  int half = 0;             // --second-port: 1 when this subscriber reads that port
   int fd = -1;
   phase state = phase::connecting;
   std::int64_t start_ns = 0;
@@ -730,6 +738,8 @@ void connection::on_event(const sluice::core::sse_event& ev) {
     if (lat < 0) ++stats_.negative_latency;
     // A coalesced message is weighted by the events it replaces, with its own ts.
     stats_.latency_us.record(lat < 0 ? 0 : static_cast<std::uint64_t>(lat), count);
+    if (opts_.second_port > 0)
+      stats_.latency_us_half[half].record(lat < 0 ? 0 : static_cast<std::uint64_t>(lat), count);
   } else {
     ++stats_.missing_ts;
   }
@@ -777,6 +787,7 @@ class load_run {
   explicit load_run(const options& o) : opts_(o) {
     addr_ = resolve(o, o.port, addr_len_);
     pub_addr_ = resolve(o, o.pub_port > 0 ? o.pub_port : o.port, pub_addr_len_);
+    if (o.second_port > 0) second_addr_ = resolve(o, o.second_port, second_addr_len_);
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) {
       std::perror("epoll_create1");
@@ -818,6 +829,8 @@ class load_run {
   socklen_t addr_len_ = 0;
   sockaddr_storage pub_addr_{};  // the publisher's server (--pub-port)
   socklen_t pub_addr_len_ = 0;
+  sockaddr_storage second_addr_{};  // --second-port
+  socklen_t second_addr_len_ = 0;
   int epoll_fd_ = -1;
   std::vector<std::unique_ptr<connection>> conns_;
   run_stats stats_;
@@ -983,7 +996,10 @@ void load_run::start_one(int k) {
   const int one = 1;
   setsockopt(conn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   conn.request = build_request(k);
-  if (connect(conn.fd, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) < 0 &&
+  conn.half = opts_.mode == run_mode::fanout && opts_.second_port > 0 && k % 2 == 1 ? 1 : 0;
+  const sockaddr_storage& to = conn.half == 1 ? second_addr_ : addr_;
+  const socklen_t to_len = conn.half == 1 ? second_addr_len_ : addr_len_;
+  if (connect(conn.fd, reinterpret_cast<const sockaddr*>(&to), to_len) < 0 &&
       errno != EINPROGRESS) {
     ++stats_.errors.connect;
     finish(conn, false);
@@ -1381,6 +1397,15 @@ void load_run::report(double wall_s, double cpu_s, bool timed_out) {
     j.num("latency_us_p999", static_cast<double>(h.percentile(99.9)));
     j.num("latency_us_max", static_cast<double>(h.max()));
     j.num("latency_samples", static_cast<double>(h.count()));
+    if (opts_.second_port > 0) {
+      for (int half = 0; half < 2; ++half) {
+        const auto& hh = stats_.latency_us_half[half];
+        const std::string sfx = half == 0 ? "_a" : "_b";
+        j.num("latency_us_p50" + sfx, static_cast<double>(hh.percentile(50)));
+        j.num("latency_us_p99" + sfx, static_cast<double>(hh.percentile(99)));
+        j.num("latency_samples" + sfx, static_cast<double>(hh.count()));
+      }
+    }
     j.num("negative_latency", static_cast<double>(stats_.negative_latency));
     j.num("missing_ts", static_cast<double>(stats_.missing_ts));
     j.num("ttfe_ms_p50", ttfe_p50);

@@ -11,6 +11,9 @@
 #   single        one `sluice serve --memory-only`: publish and subscribe on it
 #   single-redis  one `sluice serve --redis URL`: publish and subscribe on it
 #   two-node      `sluice serve --redis URL` twice: publish on A, subscribe on B
+#   paired        (only when asked: CONFIGS=paired) A and B both on the fan-out
+#                 core, half the subscribers on each (`--second-port`): the
+#                 same events read on the publisher's node and on another one
 #
 # Pinning on a 2-core machine (override with the variables below):
 #   core 0 (FANOUT_CORE):  the node the subscribers read (single's only node,
@@ -151,7 +154,7 @@ T0=$(date +%s)
 
 run_config() {  # run_config CONFIG WORKLOAD REPEAT
   local config=$1 workload=$2 repeat=$3
-  local sub_port pub_port pids=() names=()
+  local sub_port pub_port second_port= pids=() names=()
   case $config in
     single)
       start_node single "$FANOUT_CORE" --memory-only
@@ -173,6 +176,20 @@ run_config() {  # run_config CONFIG WORKLOAD REPEAT
       sub_port=$NODE_PORT
       local cmd_b="${NODE_CMD[*]}"
       pids=("$NODE_PID" "$a_pid" "$REDIS_PID") names=(node_b node_a redis) ;;
+    paired)
+      # Both nodes on the fan-out core, Redis on the other: half the
+      # subscribers read A (the publisher's node, its own log), half read B
+      # (through Redis), the same events at the same moments, so a noisy
+      # minute of the machine hits both halves. B's half also waits for A's
+      # fan-out on the shared core: the difference is an upper bound of the hop.
+      start_redis
+      start_node a "$FANOUT_CORE" --redis "redis://127.0.0.1:$REDIS_PORT" --node-id a
+      pub_port=$NODE_PORT sub_port=$NODE_PORT
+      local a_pid=$NODE_PID cmd_a="${NODE_CMD[*]}"
+      start_node b "$FANOUT_CORE" --redis "redis://127.0.0.1:$REDIS_PORT" --node-id b
+      second_port=$NODE_PORT
+      local cmd_b="${NODE_CMD[*]}"
+      pids=("$NODE_PID" "$a_pid" "$REDIS_PID") names=(node_b node_a redis) ;;
   esac
   local subs events rate
   case $workload in
@@ -184,12 +201,13 @@ run_config() {  # run_config CONFIG WORKLOAD REPEAT
   local stream="bench-$config-$workload-$repeat"
   local lg=(taskset -c "$OTHER_CORE" "$LOADGEN" fanout --host 127.0.0.1 --port "$sub_port"
             --pub-port "$pub_port" --sub-path "/v1/streams/$stream/events" --connections "$subs"
-            --tokens "$events" --bytes 8 --rate "$rate" --timeout-seconds "$TIMEOUT_SECONDS" --json)
+            --tokens "$events" --bytes 8 --rate "$rate" --timeout-seconds "$TIMEOUT_SECONDS" --json
+            ${second_port:+--second-port "$second_port"})
   if [[ $repeat == 1 ]]; then
     {
       echo "- $config / $workload: \`${cmd_a}\`${cmd_b:+ and \`$cmd_b\`} then \`${lg[*]}\`"
     } | sed -e "s|$ROOT/||g" -e "s|$WORK|\$WORK|g" -e 's/--port [0-9]*/--port PORT/g' \
-        -e 's/--pub-port [0-9]*/--pub-port PORT_A/g' -e 's|redis://127.0.0.1:[0-9]*|redis://127.0.0.1:REDIS_PORT|g' >>"$COMMANDS"
+        -e 's/--pub-port [0-9]*/--pub-port PORT_A/g' -e 's/--second-port [0-9]*/--second-port PORT_B/g' -e 's|redis://127.0.0.1:[0-9]*|redis://127.0.0.1:REDIS_PORT|g' >>"$COMMANDS"
   fi
   local before=() after=() i json rc=0
   for i in "${!pids[@]}"; do before[i]=$(ticks "${pids[i]}"); done

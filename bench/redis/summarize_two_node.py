@@ -65,6 +65,32 @@ def main():
                   f"| {rng(total, '{:.2f}')} "
                   f"| {rng([r['loadgen']['errors'] for r in rs.values()])} |")
         print()
+    paired_added = []
+    for workload in ("unpaced", "moderate", "paced"):
+        rs = repeats(workload, "paired")
+        if not rs:
+            continue
+        if not paired_added:
+            print("## Paired: the same events read on node A (the publisher's node) and on node B, one run")
+            print()
+            print("Both nodes on one core, Redis on the other. With `--redis` a publish goes to Redis")
+            print("first, so A's readers get it through Redis too: this compares where a reader")
+            print("connects, not one node against two (that is the table above).")
+            print()
+            print("| workload | repeat | p50 A (µs) | p50 B (µs) | p99 A (µs) | p99 B (µs) | p99 added, B − A (µs) | errors |")
+            print("|---|---|---|---|---|---|---|---|")
+        for k in sorted(rs):
+            lg = rs[k]["loadgen"]
+            if "latency_us_p99_b" not in lg:
+                continue
+            added = lg["latency_us_p99_b"] - lg["latency_us_p99_a"]
+            if workload == "moderate":
+                paired_added.append(added)
+            print(f"| {workload} | {k} | {lg['latency_us_p50_a']:.0f} | {lg['latency_us_p50_b']:.0f} "
+                  f"| {lg['latency_us_p99_a']:.0f} | {lg['latency_us_p99_b']:.0f} | {added:.0f} | {lg['errors']} |")
+        paired_added = paired_added or [None]
+    if paired_added:
+        print()
     print("## Ceiling of Redis itself (redis-benchmark, the publish script by EVALSHA, 1 event per call, 1 connection)")
     print()
     print("| pipeline | calls/s = events/s |")
@@ -100,7 +126,5 @@ def main():
             met = "**no**"
         per = ", ".join(str(a) for a in added)
         print(f"| p99 added latency < 2 ms at moderate load (two-node p99 − single p99, same repeat) | {rng(added)} µs (per repeat: {per}; median {med}) | {met} |")
-
-
 if __name__ == "__main__":
     main()
