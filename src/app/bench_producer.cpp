@@ -31,6 +31,20 @@ constexpr std::int64_t unread_grace_us = 1'000'000;
 class bench_producer;
 using steady_clock = std::chrono::steady_clock;
 
+// The T of the calling thread, made on first use from `ex` (each worker
+// thread runs one io_context; `ex` is that context's executor). Producers
+// hold it; it goes when the last of them on the thread does.
+template <class T>
+std::shared_ptr<T> for_this_thread(const net::any_io_executor& ex) {
+  thread_local std::weak_ptr<T> current;
+  auto p = current.lock();
+  if (!p) {
+    p = std::make_shared<T>(ex);
+    current = p;
+  }
+  return p;
+}
+
 // One pacing timer per worker thread for every paced producer on it: a heap of
 // due times and one steady_timer armed at the earliest, instead of an Asio
 // timer wait (a handler allocation, a timer-queue insertion and a dispatch)
@@ -39,18 +53,6 @@ using steady_clock = std::chrono::steady_clock;
 class pacer : public std::enable_shared_from_this<pacer> {
  public:
   explicit pacer(net::any_io_executor ex) : timer_(std::move(ex)) {}
-
-  // The pacer of the calling thread (each worker thread runs one io_context;
-  // `ex` is that context's executor). Producers keep it alive.
-  static std::shared_ptr<pacer> for_this_thread(const net::any_io_executor& ex) {
-    thread_local std::weak_ptr<pacer> current;
-    auto p = current.lock();
-    if (!p) {
-      p = std::make_shared<pacer>(ex);
-      current = p;
-    }
-    return p;
-  }
 
   void schedule(steady_clock::time_point due, std::shared_ptr<bench_producer> p) {
     heap_.push_back({due, std::move(p)});
@@ -110,16 +112,6 @@ class stepper : public std::enable_shared_from_this<stepper> {
 
   explicit stepper(net::any_io_executor ex) : ex_(std::move(ex)) {}
 
-  static std::shared_ptr<stepper> for_this_thread(const net::any_io_executor& ex) {
-    thread_local std::weak_ptr<stepper> current;
-    auto s = current.lock();
-    if (!s) {
-      s = std::make_shared<stepper>(ex);
-      current = s;
-    }
-    return s;
-  }
-
   void enqueue(std::shared_ptr<bench_producer> p) {
     queue_.push_back(std::move(p));
     if (!posted_) post_turn();
@@ -143,9 +135,9 @@ class bench_producer : public std::enable_shared_from_this<bench_producer> {
                  std::uint64_t tokens, std::size_t bytes, double rate)
       : ex_(std::move(ex)), log_(std::move(log)), tokens_(tokens), rate_(rate) {
     if (rate_ > 0)
-      pacer_ = pacer::for_this_thread(ex_);
+      pacer_ = for_this_thread<pacer>(ex_);
     else
-      stepper_ = stepper::for_this_thread(ex_);
+      stepper_ = for_this_thread<stepper>(ex_);
     for (std::size_t i = 0; i < bytes; ++i) text_.push_back(static_cast<char>('a' + i % 26));
   }
 

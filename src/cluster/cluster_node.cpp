@@ -627,18 +627,18 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
       items.reserve(to - from);
       // Deltas as on the producing node, so this node's readers coalesce
       // them; an entry whose key or data does not check out is a plain event.
+      // (Reserved: items point into `deltas`.)
       std::vector<core::delta_event> deltas;
-      std::vector<std::size_t> delta_at;
+      deltas.reserve(to - from);
       for (std::size_t i = from; i < to; ++i) {
         const auto& e = r.events[i];
         items.push_back({e.type, e.data, false, nullptr});
         if (!e.delta) continue;
         if (auto d = core::delta_from_stored(e.type, e.delta->message_id, e.delta->field, e.data)) {
           deltas.push_back(std::move(*d));
-          delta_at.push_back(items.size() - 1);
+          items.back().delta = &deltas.back();
         }
       }
-      for (std::size_t k = 0; k < deltas.size(); ++k) items[delta_at[k]].delta = &deltas[k];
       m.log->append_mirrored(r.events[from].seq, items, end_state);
     };
     append(0, split, split == r.events.size() ? end : core::stream_state::open);

@@ -82,11 +82,16 @@ std::size_t json_string_end(std::string_view data, std::size_t begin) {
 
 }  // namespace
 
+bool is_valid_delta_key(std::string_view message_id, std::string_view field,
+                        std::size_t data_size) {
+  return is_valid_event_name(message_id) && field != "coalesced" && field.size() < data_size;
+}
+
 std::optional<delta_event> delta_from_stored(std::string_view type, std::string_view message_id,
                                              std::string_view field, std::string_view data) {
   // The key as the publish path accepts it; offsets are 32-bit in the log.
-  if (!is_valid_event_name(type) || !is_valid_event_name(message_id) || field == "coalesced" ||
-      field.size() >= data.size() || data.size() > std::numeric_limits<std::uint32_t>::max())
+  if (!is_valid_event_name(type) || !is_valid_delta_key(message_id, field, data.size()) ||
+      data.size() > std::numeric_limits<std::uint32_t>::max())
     return std::nullopt;
   // Cheap checks first: {"<field>":"<escaped text>" then ',' or '}' ...
   std::string prefix = "{" + json::serialize(json::string(field)) + ":\"";

@@ -13,7 +13,6 @@ namespace {
 constexpr std::size_t first_segment_capacity = 4096;
 constexpr std::size_t max_segment_capacity = 64 * 1024;
 
-// Size of "event: T\n" + data lines + "\n" for (type, data), as append_sse_fields frames it.
 // Whether `data` has a line break (CR or LF). JSON data, the common case,
 // has none (JSON escapes them): two vectorised memchr scans instead of a
 // scan per byte.
@@ -22,6 +21,8 @@ bool has_line_break(std::string_view data) {
          std::memchr(data.data(), '\r', data.size()) != nullptr;
 }
 
+// Size of "event: T\n" + data lines + "\n" for (type, data), as append_sse_fields
+// frames it; `breaks`: has_line_break(data).
 std::size_t fields_size(std::string_view type, std::string_view data, bool breaks) {
   std::size_t n = 0;
   if (type != default_event_type) n += 8 + type.size();  // "event: " + T + "\n"
@@ -49,6 +50,7 @@ char* put(char* p, std::string_view s) {
 }
 
 // Writes the same bytes as append_sse_fields + "\n" without allocating.
+// `breaks`: has_line_break(data).
 char* put_fields(char* p, std::string_view type, std::string_view data, bool breaks) {
   if (type != default_event_type) {
     p = put(p, "event: ");

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <random>
 
+#include "core/coalescer.hpp"
 #include "core/event_id.hpp"
 #include "core/stream_id.hpp"
 
@@ -417,10 +418,7 @@ error_code redis_stream_store::check_batch(const publish_batch& b) const {
   for (const auto& e : b.events) {
     if (!core::is_valid_event_name(e.type) || e.data.size() > opts_.max_event_bytes)
       return redis_errc::invalid_argument;
-    // A delta's key as the publish path accepts it (its field is a member
-    // of its data, so no longer than it).
-    if (e.delta && (!core::is_valid_event_name(e.delta->message_id) ||
-                    e.delta->field == "coalesced" || e.delta->field.size() >= e.data.size()))
+    if (e.delta && !core::is_valid_delta_key(e.delta->message_id, e.delta->field, e.data.size()))
       return redis_errc::invalid_argument;
   }
   return {};
