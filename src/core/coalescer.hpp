@@ -30,8 +30,7 @@ boost::system::result<delta_event> make_delta_event(std::string_view type,
 // data of `data_size` bytes: message_id an event name, field not
 // "coalesced" and, being a member of the data, shorter than it. For keys
 // that come back from, or go to, a store.
-bool is_valid_delta_key(std::string_view message_id, std::string_view field,
-                        std::size_t data_size);
+bool is_valid_delta_key(std::string_view message_id, std::string_view field, std::size_t data_size);
 
 // A delta read back from a store that keeps only its key and its data
 // (Redis): the delta_event make_delta_event would have made, when `data` is
