@@ -82,7 +82,8 @@ std::size_t json_string_end(std::string_view data, std::size_t begin) {
 
 }  // namespace
 
-bool is_valid_delta_key(std::string_view message_id, std::string_view field, std::size_t data_size) {
+bool is_valid_delta_key(std::string_view message_id, std::string_view field,
+                        std::size_t data_size) {
   return is_valid_event_name(message_id) && field != "coalesced" && field.size() < data_size;
 }
 
