@@ -115,7 +115,8 @@ std::int64_t realtime_us() {
 }
 
 log_segment::log_segment(std::size_t cap)
-    : bytes(new char[cap]), capacity(static_cast<std::uint32_t>(cap)) {}
+    : bytes(segment_memory::allocate(cap), release_bytes{segment_memory::round_up(cap)}),
+      capacity(static_cast<std::uint32_t>(segment_memory::round_up(cap))) {}
 
 void read_batch::clear() {
   spans.clear();
@@ -163,8 +164,10 @@ void stream_log::account_locked(std::size_t retained_before) {
         std::memory_order_relaxed);
 }
 
-char* stream_log::reserve_locked(std::size_t size, std::uint32_t& segment_no,
+char* stream_log::reserve_locked(std::size_t size, bool delta, std::uint32_t& segment_no,
                                  std::uint32_t& offset) {
+  const std::size_t layout = delta ? sizeof(delta_layout) : 0;
+  size += layout;
   log_segment* seg = segments_.empty() ? nullptr : segments_.back().get();
   if (seg == nullptr || seg->capacity - seg->size < size) {
     std::size_t cap = seg == nullptr
@@ -175,8 +178,15 @@ char* stream_log::reserve_locked(std::size_t size, std::uint32_t& segment_no,
     seg = segments_.back().get();
   }
   segment_no = first_segment_no_ + static_cast<std::uint32_t>(segments_.size() - 1);
-  offset = seg->size;
-  return seg->bytes.get() + seg->size;
+  offset = seg->size + static_cast<std::uint32_t>(layout);
+  return seg->bytes.get() + offset;
+}
+
+stream_log::delta_layout stream_log::delta_layout_locked(const entry& e) const {
+  assert(e.delta_key != 0);
+  delta_layout d;
+  std::memcpy(&d, bytes_locked(e) - sizeof d, sizeof d);
+  return d;
 }
 
 std::uint32_t stream_log::intern_delta_key_locked(const delta_event& d) {
@@ -205,7 +215,7 @@ publish_outcome stream_log::append_locked(const publish_item& item, std::int64_t
   const std::size_t size = id_len + fields_size(type, data, breaks);
 
   entry e{};
-  char* p = reserve_locked(size, e.segment_no, e.offset);
+  char* p = reserve_locked(size, item.delta != nullptr, e.segment_no, e.offset);
   char* end = put_fields(put_id(p, seq, epoch), type, data, breaks);
   assert(static_cast<std::size_t>(end - p) == size);
   (void)end;
@@ -215,12 +225,12 @@ publish_outcome stream_log::append_locked(const publish_item& item, std::int64_t
     e.delta_key = intern_delta_key_locked(*item.delta);
     // Delta JSON is one line: id line, optional event line, then "data: ".
     std::size_t event_line = type == default_event_type ? 0 : 8 + type.size();
-    e.json_offset = static_cast<std::uint32_t>(id_len + event_line + 6);
-    e.text_begin = item.delta->text_begin;
-    e.text_end = item.delta->text_end;
+    const delta_layout d{static_cast<std::uint32_t>(id_len + event_line + 6),
+                         item.delta->text_begin, item.delta->text_end};
+    std::memcpy(p - sizeof d, &d, sizeof d);
   }
   // Publish the bytes: size is only read under the mutex.
-  segments_.back()->size += static_cast<std::uint32_t>(size);
+  segments_.back()->size = e.offset + e.length;
   entries_.push_back(e);
   retained_bytes_ += size;
   ++next_seq_;
@@ -231,21 +241,15 @@ void stream_log::trim_locked() {
   // Always keep the newest event so a finished stream can still be replayed.
   while (retained_count_locked() > 1 &&
          (retained_count_locked() > limits_.max_events || retained_bytes_ > limits_.max_bytes)) {
-    const entry& e = entries_[entries_head_];
-    retained_bytes_ -= e.length;
-    ++entries_head_;
+    retained_bytes_ -= entries_[0].length;
+    entries_.pop_front();
     ++first_seq_;
   }
   // Drop segments no retained event lives in (readers may still pin them).
-  const std::uint32_t oldest_needed = entries_[entries_head_].segment_no;
+  const std::uint32_t oldest_needed = entries_[0].segment_no;
   while (first_segment_no_ < oldest_needed) {
     segments_.erase(segments_.begin());
     ++first_segment_no_;
-  }
-  // Compact the index when its dead prefix dominates (amortised O(1)).
-  if (entries_head_ >= 1024 && entries_head_ * 2 >= entries_.size()) {
-    entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(entries_head_));
-    entries_head_ = 0;
   }
 }
 
@@ -508,16 +512,16 @@ stream_state stream_log::state() const {
 
 void stream_log::build_coalesced_locked(std::uint64_t from, std::uint64_t to,
                                         read_batch& out) const {
-  const entry& last = entry_at_locked(to);
-  const char* last_bytes =
-      segments_[last.segment_no - first_segment_no_]->bytes.get() + last.offset;
+  const entry& last_entry = entry_at_locked(to);
+  const delta_layout last = delta_layout_locked(last_entry);
+  const char* last_bytes = bytes_locked(last_entry);
   const char* json = last_bytes + last.json_offset;
-  const std::size_t json_len = last.length - last.json_offset - 2;  // minus "\n\n"
+  const std::size_t json_len = last_entry.length - last.json_offset - 2;  // minus "\n\n"
 
   std::size_t text_total = 0;
   for (std::uint64_t s = from; s <= to; ++s) {
-    const entry& e = entry_at_locked(s);
-    text_total += e.text_end - e.text_begin;
+    const delta_layout d = delta_layout_locked(entry_at_locked(s));
+    text_total += d.text_end - d.text_begin;
   }
   auto buf = std::make_unique<std::string>();
   std::string& o = *buf;
@@ -534,9 +538,9 @@ void stream_log::build_coalesced_locked(std::uint64_t from, std::uint64_t to,
   o.append(json + 1, last.text_begin - 1);  // `"field":"` after the opening brace
   for (std::uint64_t s = from; s <= to; ++s) {
     const entry& e = entry_at_locked(s);
-    const char* b =
-        segments_[e.segment_no - first_segment_no_]->bytes.get() + e.offset + e.json_offset;
-    o.append(b + e.text_begin, e.text_end - e.text_begin);
+    const delta_layout d = delta_layout_locked(e);
+    const char* b = bytes_locked(e) + d.json_offset;
+    o.append(b + d.text_begin, d.text_end - d.text_begin);
   }
   o.append(json + last.text_end, json_len - last.text_end);
   o.append("\n\n");
@@ -676,18 +680,18 @@ bool stream_log::shed_history(std::size_t& freed) {
   if (first_stored == 0 || first_stored > first_seq_) return false;  // the store lacks some
   if (retained_count_locked() <= 1) return true;                     // shed already
   // Keep only the final event, in a segment of its own size.
+  // (A delta keeps its layout in front of its bytes.)
   const entry last = entry_at_locked(last_seq_locked());
-  const log_segment& from = *segments_[last.segment_no - first_segment_no_];
-  auto seg = std::make_shared<log_segment>(last.length);
-  std::memcpy(seg->bytes.get(), from.bytes.get() + last.offset, last.length);
-  seg->size = last.length;
+  const std::size_t layout = last.delta_key != 0 ? sizeof(delta_layout) : 0;
+  auto seg = std::make_shared<log_segment>(layout + last.length);
+  std::memcpy(seg->bytes.get(), bytes_locked(last) - layout, layout + last.length);
+  seg->size = static_cast<std::uint32_t>(layout + last.length);
   const std::size_t before = retained_bytes_;
   entry e = last;
-  e.offset = 0;
+  e.offset = static_cast<std::uint32_t>(layout);
   e.segment_no = 0;
-  entries_.assign(1, e);
-  entries_.shrink_to_fit();
-  entries_head_ = 0;
+  entries_.clear();
+  entries_.push_back(e);
   first_seq_ = next_seq_ - 1;
   segments_.assign(1, std::move(seg));
   segments_.shrink_to_fit();
@@ -722,20 +726,21 @@ void stream_log::restore_event(const restored_event& r) {
   next_seq_ = r.seq;
   const std::size_t retained_before = retained_bytes_;
   entry e{};
-  char* p = reserve_locked(r.sse.size(), e.segment_no, e.offset);
+  char* p = reserve_locked(r.sse.size(), r.delta_key != 0, e.segment_no, e.offset);
   std::memcpy(p, r.sse.data(), r.sse.size());
   e.length = static_cast<std::uint32_t>(r.sse.size());
   e.publish_us = r.publish_us;
   e.delta_key = r.delta_key;
-  e.json_offset = r.json_offset;
-  e.text_begin = r.text_begin;
-  e.text_end = r.text_end;
+  if (r.delta_key != 0) {
+    const delta_layout d{r.json_offset, r.text_begin, r.text_end};
+    std::memcpy(p - sizeof d, &d, sizeof d);
+  }
   // New deltas get numbers different from the last restored one.
   if (r.delta_key != 0) {
     last_delta_no_ = r.delta_key;
     last_delta_key_ = {};
   }
-  segments_.back()->size += e.length;
+  segments_.back()->size = e.offset + e.length;
   entries_.push_back(e);
   retained_bytes_ += e.length;
   ++next_seq_;
@@ -786,9 +791,10 @@ void stream_log::journal_appended_locked(std::uint64_t from, std::span<const pub
     const entry& e = entry_at_locked(s);
     const bool last = s + 1 == next_seq_;
     const std::size_t i = static_cast<std::size_t>(s - from);
+    const delta_layout d = e.delta_key != 0 ? delta_layout_locked(e) : delta_layout{};
     journal_->appended(journal_event{s, e.publish_us, segments_[e.segment_no - first_segment_no_],
-                                     e.offset, e.length, e.delta_key, e.json_offset, e.text_begin,
-                                     e.text_end, last ? state_ : stream_state::open,
+                                     e.offset, e.length, e.delta_key, d.json_offset, d.text_begin,
+                                     d.text_end, last ? state_ : stream_state::open,
                                      i < items.size() ? items[i].delta : nullptr});
   }
 }

@@ -24,7 +24,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/chunked_index.hpp"
 #include "core/event_id.hpp"
+#include "core/segment_memory.hpp"
 #include "core/sse_encoder.hpp"
 #include "core/stream_store.hpp"
 
@@ -42,9 +44,14 @@ std::string_view to_string(stream_state s);
 std::int64_t realtime_us();
 
 // Fixed-capacity byte buffer; bytes below `size` never change once published.
+// The bytes come from segment_memory (huge pages), which rounds `capacity` up.
 struct log_segment {
+  struct release_bytes {
+    std::size_t capacity;
+    void operator()(char* p) const noexcept { segment_memory::release(p, capacity); }
+  };
   explicit log_segment(std::size_t capacity);
-  std::unique_ptr<char[]> bytes;
+  std::unique_ptr<char[], release_bytes> bytes;
   std::uint32_t capacity;
   std::uint32_t size = 0;
 };
@@ -257,22 +264,34 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
  private:
   friend class subscription;
 
+  // 24 bytes per retained event (the index is as large as the events'
+  // bytes for short tokens, so it is kept small).
   struct entry {
     std::uint32_t segment_no;  // absolute segment number
     std::uint32_t offset;      // of the event's bytes in the segment
     std::uint32_t length;
-    std::uint32_t delta_key;    // 0: not a delta; equal in two adjacent entries iff same message
-    std::uint32_t json_offset;  // deltas: offset of the JSON inside the event bytes
-    std::uint32_t text_begin;   // deltas: escaped text range, relative to the JSON
-    std::uint32_t text_end;
+    std::uint32_t delta_key;  // 0: not a delta; equal in two adjacent entries iff same message
     std::int64_t publish_us;
+  };
+  // A delta's layout, stored in its segment just before the event's bytes
+  // (only deltas pay for it; readers never see it: spans start at `offset`).
+  struct delta_layout {
+    std::uint32_t json_offset;  // of the JSON inside the event bytes
+    std::uint32_t text_begin;   // escaped text range, relative to the JSON
+    std::uint32_t text_end;
   };
   struct delta_key_info {
     std::string message_id, field, type;
   };
 
   publish_outcome append_locked(const publish_item& item, std::int64_t now_us);
-  char* reserve_locked(std::size_t size, std::uint32_t& segment_no, std::uint32_t& offset);
+  // Room for an event of `size` bytes (after a delta_layout when `delta`).
+  char* reserve_locked(std::size_t size, bool delta, std::uint32_t& segment_no,
+                       std::uint32_t& offset);
+  const char* bytes_locked(const entry& e) const {
+    return segments_[e.segment_no - first_segment_no_]->bytes.get() + e.offset;
+  }
+  delta_layout delta_layout_locked(const entry& e) const;
   std::uint32_t intern_delta_key_locked(const delta_event& d);
   void trim_locked();
   void notify_locked();
@@ -284,9 +303,9 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   void end_cancelled_locked(const publish_item& item, std::int64_t now,
                             std::vector<std::pair<std::uint64_t, std::function<void()>>>& handlers);
   const entry& entry_at_locked(std::uint64_t seq) const {
-    return entries_[entries_head_ + static_cast<std::size_t>(seq - first_seq_)];
+    return entries_[static_cast<std::size_t>(seq - first_seq_)];
   }
-  std::size_t retained_count_locked() const { return entries_.size() - entries_head_; }
+  std::size_t retained_count_locked() const { return entries_.size(); }
   std::uint64_t last_seq_locked() const { return first_seq_ + retained_count_locked() - 1; }
   void build_coalesced_locked(std::uint64_t from, std::uint64_t to, read_batch& out) const;
   // Tells the journal (if any) about the events from `from` to the head;
@@ -303,9 +322,8 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   mutable std::mutex mutex_;
   stream_state state_ = stream_state::open;  // guarded by mutex_
   std::uint64_t next_seq_ = 1;               // guarded by mutex_
-  std::uint64_t first_seq_ = 1;              // guarded by mutex_: seq of entries_[entries_head_]
-  std::vector<entry> entries_;               // guarded by mutex_
-  std::size_t entries_head_ = 0;             // guarded by mutex_
+  std::uint64_t first_seq_ = 1;              // guarded by mutex_: seq of entries_[0]
+  chunked_index<entry> entries_;             // guarded by mutex_
   std::size_t retained_bytes_ = 0;           // guarded by mutex_
   std::vector<std::shared_ptr<log_segment>> segments_;  // guarded by mutex_
   std::uint32_t first_segment_no_ = 0;                  // guarded by mutex_

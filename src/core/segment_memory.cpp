@@ -1,0 +1,180 @@
+#include "core/segment_memory.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+namespace sluice::core::segment_memory {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool pooled_build = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool pooled_build = false;
+#else
+constexpr bool pooled_build = true;
+#endif
+#else
+constexpr bool pooled_build = true;
+#endif
+
+constexpr std::size_t min_class = 4096;
+constexpr std::size_t max_class = 64 * 1024;
+constexpr std::size_t classes = 5;  // 4, 8, 16, 32, 64 KiB
+constexpr std::size_t region_bytes = 32u << 20;
+constexpr std::size_t huge_page = 2u << 20;
+// How far ahead of the bump pointer pages are faulted in by the prefaulter.
+constexpr std::size_t populate_ahead = 4u << 20;
+
+std::size_t class_of(std::size_t size) {
+  return static_cast<std::size_t>(std::countr_zero(std::bit_ceil(size) / min_class));
+}
+
+bool pooled(std::size_t size) {
+  return pooled_build && size >= min_class && size <= max_class;
+}
+
+// Faulting a huge page in costs ~1.7 ms here (zeroing 2 MiB): done by the
+// thread that first writes to it, that is a stall of every stream on an I/O
+// thread. A prefaulter thread at SCHED_IDLE faults the pages ahead of the
+// bump pointer in (MADV_POPULATE_WRITE, which never changes bytes already
+// written) when the CPU has nothing else to do; when it is busy, the I/O
+// thread faults the page itself, as without the prefaulter.
+struct pool {
+  std::mutex mutex;
+  std::array<std::vector<char*>, classes> free;  // guarded by mutex
+  char* next = nullptr;                          // bump pointer in the current region
+  char* end = nullptr;
+  std::size_t mapped = 0, carved = 0, free_bytes = 0;
+  // Prefaulting, guarded by mutex: [populated, wanted) is still to fault in.
+  char* populated = nullptr;
+  char* wanted = nullptr;
+  bool prefaulter_started = false;
+  std::condition_variable work;
+
+  void want_ahead() {  // with mutex held
+    // In whole huge pages: the prefaulter is woken once per 2 MiB carved.
+    const auto ahead = (reinterpret_cast<std::uintptr_t>(next) + populate_ahead) & ~(huge_page - 1);
+    char* target = std::min(end, reinterpret_cast<char*>(ahead));
+    if (target <= wanted) return;
+    wanted = target;
+    if (!prefaulter_started) {
+      prefaulter_started = true;
+      try {
+        std::thread([this] { prefault(); }).detach();
+      } catch (...) {
+        // No thread: writers fault pages in themselves.
+      }
+    }
+    work.notify_one();
+  }
+
+  void prefault() {
+    sched_param param{};
+    (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
+    std::unique_lock lock(mutex);
+    for (;;) {
+      work.wait(lock, [this] { return populated < wanted; });
+      char* from = populated;
+      char* to = wanted;
+      lock.unlock();
+      const bool ok =
+          ::madvise(from, static_cast<std::size_t>(to - from), MADV_POPULATE_WRITE) == 0;
+      lock.lock();
+      if (!ok) return;  // kernel without MADV_POPULATE_WRITE (< 5.14): no prefaulting
+      // A new region may have been mapped meanwhile (then populated moved on).
+      if (populated == from) populated = to;
+    }
+  }
+
+  char* carve(std::size_t bytes) {  // with mutex held
+    if (static_cast<std::size_t>(end - next) < bytes) {
+      // Over-map by a huge page to align the region to one.
+      void* p = ::mmap(nullptr, region_bytes + huge_page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      auto base = reinterpret_cast<std::uintptr_t>(p);
+      const std::uintptr_t aligned = (base + huge_page - 1) & ~(huge_page - 1);
+      // Unmap the unaligned head and tail.
+      if (aligned != base) ::munmap(p, aligned - base);
+      const std::uintptr_t tail = aligned + region_bytes;
+      const std::uintptr_t map_end = base + region_bytes + huge_page;
+      if (map_end != tail) ::munmap(reinterpret_cast<void*>(tail), map_end - tail);
+      // Advice only: without THP (or with it off) the region is ordinary pages.
+      (void)::madvise(reinterpret_cast<void*>(aligned), region_bytes, MADV_HUGEPAGE);
+      next = reinterpret_cast<char*>(aligned);
+      end = next + region_bytes;
+      populated = wanted = next;
+      mapped += region_bytes;
+      // The rest of the previous region is lost (at most one 64 KiB block).
+    }
+    char* b = next;
+    next += bytes;
+    carved += bytes;
+    want_ahead();
+    return b;
+  }
+};
+
+pool& the_pool() {
+  static pool* p = new pool;  // never destroyed: segments may outlive static destruction
+  return *p;
+}
+
+}  // namespace
+
+std::size_t round_up(std::size_t size) {
+  return pooled(size) ? std::bit_ceil(size) : size;
+}
+
+char* allocate(std::size_t size) {
+  if (!pooled(size)) return new char[size];
+  const std::size_t c = class_of(size);
+  const std::size_t bytes = min_class << c;
+  pool& p = the_pool();
+  std::lock_guard lock(p.mutex);
+  if (!p.free[c].empty()) {
+    char* b = p.free[c].back();
+    p.free[c].pop_back();
+    p.free_bytes -= bytes;
+    return b;
+  }
+  return p.carve(bytes);
+}
+
+void release(char* block, std::size_t size) noexcept {
+  if (block == nullptr) return;
+  if (!pooled(size)) {
+    delete[] block;
+    return;
+  }
+  const std::size_t c = class_of(size);
+  pool& p = the_pool();
+  std::lock_guard lock(p.mutex);
+  try {
+    p.free[c].push_back(block);
+    p.free_bytes += min_class << c;
+  } catch (...) {
+    // Out of memory for the free list itself: the block is leaked, not reused
+    // twice.
+  }
+}
+
+usage current_usage() {
+  pool& p = the_pool();
+  std::lock_guard lock(p.mutex);
+  return {p.mapped, p.carved, p.free_bytes};
+}
+
+}  // namespace sluice::core::segment_memory
