@@ -115,4 +115,23 @@ TEST(SegmentMemory, BlocksNeverOverlap) {
   }
 }
 
+TEST(SegmentMemory, AFreedLargeBlockIsSplitForSmallerClasses) {
+  if (segment_memory::round_up(5000) != 8192) GTEST_SKIP() << "pool off (sanitizer build)";
+  char* big = segment_memory::allocate(64 * 1024);
+  segment_memory::release(big, 64 * 1024);
+  // Free blocks (of this and other tests) are used before new memory is
+  // carved: allocating 4 KiB blocks must reach a piece of `big` before the
+  // pool carves anything new.
+  std::vector<char*> got;
+  const auto before = segment_memory::current_usage();
+  bool inside = false;
+  while (!inside && segment_memory::current_usage().carved_bytes == before.carved_bytes) {
+    char* p = segment_memory::allocate(4096);
+    got.push_back(p);
+    inside = p >= big && p < big + 64 * 1024;
+  }
+  EXPECT_TRUE(inside);
+  for (char* p : got) segment_memory::release(p, 4096);
+}
+
 }  // namespace

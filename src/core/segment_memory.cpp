@@ -150,6 +150,19 @@ char* allocate(std::size_t size) {
     p.free_bytes -= bytes;
     return b;
   }
+  // Split a free block of a larger class before carving new memory, so that
+  // the footprint is bounded by the peak of all classes together (a burst
+  // of long streams freed, then many short ones, reuses the same memory).
+  for (std::size_t big = c + 1; big < classes; ++big) {
+    if (p.free[big].empty()) continue;
+    char* b = p.free[big].back();
+    const std::size_t pieces = std::size_t{1} << (big - c);
+    p.free[c].reserve(p.free[c].size() + pieces - 1);  // may throw: nothing moved yet
+    p.free[big].pop_back();
+    for (std::size_t i = 1; i < pieces; ++i) p.free[c].push_back(b + i * bytes);
+    p.free_bytes -= bytes;
+    return b;
+  }
   return p.carve(bytes);
 }
 
