@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "app/bench_producer.hpp"
+#include "core/segment_memory.hpp"
 #include "support/test_client.hpp"
 #include "transport/http_server.hpp"
 
@@ -617,8 +618,18 @@ TEST_F(ServerTest, MetricsAreExported) {
        {"sluice_events_published_total 5\n", "sluice_events_delivered_total 5\n",
         "sluice_streams{state=\"finished\"} 1\n", "sluice_open_connections ",
         "sluice_publish_to_write_latency_us_bucket{le=\"+Inf\"} 1\n",
-        "sluice_coalesced_events_total 0\n"})
+        "sluice_coalesced_events_total 0\n", "sluice_log_memory_bytes{state=\"reserved\"} ",
+        "sluice_log_memory_bytes{state=\"free\"} "})
     EXPECT_NE(m.body.find(needle), std::string::npos) << needle << "\n" << m.body;
+  // The finished stream's segment is in the pool's use (the pool is off
+  // under AddressSanitizer: then it is 0).
+  const std::string in_use = "sluice_log_memory_bytes{state=\"in_use\"} ";
+  const auto at = m.body.find(in_use);
+  ASSERT_NE(at, std::string::npos) << m.body;
+  const auto bytes = std::stoull(m.body.substr(at + in_use.size()));
+  if (core::segment_memory::round_up(5000) == 8192) {
+    EXPECT_GE(bytes, 4096u);
+  }
 }
 
 }  // namespace

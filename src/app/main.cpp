@@ -17,6 +17,7 @@
 #include "app/token_command.hpp"
 #include "app/watch_command.hpp"
 #include "cluster/cluster_node.hpp"
+#include "core/segment_memory.hpp"
 #include "core/stream_id.hpp"
 #include "redis/redis_url.hpp"
 #include "search/corpus_indexer.hpp"
@@ -95,6 +96,9 @@ int serve(sluice::app::serve_options& opts) {
   else
     spdlog::info("no web page at {} (build it with make run)", opts.web_root);
   sluice::app::add_agent_ws_start(server, runs);
+  // The log's first memory (4 MiB of huge pages) is faulted in now, in the
+  // background, not by the first streams.
+  sluice::core::segment_memory::prepare();
   server.start();
   server.run_until_signal();
   if (node) {

@@ -50,34 +50,72 @@ bool pooled(std::size_t size) {
 // thread. A prefaulter thread at SCHED_IDLE faults the pages ahead of the
 // bump pointer in (MADV_POPULATE_WRITE, which never changes bytes already
 // written) when the CPU has nothing else to do; when it is busy, the I/O
-// thread faults the page itself, as without the prefaulter.
+// thread faults the page itself, as without the prefaulter. Near the end of
+// a region the next one is mapped early, so that its first pages are ready
+// too.
 struct pool {
   std::mutex mutex;
   std::array<std::vector<char*>, classes> free;  // guarded by mutex
   char* next = nullptr;                          // bump pointer in the current region
   char* end = nullptr;
+  char* spare = nullptr;  // the next region, mapped early (or null)
   std::size_t mapped = 0, carved = 0, free_bytes = 0;
-  // Prefaulting, guarded by mutex: [populated, wanted) is still to fault in.
-  char* populated = nullptr;
-  char* wanted = nullptr;
+  // Prefaulting, guarded by mutex.
+  char* requested = nullptr;                  // current region: prefaulting asked for up to here
+  std::vector<std::pair<char*, char*>> todo;  // ranges for the prefaulter
   bool prefaulter_started = false;
+  bool prefaulter_failed = false;
   std::condition_variable work;
+
+  char* map_region() {  // with mutex held; throws std::bad_alloc
+    // Over-map by a huge page to align the region to one.
+    void* p = ::mmap(nullptr, region_bytes + huge_page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    auto base = reinterpret_cast<std::uintptr_t>(p);
+    const std::uintptr_t aligned = (base + huge_page - 1) & ~(huge_page - 1);
+    // Unmap the unaligned head and tail.
+    if (aligned != base) ::munmap(p, aligned - base);
+    const std::uintptr_t tail = aligned + region_bytes;
+    const std::uintptr_t map_end = base + region_bytes + huge_page;
+    if (map_end != tail) ::munmap(reinterpret_cast<void*>(tail), map_end - tail);
+    // Advice only: without THP (or with it off) the region is ordinary pages.
+    (void)::madvise(reinterpret_cast<void*>(aligned), region_bytes, MADV_HUGEPAGE);
+    mapped += region_bytes;
+    return reinterpret_cast<char*>(aligned);
+  }
+
+  void request(char* from, char* to) {  // with mutex held
+    if (from >= to || prefaulter_failed) return;
+    try {
+      todo.emplace_back(from, to);
+      if (!prefaulter_started) {
+        prefaulter_started = true;
+        std::thread([this] { prefault(); }).detach();
+      }
+    } catch (...) {
+      // No memory or no thread: writers fault pages in themselves.
+      return;
+    }
+    work.notify_one();
+  }
 
   void want_ahead() {  // with mutex held
     // In whole huge pages: the prefaulter is woken once per 2 MiB carved.
     const auto ahead = (reinterpret_cast<std::uintptr_t>(next) + populate_ahead) & ~(huge_page - 1);
     char* target = std::min(end, reinterpret_cast<char*>(ahead));
-    if (target <= wanted) return;
-    wanted = target;
-    if (!prefaulter_started) {
-      prefaulter_started = true;
-      try {
-        std::thread([this] { prefault(); }).detach();
-      } catch (...) {
-        // No thread: writers fault pages in themselves.
-      }
+    if (target > requested) {
+      request(requested, target);
+      requested = target;
     }
-    work.notify_one();
+    if (spare == nullptr && static_cast<std::size_t>(end - next) < populate_ahead) {
+      try {
+        spare = map_region();
+      } catch (const std::bad_alloc&) {
+        return;  // carve() tries again when it needs the region
+      }
+      request(spare, spare + populate_ahead);
+    }
   }
 
   void prefault() {
@@ -85,40 +123,35 @@ struct pool {
     (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
     std::unique_lock lock(mutex);
     for (;;) {
-      work.wait(lock, [this] { return populated < wanted; });
-      char* from = populated;
-      char* to = wanted;
+      work.wait(lock, [this] { return !todo.empty(); });
+      const auto [from, to] = todo.front();
+      todo.erase(todo.begin());
       lock.unlock();
       const bool ok =
           ::madvise(from, static_cast<std::size_t>(to - from), MADV_POPULATE_WRITE) == 0;
       lock.lock();
-      if (!ok) return;  // kernel without MADV_POPULATE_WRITE (< 5.14): no prefaulting
-      // A new region may have been mapped meanwhile (then populated moved on).
-      if (populated == from) populated = to;
+      if (!ok) {  // e.g. a kernel without MADV_POPULATE_WRITE (< 5.14)
+        prefaulter_failed = true;
+        todo.clear();
+        return;
+      }
     }
   }
 
-  char* carve(std::size_t bytes) {  // with mutex held
-    if (static_cast<std::size_t>(end - next) < bytes) {
-      // Over-map by a huge page to align the region to one.
-      void* p = ::mmap(nullptr, region_bytes + huge_page, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (p == MAP_FAILED) throw std::bad_alloc();
-      auto base = reinterpret_cast<std::uintptr_t>(p);
-      const std::uintptr_t aligned = (base + huge_page - 1) & ~(huge_page - 1);
-      // Unmap the unaligned head and tail.
-      if (aligned != base) ::munmap(p, aligned - base);
-      const std::uintptr_t tail = aligned + region_bytes;
-      const std::uintptr_t map_end = base + region_bytes + huge_page;
-      if (map_end != tail) ::munmap(reinterpret_cast<void*>(tail), map_end - tail);
-      // Advice only: without THP (or with it off) the region is ordinary pages.
-      (void)::madvise(reinterpret_cast<void*>(aligned), region_bytes, MADV_HUGEPAGE);
-      next = reinterpret_cast<char*>(aligned);
-      end = next + region_bytes;
-      populated = wanted = next;
-      mapped += region_bytes;
-      // The rest of the previous region is lost (at most one 64 KiB block).
+  void use_next_region() {  // with mutex held; throws std::bad_alloc
+    // The rest of the current region is lost (less than one 64 KiB block).
+    if (spare != nullptr) {
+      next = spare;
+      requested = spare + populate_ahead;  // asked for when it was mapped
+      spare = nullptr;
+    } else {
+      next = requested = map_region();
     }
+    end = next + region_bytes;
+  }
+
+  char* carve(std::size_t bytes) {  // with mutex held
+    if (static_cast<std::size_t>(end - next) < bytes) use_next_region();
     char* b = next;
     next += bytes;
     carved += bytes;
@@ -127,8 +160,25 @@ struct pool {
   }
 };
 
+pool* the_pool_ptr = nullptr;
+
 pool& the_pool() {
-  static pool* p = new pool;  // never destroyed: segments may outlive static destruction
+  static pool* p = [] {
+    auto* fresh = new pool;  // never destroyed: segments may outlive static destruction
+    the_pool_ptr = fresh;
+    // A process that forks (tests start servers in children) must not fork
+    // while another thread holds the mutex; the child has no prefaulter.
+    (void)pthread_atfork([] { the_pool_ptr->mutex.lock(); }, [] { the_pool_ptr->mutex.unlock(); },
+                         [] {
+                           // The parent's prefaulter may have been waiting on
+                           // `work`: start the child's with a fresh one.
+                           the_pool_ptr->prefaulter_started = false;
+                           the_pool_ptr->todo.clear();
+                           new (&the_pool_ptr->work) std::condition_variable;
+                           the_pool_ptr->mutex.unlock();
+                         });
+    return fresh;
+  }();
   return *p;
 }
 
@@ -182,6 +232,19 @@ void release(char* block, std::size_t size) noexcept {
     // Out of memory for the free list itself: the block is leaked, not reused
     // twice.
   }
+}
+
+void prepare() {
+  if (!pooled_build) return;
+  pool& p = the_pool();
+  std::lock_guard lock(p.mutex);
+  if (p.next != nullptr) return;
+  try {
+    p.use_next_region();
+  } catch (const std::bad_alloc&) {
+    return;  // the first allocation will try again
+  }
+  p.want_ahead();
 }
 
 usage current_usage() {

@@ -36,6 +36,11 @@ char* allocate(std::size_t size);
 // Gives back a block from allocate(size) (same size).
 void release(char* block, std::size_t size) noexcept;
 
+// Maps the first region and has its first pages faulted in in the
+// background, so that the first streams do not wait for it (servers call it
+// at start; optional).
+void prepare();
+
 struct usage {
   std::size_t mapped_bytes = 0;  // regions reserved (not all resident)
   std::size_t carved_bytes = 0;  // handed out at least once

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/segment_memory.hpp"
+
 namespace sluice::transport {
 namespace {
 thread_local metrics_shard* tls_shard = nullptr;
@@ -68,6 +70,14 @@ std::string metrics::render(std::size_t streams_open, std::size_t streams_finish
   o += "sluice_streams{state=\"open\"} " + std::to_string(streams_open) + "\n";
   o += "sluice_streams{state=\"finished\"} " + std::to_string(streams_finished) + "\n";
   o += "sluice_streams{state=\"cancelled\"} " + std::to_string(streams_cancelled) + "\n";
+  const auto pool = core::segment_memory::current_usage();
+  o += "# HELP sluice_log_memory_bytes The stream logs' segment and index memory (huge-page "
+       "regions): reserved (only touched pages are resident), in use, free for reuse.\n"
+       "# TYPE sluice_log_memory_bytes gauge\n";
+  o += "sluice_log_memory_bytes{state=\"reserved\"} " + std::to_string(pool.mapped_bytes) + "\n";
+  o += "sluice_log_memory_bytes{state=\"in_use\"} " +
+       std::to_string(pool.carved_bytes - pool.free_bytes) + "\n";
+  o += "sluice_log_memory_bytes{state=\"free\"} " + std::to_string(pool.free_bytes) + "\n";
   counter("sluice_events_published_total", "Events appended to stream logs.",
           sum(&metrics_shard::events_published));
   counter("sluice_events_delivered_total",
