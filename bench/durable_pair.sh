@@ -18,6 +18,13 @@ WORKLOADS=${WORKLOADS:-"paced tokens"}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
 EXTRA_DISK_ARGS=${EXTRA_DISK_ARGS:-}
+# Seconds to wait before each server starts (and after the data folder of
+# the previous run is deleted). This VM reports free memory to its host
+# (free page reporting): memory freed just before a run is cheap to fault in
+# again, memory reported meanwhile is not, so without a pause each run's cost
+# depends on what the previous one freed. A pause of a few seconds starts
+# every run from reported memory (docs/benchmarks.md, "--data-dir").
+SETTLE_S=${SETTLE_S:-0}
 WORK=$(mktemp -d /tmp/sluice_durable_pair.XXXXXX)
 SERVER_PID=
 cleanup() {
@@ -55,11 +62,12 @@ CLK_TCK=$(getconf CLK_TCK)
 run_one() {  # MODE WORKLOAD -> "cpu_s events_per_s p99_ms bytes_written"
   local mode=$1 workload=$2 port args=() lg=()
   port=$(pick_port)
+  rm -rf "$WORK/data"
   if [[ $mode == disk ]]; then
-    rm -rf "$WORK/data"
     # shellcheck disable=SC2206
     args=(--data-dir "$WORK/data" $EXTRA_DISK_ARGS)
   fi
+  if [[ $SETTLE_S != 0 ]]; then sleep "$SETTLE_S"; fi
   taskset -c "$SERVER_CORE" "$BUILD/sluice" serve --enable-bench --max-connections-per-ip 0 \
     --max-streams-per-subject 0 --host 127.0.0.1 --port "$port" --threads 1 \
     --max-connections 20000 --heartbeat-ms 10000 "${args[@]}" >"$WORK/server.log" 2>&1 &

@@ -15,6 +15,7 @@
 #include <deque>
 #include <stdexcept>
 #include <unordered_map>
+#include <utility>
 
 #include "core/event_id.hpp"
 #include "core/log_text.hpp"
@@ -261,13 +262,20 @@ struct durable_log::journal final : core::stream_journal,
                        event_index{e.seq, e.publish_us, e.delta_key, e.json_offset, e.text_begin,
                                    e.text_end, e.end_state, key}});
     mark_dirty_locked();
-    if (q->pending_bytes.fetch_add(e.length, std::memory_order_relaxed) + e.length >=
-            queue::wake_bytes &&
+    // The queue's byte count is shared by every stream and thread: it is
+    // told in steps of report_bytes per journal, not per event (it only
+    // decides when a burst wakes the writer early; the writer takes every
+    // dirty journal's events whatever it says).
+    unreported += e.length;
+    if (unreported < report_bytes) return;
+    const std::uint64_t n = std::exchange(unreported, 0);
+    if (q->pending_bytes.fetch_add(n, std::memory_order_relaxed) + n >= queue::wake_bytes &&
         !q->woken.exchange(true, std::memory_order_relaxed)) {
       std::lock_guard ql(q->m);
       q->cv.notify_one();
     }
   }
+  static constexpr std::uint64_t report_bytes = 16u << 10;
   void meta_changed(const core::stream_meta& meta) noexcept override {
     std::lock_guard l(m);
     latest_meta = meta;
@@ -299,6 +307,7 @@ struct durable_log::journal final : core::stream_journal,
   std::vector<pending_item> inflight;
   std::vector<std::shared_ptr<const core::log_segment>> inflight_pins;
   const core::log_segment* last_pinned = nullptr;
+  std::uint64_t unreported = 0;  // event bytes not yet added to q->pending_bytes
   core::stream_meta latest_meta;
   bool dirty = false;
   // Read by anyone.
