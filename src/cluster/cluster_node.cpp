@@ -816,7 +816,7 @@ class cluster_node::impl : public std::enable_shared_from_this<impl> {
       std::size_t n = 0;
       for (const auto& e : events) {
         std::string type, data;
-        if (!decode_sse_event(std::string_view(e.segment->bytes.get() + e.offset, e.length), type,
+        if (!decode_sse_event(std::string_view(e.segment->bytes + e.offset, e.length), type,
                               data)) {
           type = "error";
           data = R"({"code":"internal_error"})";

@@ -61,8 +61,8 @@ struct pool {
   char* spare = nullptr;  // the next region, mapped early (or null)
   std::size_t mapped = 0, carved = 0, free_bytes = 0;
   // Prefaulting, guarded by mutex.
-  char* requested = nullptr;                  // current region: prefaulting asked for up to here
-  std::vector<std::pair<char*, char*>> todo;  // ranges for the prefaulter
+  char* requested = nullptr;  // current region: prefaulting asked for up to here
+  std::vector<std::pair<char*, char*>> to_populate;  // ranges for the prefaulter
   bool prefaulter_started = false;
   bool prefaulter_failed = false;
   std::condition_variable work;
@@ -88,7 +88,7 @@ struct pool {
   void request(char* from, char* to) {  // with mutex held
     if (from >= to || prefaulter_failed) return;
     try {
-      todo.emplace_back(from, to);
+      to_populate.emplace_back(from, to);
       if (!prefaulter_started) {
         prefaulter_started = true;
         std::thread([this] { prefault(); }).detach();
@@ -123,16 +123,16 @@ struct pool {
     (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
     std::unique_lock lock(mutex);
     for (;;) {
-      work.wait(lock, [this] { return !todo.empty(); });
-      const auto [from, to] = todo.front();
-      todo.erase(todo.begin());
+      work.wait(lock, [this] { return !to_populate.empty(); });
+      const auto [from, to] = to_populate.front();
+      to_populate.erase(to_populate.begin());
       lock.unlock();
       const bool ok =
           ::madvise(from, static_cast<std::size_t>(to - from), MADV_POPULATE_WRITE) == 0;
       lock.lock();
       if (!ok) {  // e.g. a kernel without MADV_POPULATE_WRITE (< 5.14)
         prefaulter_failed = true;
-        todo.clear();
+        to_populate.clear();
         return;
       }
     }
@@ -173,7 +173,7 @@ pool& the_pool() {
                            // The parent's prefaulter may have been waiting on
                            // `work`: start the child's with a fresh one.
                            the_pool_ptr->prefaulter_started = false;
-                           the_pool_ptr->todo.clear();
+                           the_pool_ptr->to_populate.clear();
                            new (&the_pool_ptr->work) std::condition_variable;
                            the_pool_ptr->mutex.unlock();
                          });

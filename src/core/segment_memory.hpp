@@ -10,13 +10,16 @@
 // main arena), so the segments get their own allocator:
 //
 // - Size classes 4, 8, 16, 32 and 64 KiB: the capacities stream_log uses
-//   (its segments start at 4 KiB and double). Other sizes go to operator new.
+//   (its segments start at 4 KiB and double; index chunks are 16 KiB). Other
+//   sizes go to operator new.
 // - Blocks are carved from 32 MiB regions mapped with MADV_HUGEPAGE (only
 //   touched pages count; a huge page is faulted once for 2 MiB of events).
 // - A freed block goes to its class's free list and is reused by the next
-//   allocation of that class. Memory is not returned to the system: the log
-//   is bounded by the retention limits and --memory-budget, and the pool's
-//   footprint is at most the peak of what the log held, per class.
+//   allocation of that class, or split for smaller classes before new memory
+//   is carved. Memory is not returned to the system: the log is bounded by
+//   the retention limits and --memory-budget, and the pool's footprint is at
+//   most the peak of what the log held (plus what a large class needs after
+//   its memory went to smaller ones).
 // - One mutex: taken once per segment (4-64 KiB of events), never per event.
 //
 // Under AddressSanitizer every block comes from operator new, so overflows

@@ -115,8 +115,8 @@ std::int64_t realtime_us() {
 }
 
 log_segment::log_segment(std::size_t cap)
-    : bytes(segment_memory::allocate(cap), release_bytes{segment_memory::round_up(cap)}),
-      capacity(static_cast<std::uint32_t>(segment_memory::round_up(cap))) {}
+    : capacity(static_cast<std::uint32_t>(segment_memory::round_up(cap))),
+      bytes(segment_memory::allocate(cap)) {}
 
 void read_batch::clear() {
   spans.clear();
@@ -179,7 +179,7 @@ char* stream_log::reserve_locked(std::size_t size, bool delta, std::uint32_t& se
   }
   segment_no = first_segment_no_ + static_cast<std::uint32_t>(segments_.size() - 1);
   offset = seg->size + static_cast<std::uint32_t>(layout);
-  return seg->bytes.get() + offset;
+  return seg->bytes + offset;
 }
 
 stream_log::delta_layout stream_log::delta_layout_locked(const entry& e) const {
@@ -620,7 +620,7 @@ read_status subscription::read(read_batch& out, std::size_t max_bytes) {
       continue;
     }
     const auto& seg = l.segments_[e.segment_no - l.first_segment_no_];
-    const char* p = seg->bytes.get() + e.offset;
+    const char* p = seg->bytes + e.offset;
     if (seg.get() != pinned) {
       out.pins.push_back(seg);
       pinned = seg.get();
@@ -684,7 +684,7 @@ bool stream_log::shed_history(std::size_t& freed) {
   const entry last = entry_at_locked(last_seq_locked());
   const std::size_t layout = last.delta_key != 0 ? sizeof(delta_layout) : 0;
   auto seg = std::make_shared<log_segment>(layout + last.length);
-  std::memcpy(seg->bytes.get(), bytes_locked(last) - layout, layout + last.length);
+  std::memcpy(seg->bytes, bytes_locked(last) - layout, layout + last.length);
   seg->size = static_cast<std::uint32_t>(layout + last.length);
   const std::size_t before = retained_bytes_;
   entry e = last;
@@ -734,9 +734,7 @@ void stream_log::restore_event(const restored_event& r) {
   if (r.delta_key != 0) {
     const delta_layout d{r.json_offset, r.text_begin, r.text_end};
     std::memcpy(p - sizeof d, &d, sizeof d);
-  }
-  // New deltas get numbers different from the last restored one.
-  if (r.delta_key != 0) {
+    // New deltas get numbers different from the last restored one.
     last_delta_no_ = r.delta_key;
     last_delta_key_ = {};
   }

@@ -46,13 +46,12 @@ std::int64_t realtime_us();
 // Fixed-capacity byte buffer; bytes below `size` never change once published.
 // The bytes come from segment_memory (huge pages), which rounds `capacity` up.
 struct log_segment {
-  struct release_bytes {
-    std::size_t capacity;
-    void operator()(char* p) const noexcept { segment_memory::release(p, capacity); }
-  };
   explicit log_segment(std::size_t capacity);
-  std::unique_ptr<char[], release_bytes> bytes;
-  std::uint32_t capacity;
+  log_segment(const log_segment&) = delete;
+  log_segment& operator=(const log_segment&) = delete;
+  ~log_segment() { segment_memory::release(bytes, capacity); }
+  const std::uint32_t capacity;
+  char* const bytes;  // owned: capacity bytes
   std::uint32_t size = 0;
 };
 
@@ -289,7 +288,7 @@ class stream_log : public std::enable_shared_from_this<stream_log> {
   char* reserve_locked(std::size_t size, bool delta, std::uint32_t& segment_no,
                        std::uint32_t& offset);
   const char* bytes_locked(const entry& e) const {
-    return segments_[e.segment_no - first_segment_no_]->bytes.get() + e.offset;
+    return segments_[e.segment_no - first_segment_no_]->bytes + e.offset;
   }
   delta_layout delta_layout_locked(const entry& e) const;
   std::uint32_t intern_delta_key_locked(const delta_event& d);

@@ -597,7 +597,7 @@ void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
     const event_index& ix = it.index;
     auto& s = w.segs.back();
     const std::uint64_t at = active_size(w);
-    append_event_record(w.wbuf, ix, std::string_view(it.seg->bytes.get() + it.offset, it.length));
+    append_event_record(w.wbuf, ix, std::string_view(it.seg->bytes + it.offset, it.length));
     stage(*j, s.file, at, static_cast<std::uint32_t>(active_size(w) - at), ix.seq, it.length);
     touch(w, j);
     auto& e = s.entries[j->cur_entry];
@@ -902,7 +902,7 @@ class durable_log::history final : public core::history_cursor {
       if (seq < want) continue;
       if (seq != want || seq > to || (r.events != 0 && out.size() >= max_bytes)) return;
       if (r.events == 0) r.first_publish_us = it.index.publish_us;
-      out.append(it.seg->bytes.get() + it.offset, it.length);
+      out.append(it.seg->bytes + it.offset, it.length);
       ++r.events;
       r.last_seq = seq;
     }
