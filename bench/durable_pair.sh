@@ -92,7 +92,7 @@ run_one() {  # MODE WORKLOAD -> "cpu_s events_per_s p99_ms bytes_written"
   SERVER_PID=
   local written=0
   if [[ $mode == disk ]]; then
-    written=$(sed -n 's/.*durable log: \([0-9]*\) records, \([0-9]*\) bytes written.*/\1 \2/p' "$WORK/server.log" | tail -n 1)
+    written=$(sed -n 's/.*durable log: \([0-9]*\) records (\([0-9]*\) events), \([0-9]*\) bytes written.*/\1 \2 \3/p' "$WORK/server.log" | tail -n 1)
   fi
   echo "$(awk -v t=$((after - before)) -v k="$CLK_TCK" 'BEGIN{printf "%.2f", t/k}') $(field "$out" events_per_s) $(field "$out" latency_us_p99) $(awk -v t=$((wafter - wbefore)) -v k="$CLK_TCK" 'BEGIN{printf "%.2f", t/k}') ${written:-0}"
 }
@@ -103,9 +103,9 @@ for workload in $WORKLOADS; do
     m=$(run_one memory "$workload")
     d=$(run_one disk "$workload")
     read -r mc me mp _ <<<"$m"
-    read -r dc de dp dw drec dbytes <<<"$d"
+    read -r dc de dp dw drec devents dbytes <<<"$d"
     echo "$workload run $i (load $(cut -d' ' -f1 /proc/loadavg)): memory cpu ${mc}s ${me} ev/s p99 ${mp}us | disk cpu ${dc}s (writer thread ${dw}s) ${de} ev/s p99 ${dp}us" \
-      "(${drec:-?} records, ${dbytes:-?} bytes) | cpu $(awk -v a="$mc" -v b="$dc" 'BEGIN{printf "%+.0f%%", (b/a-1)*100}')" \
+      "(${drec:-?} records, ${devents:-?} events, ${dbytes:-?} bytes, $(awk -v b="${dbytes:-0}" -v e="${devents:-0}" 'BEGIN{if (e > 0) printf "%.1f", b/e; else printf "?"}') B/event) | cpu $(awk -v a="$mc" -v b="$dc" 'BEGIN{printf "%+.0f%%", (b/a-1)*100}')" \
       "throughput x$(awk -v a="$me" -v b="$de" 'BEGIN{printf "%.2f", b/a}')"
   done
 done

@@ -113,12 +113,34 @@ bool read_file(const fs::path& path, std::string& out) {
   return true;
 }
 
+// What a journal hands the writer: a metadata change, one event, or (count
+// > 1) plain events published together, contiguous in one log segment,
+// which the writer stores as one events record (record_format.hpp). The
+// journal records a publish of many events in one item, so a publisher's
+// cost per event is an add, not a 64-byte entry.
 struct pending_item {
   const core::log_segment* seg;  // null: a metadata change
   std::uint32_t offset;
-  std::uint32_t length;
-  event_index index;
+  std::uint32_t length;           // of all its events' bytes
+  std::uint32_t count;            // events (index.seq is the first)
+  event_index index;              // for count > 1, end_state is the last event's
 };
+
+// An events record holds at most this many SSE bytes (a history read finds
+// its events within one bounded pread).
+constexpr std::uint32_t max_events_record_sse = 16u << 10;
+
+// Calls f(seq, bytes) for each event of item `it`, in order, while f
+// returns true (splitting a multi-event item at its events' blank lines).
+template <class F>
+void for_each_event(const pending_item& it, F&& f) {
+  std::string_view rest(it.seg->bytes + it.offset, it.length);
+  for (std::uint32_t i = 0; i < it.count; ++i) {
+    const std::size_t n = i + 1 == it.count ? rest.size() : sse_event_length(rest);
+    if (!f(it.index.seq + i, rest.substr(0, n))) return;
+    rest.remove_prefix(n);
+  }
+}
 
 // A run (one entry of a stream's history index) covers at most this many
 // bytes of contiguous records of one stream in one segment file, so a read
@@ -258,9 +280,10 @@ struct durable_log::journal final : core::stream_journal,
       pins.push_back(e.segment);
       last_pinned = e.segment.get();
     }
-    pending.push_back({e.segment.get(), e.offset, e.length,
-                       event_index{e.seq, e.publish_us, e.delta_key, e.json_offset, e.text_begin,
-                                   e.text_end, e.end_state, key}});
+    if (!extend_last_locked(e))
+      pending.push_back({e.segment.get(), e.offset, e.length, 1,
+                         event_index{e.seq, e.publish_us, e.delta_key, e.json_offset, e.text_begin,
+                                     e.text_end, e.end_state, key}});
     mark_dirty_locked();
     // The queue's byte count is shared by every stream and thread: it is
     // told in steps of report_bytes per journal, not per event (it only
@@ -276,10 +299,25 @@ struct durable_log::journal final : core::stream_journal,
     }
   }
   static constexpr std::uint64_t report_bytes = 16u << 10;
+  // Adds e to the last item when both are plain events published together,
+  // contiguous in one log segment (a publish of many events).
+  bool extend_last_locked(const core::journal_event& e) {
+    if (pending.empty() || e.delta_key != 0) return false;
+    pending_item& b = pending.back();
+    if (b.seg != e.segment.get() || b.index.delta_key != 0 ||
+        b.index.end_state != core::stream_state::open || b.index.publish_us != e.publish_us ||
+        b.offset + b.length != e.offset || b.index.seq + b.count != e.seq ||
+        b.length + e.length > max_events_record_sse)
+      return false;
+    b.length += e.length;
+    ++b.count;
+    b.index.end_state = e.end_state;
+    return true;
+  }
   void meta_changed(const core::stream_meta& meta) noexcept override {
     std::lock_guard l(m);
     latest_meta = meta;
-    pending.push_back({nullptr, 0, 0, {}});
+    pending.push_back({nullptr, 0, 0, 0, {}});
     mark_dirty_locked();
   }
   void mark_dirty_locked() {
@@ -424,24 +462,26 @@ void publish_staged(journal_t& j) {
   j.staged.clear();
 }
 
-// Notes a record of j at `offset` of `file` (seq 0: not an event).
+// Notes a record of j at `offset` of `file` holding events seq..seq+count-1
+// (count 0: not an event record).
 void stage(journal_t& j, const std::shared_ptr<seg_file>& file, std::uint64_t offset,
-           std::uint32_t n, std::uint64_t seq, std::uint64_t sse) {
+           std::uint32_t n, std::uint64_t seq, std::uint32_t count, std::uint64_t sse) {
+  const std::uint64_t last = count != 0 ? seq + count - 1 : 0;
   if (!j.staged.empty()) {
     run& r = j.staged.back();
     if (r.file == file && r.offset + r.length == offset && r.length + n <= run_span) {
       r.length += n;
-      if (seq != 0) {
+      if (count != 0) {
         if (r.first_seq == 0) r.first_seq = seq;
-        r.last_seq = seq;
-        ++r.events;
+        r.last_seq = last;
+        r.events += count;
         r.sse_bytes += sse;
       }
       return;
     }
   }
-  j.staged.push_back(run{file, static_cast<std::uint32_t>(offset), n, seq, seq, seq != 0 ? 1u : 0u,
-                         seq != 0 ? sse : 0});
+  j.staged.push_back(run{file, static_cast<std::uint32_t>(offset), n, count != 0 ? seq : 0, last,
+                         count, count != 0 ? sse : 0});
 }
 
 void close_active(writer_ctx& w, bool sync) {
@@ -534,7 +574,7 @@ bool prepare(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
   ++j->seg_count;
   const std::uint64_t at = active_size(w);
   append_meta_record(w.wbuf, j->meta, j->key);
-  stage(*j, s.file, at, static_cast<std::uint32_t>(active_size(w) - at), 0, 0);
+  stage(*j, s.file, at, static_cast<std::uint32_t>(active_size(w) - at), 0, 0, 0);
   ++w.stats.records_written;
   touch(w, j);
   return true;
@@ -588,23 +628,38 @@ void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
       if (before_seg != j->cur_seg) continue;  // prepare wrote it
       const std::uint64_t at = active_size(w);
       append_meta_record(w.wbuf, j->meta, j->key);
-      stage(*j, w.segs.back().file, at, static_cast<std::uint32_t>(active_size(w) - at), 0, 0);
+      stage(*j, w.segs.back().file, at, static_cast<std::uint32_t>(active_size(w) - at), 0, 0,
+            0);
       ++w.stats.records_written;
       touch(w, j);
       continue;
     }
     if (!prepare(w, j)) break;
     const event_index& ix = it.index;
+    const std::string_view sse(it.seg->bytes + it.offset, it.length);
+    if (it.count > 1 && !splits_into_events(sse, it.count)) {
+      // Never so for bytes the log encoded (no blank line inside an event);
+      // written anyway, recovery would find a corrupt record and drop the
+      // rest of the file.
+      fail(*j, "splitting a publish into its events", EINVAL);
+      break;
+    }
     auto& s = w.segs.back();
     const std::uint64_t at = active_size(w);
-    append_event_record(w.wbuf, ix, std::string_view(it.seg->bytes + it.offset, it.length));
-    stage(*j, s.file, at, static_cast<std::uint32_t>(active_size(w) - at), ix.seq, it.length);
+    if (it.count > 1)
+      append_events_record(w.wbuf, {ix.seq, ix.publish_us, it.count, ix.end_state, ix.stream}, sse);
+    else
+      append_event_record(w.wbuf, ix, sse);
+    const std::uint64_t last = ix.seq + it.count - 1;
+    stage(*j, s.file, at, static_cast<std::uint32_t>(active_size(w) - at), ix.seq, it.count,
+          it.length);
     touch(w, j);
     auto& e = s.entries[j->cur_entry];
     if (e.first_seq == 0) e.first_seq = ix.seq;
-    e.last_seq = ix.seq;
+    e.last_seq = last;
     ++w.stats.records_written;
-    j->written_seq = ix.seq;
+    w.stats.events_written += it.count;
+    j->written_seq = last;
     if (ix.end_state != core::stream_state::open) {
       j->ended = true;
       j->finished_us = ix.publish_us;
@@ -852,34 +907,45 @@ class durable_log::history final : public core::history_cursor {
       parsed_record rec;
       parse_status ps;
       bool done = false;
+      std::size_t at = 0;  // where the record being read starts in buf_
       while ((ps = next_record(buf_, pos, rec)) == parse_status::ok) {
-        if (rec.type != record_type::event) continue;  // its meta records
-        event_index ix;
-        std::string_view sse;
-        if (!decode_event(rec, ix, sse)) {
+        const std::size_t rec_start = at;
+        at = pos;
+        if (rec.type != record_type::event && rec.type != record_type::events)
+          continue;  // its meta records
+        record_events ev;
+        if (!ev.open(rec)) {
           ps = parse_status::corrupt;
           break;
         }
-        if (ix.seq < from) continue;
-        if (ix.seq > to || (r.events != 0 && ix.seq != r.last_seq + 1) ||
-            (r.events == 0 && ix.seq != from)) {
-          done = true;  // past `to`, or a hole (never served)
-          break;
-        }
-        if (r.events == 0) r.first_publish_us = ix.publish_us;
-        out.append(sse);
-        ++r.events;
-        r.last_seq = ix.seq;
-        if (out.size() >= max_bytes && ix.seq != to) {
-          // Go on from here next time without rescanning the run.
-          if (begin + pos < end) {
-            cached_file_ = v.file;
-            cached_seq_ = ix.seq + 1;
-            cached_off_ = begin + pos;
+        if (ev.last_seq() < from) continue;
+        event_index ix;
+        std::string_view sse;
+        while (ev.next(ix, sse)) {
+          if (ix.seq < from) continue;
+          if (ix.seq > to || (r.events != 0 && ix.seq != r.last_seq + 1) ||
+              (r.events == 0 && ix.seq != from)) {
+            done = true;  // past `to`, or a hole (never served)
+            break;
           }
-          done = true;
-          break;
+          if (r.events == 0) r.first_publish_us = ix.publish_us;
+          out.append(sse);
+          ++r.events;
+          r.last_seq = ix.seq;
+          if (out.size() >= max_bytes && ix.seq != to) {
+            // Go on from here next time without rescanning the run: after
+            // this record, or at its start when it holds more events.
+            const std::size_t resume = ix.seq == ev.last_seq() ? pos : rec_start;
+            if (begin + resume < end) {
+              cached_file_ = v.file;
+              cached_seq_ = ix.seq + 1;
+              cached_off_ = begin + resume;
+            }
+            done = true;
+            break;
+          }
         }
+        if (done) break;
       }
       if (ps != parse_status::ok && ps != parse_status::end) {
         spdlog::error("durable log: {}: unreadable record at byte {}", v.file->path.string(),
@@ -895,16 +961,24 @@ class durable_log::history final : public core::history_cursor {
  private:
   static void copy_unwritten(const std::vector<pending_item>& items, std::uint64_t from,
                              std::uint64_t to, std::size_t max_bytes, std::string& out, result& r) {
+    bool stop = false;
     for (const pending_item& it : items) {
       if (it.seg == nullptr) continue;
-      const std::uint64_t seq = it.index.seq;
-      const std::uint64_t want = r.events == 0 ? from : r.last_seq + 1;
-      if (seq < want) continue;
-      if (seq != want || seq > to || (r.events != 0 && out.size() >= max_bytes)) return;
-      if (r.events == 0) r.first_publish_us = it.index.publish_us;
-      out.append(it.seg->bytes + it.offset, it.length);
-      ++r.events;
-      r.last_seq = seq;
+      if (it.index.seq + it.count - 1 < (r.events == 0 ? from : r.last_seq + 1)) continue;
+      for_each_event(it, [&](std::uint64_t seq, std::string_view sse) {
+        const std::uint64_t want = r.events == 0 ? from : r.last_seq + 1;
+        if (seq < want) return true;
+        if (seq != want || seq > to || (r.events != 0 && out.size() >= max_bytes)) {
+          stop = true;
+          return false;
+        }
+        if (r.events == 0) r.first_publish_us = it.index.publish_us;
+        out.append(sse);
+        ++r.events;
+        r.last_seq = seq;
+        return true;
+      });
+      if (stop) return;
     }
   }
 
@@ -965,9 +1039,9 @@ durable_log::~durable_log() {
     }
     const writer_stats st = stats();
     spdlog::info(
-        "durable log: {} records, {} bytes written, {} syncs in {} rounds ({} writes); {} bytes "
-        "in {} segment files",
-        st.records_written, st.bytes_written, st.syncs, st.rounds, st.writes, st.disk_bytes,
+        "durable log: {} records ({} events), {} bytes written, {} syncs in {} rounds ({} "
+        "writes); {} bytes in {} segment files",
+        st.records_written, st.events_written, st.bytes_written, st.syncs, st.rounds, st.writes, st.disk_bytes,
         st.segments);
   }
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
@@ -1175,12 +1249,16 @@ bool restore_tail(journal_t& j, core::stream_log& log, core::retention_limits re
     std::size_t pos = 0;
     parsed_record rec;
     while (next_record(buf, pos, rec) == parse_status::ok) {
+      record_events ev;
+      if ((rec.type != record_type::event && rec.type != record_type::events) || !ev.open(rec) ||
+          ev.last_seq() < want_from)
+        continue;
       event_index ix;
       std::string_view sse;
-      if (rec.type != record_type::event || !decode_event(rec, ix, sse) || ix.seq < want_from)
-        continue;
-      log.restore_event(
-          {ix.seq, ix.publish_us, sse, ix.delta_key, ix.json_offset, ix.text_begin, ix.text_end});
+      while (ev.next(ix, sse))
+        if (ix.seq >= want_from)
+          log.restore_event({ix.seq, ix.publish_us, sse, ix.delta_key, ix.json_offset,
+                             ix.text_begin, ix.text_end});
     }
   }
   return true;
@@ -1244,33 +1322,32 @@ recovery_stats durable_log::recover(core::stream_registry& registry) {
             here.push_back(j);
           }
           keys[key] = j;
-          stage(*j, seg.file, start, n, 0, 0);
+          stage(*j, seg.file, start, n, 0, 0, 0);
         }
-      } else if (r.type == record_type::event) {
-        event_index ix;
-        std::string_view sse;
-        auto k = decode_event(r, ix, sse) ? keys.find(ix.stream) : keys.end();
+      } else if (r.type == record_type::event || r.type == record_type::events) {
+        record_events ev;
+        auto k = ev.open(r) ? keys.find(ev.stream()) : keys.end();
         if (k == keys.end() || k->second->ended ||
-            (k->second->written_seq != 0 && ix.seq <= k->second->written_seq)) {
+            (k->second->written_seq != 0 && ev.first_seq() <= k->second->written_seq)) {
           bad = true;  // no meta before it, after the final event, or out of order
         } else {
           journal& j = *k->second;
-          if (j.written_seq != 0 && ix.seq != j.written_seq + 1) {
+          if (j.written_seq != 0 && ev.first_seq() != j.written_seq + 1) {
             // A stretch is missing (a deleted or unreadable older file): the
             // stream's history starts after it.
             j.runs.clear();
             j.total_events = j.total_sse = 0;
             j.had_gap = true;
           }
-          stage(j, seg.file, start, n, ix.seq, sse.size());
+          stage(j, seg.file, start, n, ev.first_seq(), ev.count(), ev.sse_bytes());
           auto& e = seg.entries[j.cur_entry];
-          if (e.first_seq == 0) e.first_seq = ix.seq;
-          e.last_seq = ix.seq;
-          j.written_seq = ix.seq;
-          if (ix.end_state != core::stream_state::open) {
+          if (e.first_seq == 0) e.first_seq = ev.first_seq();
+          e.last_seq = ev.last_seq();
+          j.written_seq = ev.last_seq();
+          if (ev.end_state() != core::stream_state::open) {
             j.ended = true;
-            j.end_state = ix.end_state;
-            j.finished_us = ix.publish_us;
+            j.end_state = ev.end_state();
+            j.finished_us = ev.publish_us();
           }
         }
       } else {

@@ -85,6 +85,7 @@ struct recovery_stats {
 
 struct writer_stats {
   std::uint64_t records_written = 0;
+  std::uint64_t events_written = 0;  // in those records (an events record holds several)
   std::uint64_t bytes_written = 0;  // record bytes (headers, index, SSE bytes)
   std::uint64_t syncs = 0;          // fdatasync/fsync calls
   std::uint64_t rounds = 0;

@@ -4,6 +4,10 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <cstring>
+#include <limits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "core/event_id.hpp"
 
@@ -133,6 +137,74 @@ void append_event_record(std::string& out, const event_index& index, std::string
   finish_record(out, at);
 }
 
+void append_events_record(std::string& out, const events_index& index, std::string_view sse) {
+  const auto flags = static_cast<std::uint8_t>(static_cast<unsigned>(index.end_state) << 1);
+  const std::size_t at = begin_record(out, record_type::events, flags);
+  put_u32(out, index.stream);
+  put_u64(out, index.first_seq);
+  put_u64(out, static_cast<std::uint64_t>(index.publish_us));
+  put_u32(out, index.count);
+  out.append(sse);
+  finish_record(out, at);
+}
+
+std::size_t sse_event_length(std::string_view sse) {
+  const char* const b = sse.data();
+  const std::size_t n = sse.size();
+  for (std::size_t i = 0; i < n;) {
+    const auto* p = static_cast<const char*>(std::memchr(b + i, '\n', n - i));
+    if (p == nullptr) return 0;
+    const auto k = static_cast<std::size_t>(p - b);
+    if (k + 1 < n && b[k + 1] == '\n') return k + 2;
+    i = k + 1;
+  }
+  return 0;
+}
+
+namespace {
+
+// Counts the blank lines ("\n\n") in `s`: 16 bytes at a time with SSE2.
+// False when three '\n' follow each other (an event never starts with
+// one), so the blank lines found never overlap.
+bool count_blank_lines(std::string_view s, std::size_t& pairs) {
+  pairs = 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  std::uint32_t before = 0;  // bit 1: byte i-1 is '\n', bit 0: byte i-2 is
+  std::uint32_t triples = 0;
+#if defined(__SSE2__)
+  const __m128i nl = _mm_set1_epi8('\n');
+  for (; i + 16 <= n; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    // Bit k + 2 of m: byte i + k is '\n' (k = -2..15).
+    const auto m = (static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl))) << 2) |
+                   before;
+    std::uint32_t two = m & (m << 1) & 0x3fffcu;  // this byte and the one before
+    triples |= two & (m << 2);
+    for (; two != 0; two &= two - 1) ++pairs;  // a block holds few (no popcnt in baseline x86-64)
+    before = (m >> 16) & 3u;
+  }
+#endif
+  for (; i < n; ++i) {
+    const std::uint32_t m = (p[i] == '\n' ? 4u : 0u) | before;
+    if ((m & 6u) == 6u) {
+      ++pairs;
+      triples |= m & 1u;
+    }
+    before = (m >> 1) & 3u;
+  }
+  return triples == 0;
+}
+
+}  // namespace
+
+bool splits_into_events(std::string_view sse, std::uint32_t count) {
+  std::size_t pairs = 0;
+  return sse.size() >= 2 && sse.substr(sse.size() - 2) == "\n\n" &&
+         count_blank_lines(sse, pairs) && pairs == count;
+}
+
 void append_meta_record(std::string& out, const core::stream_meta& meta, std::uint32_t stream) {
   boost::json::object o;
   o["id"] = meta.id;
@@ -172,7 +244,8 @@ parse_status next_record(std::string_view bytes, std::size_t& pos, parsed_record
   const auto type = static_cast<std::uint8_t>(h[8]);
   if (type != static_cast<std::uint8_t>(record_type::meta) &&
       type != static_cast<std::uint8_t>(record_type::event) &&
-      type != static_cast<std::uint8_t>(record_type::erased))
+      type != static_cast<std::uint8_t>(record_type::erased) &&
+      type != static_cast<std::uint8_t>(record_type::events))
     return parse_status::corrupt;
   out.type = static_cast<record_type>(type);
   out.flags = static_cast<std::uint8_t>(h[9]);
@@ -209,6 +282,62 @@ bool decode_event(const parsed_record& r, event_index& index, std::string_view& 
       (index.delta_key == 0 || index.json_offset >= sse.size() ||
        index.text_begin > index.text_end || index.text_end > sse.size() - index.json_offset))
     return false;
+  return true;
+}
+
+bool decode_events(const parsed_record& r, events_index& index, std::string_view& sse) {
+  if (r.type != record_type::events) return false;
+  const unsigned state = (r.flags >> 1) & 3;
+  if (state > 2 || (r.flags & ~0x6u) != 0) return false;
+  constexpr std::size_t fixed = 24;
+  if (r.payload.size() <= fixed) return false;
+  const char* p = r.payload.data();
+  index.stream = get_u32(p);
+  index.first_seq = get_u64(p + 4);
+  index.publish_us = static_cast<std::int64_t>(get_u64(p + 12));
+  index.count = get_u32(p + 20);
+  index.end_state = static_cast<core::stream_state>(state);
+  sse = r.payload.substr(fixed);
+  if (index.first_seq == 0 || index.count == 0 ||
+      index.first_seq > std::numeric_limits<std::uint64_t>::max() - index.count)
+    return false;
+  return splits_into_events(sse, index.count);
+}
+
+bool record_events::open(const parsed_record& r) {
+  done_ = 0;
+  pos_ = 0;
+  if (r.type == record_type::event) {
+    if (!decode_event(r, one_, sse_)) return false;
+    first_seq_ = one_.seq;
+    count_ = 1;
+    return true;
+  }
+  events_index ix;
+  if (!decode_events(r, ix, sse_)) return false;
+  one_ = event_index{};
+  one_.publish_us = ix.publish_us;
+  one_.end_state = ix.end_state;
+  one_.stream = ix.stream;
+  first_seq_ = ix.first_seq;
+  count_ = ix.count;
+  return true;
+}
+
+bool record_events::next(event_index& index, std::string_view& sse) {
+  if (done_ == count_) return false;
+  index = one_;
+  index.seq = first_seq_ + done_;
+  ++done_;
+  if (count_ == 1) {
+    sse = sse_;
+    return true;
+  }
+  // Split (open() checked that the bytes hold exactly count_ events).
+  const std::size_t n = done_ == count_ ? sse_.size() - pos_ : sse_event_length(sse_.substr(pos_));
+  sse = sse_.substr(pos_, n);
+  pos_ += n;
+  if (done_ != count_) index.end_state = core::stream_state::open;
   return true;
 }
 

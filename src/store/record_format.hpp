@@ -5,9 +5,10 @@
 //   u32 crc32c  CRC-32C (Castagnoli) of every byte after this field (length,
 //               type, flags, reserved, payload)
 //   u32 length  of the payload
-//   u8  type    1 = meta, 2 = event, 3 = erased
+//   u8  type    1 = meta, 2 = event, 3 = erased, 4 = events
 //   u8  flags   event: bit 0 delta index present, bits 1-2 end state
-//               (0 open, 1 finished, 2 cancelled)
+//               (0 open, 1 finished, 2 cancelled); events: bits 1-2 the
+//               end state of its last event
 //   u16 reserved (0)
 //   payload
 // all integers little-endian. Meta and event payloads start with a u32
@@ -16,7 +17,15 @@
 // every segment file. An event's payload then holds its index (u64
 // sequence, i64 publish time in µs since the epoch, and for deltas u32 delta
 // key, json offset, text begin, text end) followed by the event's SSE bytes
-// exactly as served. A meta payload then holds JSON (see append_meta_record).
+// exactly as served. An events record holds several plain (not delta)
+// events of one stream published together, in one record: u64 first
+// sequence, i64 publish time, u32 count, then their SSE bytes back to back.
+// Each event there ends at its blank line ("\n\n"), the first one in its
+// bytes: SSE framing puts no blank line inside an event, so the bytes split
+// into their events without a per-event length (a publish of many events
+// costs 24 bytes of index, not 20 per event; the split must give exactly
+// `count` events or the record is corrupt). A meta payload then holds JSON
+// (see append_meta_record).
 // An erased payload is the stream's id: every record of that id before it
 // (in this and older segment files) is dead.
 //
@@ -37,7 +46,7 @@ inline constexpr std::size_t record_header_bytes = 12;
 // Larger lengths are corruption (an event is at most a request body).
 inline constexpr std::uint32_t max_record_payload = 64u << 20;
 
-enum class record_type : std::uint8_t { meta = 1, event = 2, erased = 3 };
+enum class record_type : std::uint8_t { meta = 1, event = 2, erased = 3, events = 4 };
 
 struct event_index {
   std::uint64_t seq = 0;
@@ -59,6 +68,25 @@ void append_erased_record(std::string& out, std::string_view id);
 // Bytes append_event_record adds.
 std::size_t event_record_size(const event_index& index, std::size_t sse_bytes);
 
+// Several plain events of one stream, first_seq.. in order, all published
+// at `publish_us`; `sse` is their SSE bytes back to back (see above).
+struct events_index {
+  std::uint64_t first_seq = 0;
+  std::int64_t publish_us = 0;
+  std::uint32_t count = 0;
+  core::stream_state end_state = core::stream_state::open;  // of the last event
+  std::uint32_t stream = 0;
+};
+void append_events_record(std::string& out, const events_index& index, std::string_view sse);
+inline constexpr std::size_t events_record_overhead = record_header_bytes + 24;
+// The length of the first event in `sse`, through its blank line (0: no
+// blank line in it).
+std::size_t sse_event_length(std::string_view sse);
+// `sse` is exactly `count` events: it ends at a blank line, holds `count`
+// of them, and no three '\n' in a row (so splitting it at each first blank
+// line gives those events).
+bool splits_into_events(std::string_view sse, std::uint32_t count);
+
 enum class parse_status {
   ok,       // `out` holds the record at `pos`; `pos` moved past it
   end,      // `pos` is at the end of the bytes
@@ -74,6 +102,35 @@ parse_status next_record(std::string_view bytes, std::size_t& pos, parsed_record
 
 // Decodes a parsed event record; false when its payload is malformed.
 bool decode_event(const parsed_record& r, event_index& index, std::string_view& sse);
+// Decodes a parsed events record (its SSE bytes to `sse`); false when its
+// payload is malformed, including bytes that do not split into exactly
+// `count` events.
+bool decode_events(const parsed_record& r, events_index& index, std::string_view& sse);
+
+// The events of an event or events record, one at a time:
+//   record_events ev;
+//   if (!ev.open(rec)) ...corrupt...
+//   while (ev.next(ix, sse)) ...
+class record_events {
+ public:
+  // False when `r` is neither kind of event record, or malformed.
+  bool open(const parsed_record& r);
+  bool next(event_index& index, std::string_view& sse);
+  std::uint64_t first_seq() const { return first_seq_; }
+  std::uint64_t last_seq() const { return first_seq_ + count_ - 1; }
+  std::uint32_t count() const { return count_; }
+  std::uint32_t stream() const { return one_.stream; }
+  core::stream_state end_state() const { return one_.end_state; }
+  std::int64_t publish_us() const { return one_.publish_us; }
+  std::size_t sse_bytes() const { return sse_.size(); }
+
+ private:
+  event_index one_;  // the record's fields (for events: all but seq and the delta)
+  std::string_view sse_;
+  std::uint64_t first_seq_ = 0;
+  std::uint32_t count_ = 0, done_ = 0;
+  std::size_t pos_ = 0;
+};
 // Decodes a meta record (its stream key to *stream); nullopt when malformed
 // (never throws).
 std::optional<core::stream_meta> decode_meta(const parsed_record& r,

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <mutex>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "core/coalescer.hpp"
 #include "core/stream_registry.hpp"
@@ -36,14 +38,16 @@ struct null_waiter : core::stream_waiter {
   void on_stream_ready() noexcept override {}
 };
 
-// Every retained event's bytes, as a reader that does not coalesce gets them.
-std::string read_all(const std::shared_ptr<core::stream_log>& log, std::uint64_t from = 1) {
+// Every retained event's bytes, as a reader that does not coalesce gets them
+// (at most `max_bytes` a read).
+std::string read_all(const std::shared_ptr<core::stream_log>& log, std::uint64_t from = 1,
+                     std::size_t max_bytes = 1 << 20) {
   null_waiter w;
   core::subscription sub(log, from, w, false);
   core::read_batch b;
   std::string out;
   for (;;) {
-    auto st = sub.read(b, 1 << 20);
+    auto st = sub.read(b, max_bytes);
     if (st != core::read_status::data) break;
     for (auto& s : b.spans) out.append(s.data, s.size);
   }
@@ -230,6 +234,114 @@ TEST(RecordFormat, MalformedPayloadsAreRejected) {
   std::size_t pos = 0;
   ASSERT_EQ(store::next_record(buf, pos, r), store::parse_status::ok);
   EXPECT_FALSE(store::decode_event(r, ix, sse));
+}
+
+TEST(RecordFormat, EventsRecordSplitsIntoItsEventsExactly) {
+  const std::string e1 = "id: 4\ndata: {\"a\":1}\n\n";
+  const std::string e2 = "id: 5\nevent: result\ndata: multi\ndata: \ndata: line\n\n";
+  const std::string e3 = "id: 6\ndata: {}\n\n";
+  std::string buf;
+  store::append_events_record(buf, {4, 99, 3, stream_state::finished, 12}, e1 + e2 + e3);
+  EXPECT_EQ(buf.size(), store::events_record_overhead + e1.size() + e2.size() + e3.size());
+  std::size_t pos = 0;
+  store::parsed_record r;
+  ASSERT_EQ(store::next_record(buf, pos, r), store::parse_status::ok);
+  EXPECT_EQ(r.type, store::record_type::events);
+  store::record_events ev;
+  ASSERT_TRUE(ev.open(r));
+  EXPECT_EQ(ev.first_seq(), 4u);
+  EXPECT_EQ(ev.last_seq(), 6u);
+  EXPECT_EQ(ev.count(), 3u);
+  EXPECT_EQ(ev.stream(), 12u);
+  EXPECT_EQ(ev.end_state(), stream_state::finished);
+  EXPECT_EQ(ev.sse_bytes(), e1.size() + e2.size() + e3.size());
+  store::event_index ix;
+  std::string_view sse;
+  std::vector<std::tuple<std::uint64_t, std::string, stream_state, std::int64_t>> got;
+  while (ev.next(ix, sse)) {
+    EXPECT_EQ(ix.delta_key, 0u);
+    EXPECT_EQ(ix.stream, 12u);
+    got.emplace_back(ix.seq, std::string(sse), ix.end_state, ix.publish_us);
+  }
+  const std::vector<std::tuple<std::uint64_t, std::string, stream_state, std::int64_t>> want{
+      {4, e1, stream_state::open, 99},
+      {5, e2, stream_state::open, 99},
+      {6, e3, stream_state::finished, 99}};
+  EXPECT_EQ(got, want);
+  // A single event record reads through the same interface.
+  buf.clear();
+  store::append_event_record(buf, {8, 5, 0, 0, 0, 0, stream_state::open, 3}, e3);
+  pos = 0;
+  ASSERT_EQ(store::next_record(buf, pos, r), store::parse_status::ok);
+  ASSERT_TRUE(ev.open(r));
+  ASSERT_TRUE(ev.next(ix, sse));
+  EXPECT_EQ(ix.seq, 8u);
+  EXPECT_EQ(sse, e3);
+  EXPECT_FALSE(ev.next(ix, sse));
+}
+
+// An events record whose bytes are not exactly its count of events is
+// corrupt (recovery truncates there; a history read stops): never split
+// into different events than were written.
+TEST(RecordFormat, EventsRecordThatIsNotExactlyItsEventsIsCorrupt) {
+  const std::string two = "id: 1\ndata: {}\n\nid: 2\ndata: {}\n\n";
+  auto decodes = [](const store::events_index& ix, std::string_view sse, std::uint8_t flip = 0) {
+    std::string buf;
+    store::append_events_record(buf, ix, sse);
+    std::size_t pos = 0;
+    store::parsed_record r;
+    if (store::next_record(buf, pos, r) != store::parse_status::ok) return false;
+    r.flags = static_cast<std::uint8_t>(r.flags ^ flip);
+    store::events_index got;
+    std::string_view s;
+    store::record_events ev;
+    const bool a = store::decode_events(r, got, s);
+    EXPECT_EQ(a, ev.open(r));
+    return a;
+  };
+  EXPECT_TRUE(decodes({1, 5, 2, stream_state::open, 1}, two));
+  EXPECT_FALSE(decodes({1, 5, 1, stream_state::open, 1}, two));  // more events than its count
+  EXPECT_FALSE(decodes({1, 5, 3, stream_state::open, 1}, two));  // fewer
+  EXPECT_FALSE(decodes({1, 5, 0, stream_state::open, 1}, two));
+  EXPECT_FALSE(decodes({0, 5, 2, stream_state::open, 1}, two));  // sequence 0
+  EXPECT_FALSE(decodes({~std::uint64_t{0}, 5, 2, stream_state::open, 1}, two));  // wraps
+  EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, two + "id: 3"));  // no end
+  EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, "id: 1\n\n\nid: 2\n\n"));
+  EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, two, 1));  // a delta flag
+  EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, two, 6));  // end state 3
+  EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, two, 8));  // unknown flag
+  store::parsed_record r{store::record_type::events, 0, std::string_view("\0\0\0\0", 4)};
+  store::events_index ix;
+  std::string_view sse;
+  EXPECT_FALSE(store::decode_events(r, ix, sse));
+}
+
+// splits_into_events counts 16 bytes at a time: against a plain split, on
+// every short mix of '\n' and other bytes, at every alignment.
+TEST(RecordFormat, EventSplitAgreesWithAPlainSplitEverywhere) {
+  auto plain = [](std::string_view s) -> long {  // events, or -1 when not events
+    if (s.find("\n\n\n") != std::string_view::npos || s.size() < 2 ||
+        s.substr(s.size() - 2) != "\n\n")
+      return -1;
+    long n = 0;
+    for (std::size_t at = 0; (at = s.find("\n\n", at)) != std::string_view::npos; at += 2) ++n;
+    return n;
+  };
+  std::uint64_t x = 12345;
+  for (int round = 0; round < 20000; ++round) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    const std::size_t len = (x >> 33) % 70;
+    std::string s;
+    for (std::size_t i = 0; i < len; ++i) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      s.push_back((x >> 40) % 5 < 2 ? '\n' : 'a');
+    }
+    if (round % 2 == 0 && plain(s) < 0) s += "\n\n";  // half of them end at a blank line
+    const long want = plain(s);
+    for (long c = std::max(0L, want - 1); c <= want + 1; ++c)
+      ASSERT_EQ(store::splits_into_events(s, static_cast<std::uint32_t>(c)), c == want && want > 0)
+          << "count " << c << " of '" << s << "'";
+  }
 }
 
 TEST(DurableLog, RestartRestoresIdsSequencesStateOwnerAndBytes) {
@@ -597,8 +709,10 @@ TEST(DurableLog, FsyncAlwaysCompletesTicketsOnlyOnceOnDisk) {
   bytes.assign(std::istreambuf_iterator<char>(f), {});
   std::size_t pos = 0, events = 0;
   store::parsed_record r;
-  while (store::next_record(bytes, pos, r) == store::parse_status::ok)
-    if (r.type == store::record_type::event) ++events;
+  while (store::next_record(bytes, pos, r) == store::parse_status::ok) {
+    store::record_events ev;
+    if (ev.open(r)) events += ev.count();
+  }
   EXPECT_EQ(events, 50u);
   EXPECT_GT(n.store->stats().syncs, 0u);
 }
@@ -684,6 +798,73 @@ TEST(DurableLog, HistoryReadsUnwrittenAndWrittenEventsBehindMemoryExactly) {
   n.store->flush();
   EXPECT_GT(segments(d.path).size(), 3u);
   EXPECT_EQ(read_all(s, 1), expected);
+}
+
+// A publish of many events is one events record (a few bytes of index for
+// all of them); its events are read back one by one, exactly, from the
+// journal before they are written, from the files behind memory (also a few
+// bytes a read, so reads stop and resume inside a record), and after a
+// restart.
+TEST(DurableLog, APublishOfManyEventsIsOneRecordReadBackEventByEvent) {
+  temp_dir d;
+  core::registry_config rc;
+  rc.retention.max_events = 10;
+  store::durable_config dc;
+  dc.fsync_interval = std::chrono::milliseconds(60'000);
+  std::string expected;
+  {
+    node n(d.path, rc, dc);
+    n.store->flush();  // the writer's immediate first round (see above)
+    auto s = *n.registry.create("many");
+    auto publish = [&](int from, int to, bool final) {
+      std::vector<std::string> data;
+      std::vector<core::publish_item> items;
+      for (int i = from; i <= to; ++i)
+        data.push_back(i % 7 == 0 ? "line " + std::to_string(i) + "\nand more"
+                                  : "{\"i\":" + std::to_string(i) + "}");
+      for (int i = from; i <= to; ++i) {
+        const auto& v = data[static_cast<std::size_t>(i - from)];
+        items.push_back({i % 7 == 0 ? "note" : "message", v, final && i == to});
+        expected += "id: " + std::to_string(i) + "\n" + (i % 7 == 0 ? "event: note\n" : "") +
+                    (i % 7 == 0 ? "data: line " + std::to_string(i) + "\ndata: and more\n"
+                                : "data: " + v + "\n") +
+                    "\n";
+      }
+      EXPECT_EQ(s->publish_all(items).first_sequence, static_cast<std::uint64_t>(from));
+    };
+    publish(1, 60, false);
+    EXPECT_EQ(n.store->stats().records_written, 0u);
+    EXPECT_EQ(read_all(s, 1), expected);  // from the journal, split into its events
+    EXPECT_EQ(read_all(s, 23), expected.substr(expected.find("id: 23\n")));
+    n.store->flush();
+    publish(61, 70, true);
+    n.store->flush();
+    // Two events records (the second ends the stream) and one meta record.
+    const auto st = n.store->stats();
+    EXPECT_EQ(st.events_written, 70u);
+    EXPECT_EQ(st.records_written, 3u);
+    std::ifstream f(segments(d.path).back(), std::ios::binary);
+    const std::string bytes{std::istreambuf_iterator<char>(f), {}};
+    std::size_t pos = 0;
+    store::parsed_record r;
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> records;
+    while (store::next_record(bytes, pos, r) == store::parse_status::ok) {
+      store::record_events ev;
+      if (ev.open(r)) records.emplace_back(ev.first_seq(), ev.count());
+    }
+    EXPECT_EQ(records, (std::vector<std::pair<std::uint64_t, std::uint32_t>>{{1, 60}, {61, 10}}));
+    EXPECT_EQ(s->status().retained_events, 10u);  // memory keeps 10
+    EXPECT_EQ(read_all(s, 1), expected);         // from the files
+    EXPECT_EQ(read_all(s, 1, 100), expected);    // a few events a read
+    EXPECT_EQ(read_all(s, 37, 100), expected.substr(expected.find("id: 37\n")));
+  }
+  node n(d.path, rc, dc);
+  auto s = n.registry.find("many");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status().state, stream_state::finished);
+  EXPECT_EQ(s->status().last_sequence, 70u);
+  EXPECT_EQ(read_all(s, 1), expected);
+  EXPECT_EQ(read_all(s, 2, 100), expected.substr(expected.find("id: 2\n")));
 }
 
 // One stream across many segment files, the oldest deleted by retention:
