@@ -149,6 +149,9 @@ void for_each_event(const pending_item& it, F&& f) {
 constexpr std::uint32_t run_span = 32u << 10;
 constexpr std::size_t history_chunk_bytes = 64u << 10;
 constexpr std::size_t history_runs_per_read = 16;
+// A history read asks the kernel for this much of what follows (see
+// drop_synced).
+constexpr std::size_t read_ahead_bytes = 256u << 10;
 // The round's buffer is written past this size (one write per round below it).
 constexpr std::size_t write_chunk = 4u << 20;
 constexpr std::uint32_t max_segment_bytes = 1u << 30;
@@ -416,6 +419,7 @@ struct writer_ctx {
   int active_fd = -1;
   std::uint64_t next_no = 1;
   bool dir_needs_sync = false;
+  std::uint64_t dropped = 0;  // the active file's bytes dropped from the page cache
   std::string wbuf;                                   // the round's records
   std::vector<std::shared_ptr<journal_t>> touched;    // have records in wbuf
   std::vector<std::shared_ptr<journal_t>> unsynced;   // written since the last sync
@@ -484,12 +488,16 @@ void stage(journal_t& j, const std::shared_ptr<seg_file>& file, std::uint64_t of
                          count, count != 0 ? sse : 0});
 }
 
+void drop_synced(writer_ctx& w, bool closing);
+
 void close_active(writer_ctx& w, bool sync) {
   if (w.active_fd < 0) return;
   if (sync && w.cfg.fsync != fsync_mode::never) {
     if (::fdatasync(w.active_fd) != 0) {
       const int e = errno;
       for (auto& j : w.unsynced) fail(*j, "fdatasync", e);
+    } else {
+      drop_synced(w, true);
     }
     ++w.stats.syncs;
   }
@@ -537,6 +545,7 @@ bool open_segment(writer_ctx& w) {
   }
   w.segs.push_back({std::make_shared<seg_file>(no, std::move(path)), 0, {}});
   w.active_fd = fd;
+  w.dropped = 0;
   w.dir_needs_sync = true;
   ++w.stats.segments;
   w.gc_wanted = true;
@@ -811,6 +820,22 @@ void enforce_budget(writer_ctx& w) {
   }
 }
 
+// What is synced leaves the page cache: memory already holds each stream's
+// newest events (and serves them), so keeping the file's pages too would
+// hold every event twice, and writing into recycled pages costs less than
+// into fresh ones (docs/durability.md, "The page cache"). Readers behind
+// memory read from the device, ahead of need (history's read-ahead). The
+// last, partial page stays (it is written again).
+void drop_synced(writer_ctx& w, bool closing) {
+  const std::uint64_t bytes = w.segs.back().bytes;
+  const std::uint64_t upto = closing ? bytes : bytes & ~std::uint64_t{4095};
+  if (upto <= w.dropped) return;
+  // (A length of 0 is "to the end of the file", its partial last page too.)
+  ::posix_fadvise(w.active_fd, static_cast<off_t>(w.dropped),
+                  closing ? 0 : static_cast<off_t>(upto - w.dropped), POSIX_FADV_DONTNEED);
+  w.dropped = upto;
+}
+
 void sync_all(writer_ctx& w) {
   if (w.unsynced.empty() && !w.dir_needs_sync) return;
   bool ok = true;
@@ -819,6 +844,7 @@ void sync_all(writer_ctx& w) {
     ok = ::fdatasync(w.active_fd) == 0;
     e = errno;
     ++w.stats.syncs;
+    if (ok) drop_synced(w, false);
   }
   if (w.dir_needs_sync) {  // a new segment file's name
     if (!fsync_dir(w.log_dir) && ok) {
@@ -859,7 +885,7 @@ class durable_log::history final : public core::history_cursor {
     result r;
     if (from > to) return r;
     max_bytes = std::clamp<std::size_t>(max_bytes, 1, history_chunk_bytes);
-    std::vector<run> span_runs;
+    std::vector<run> span_runs, ahead;
     std::uint64_t start = 0;
     {
       std::lock_guard hl(j_->hm);
@@ -884,6 +910,17 @@ class durable_log::history final : public core::history_cursor {
         bytes += k->length;
         if (bytes >= max_bytes || k->last_seq >= to) break;
       }
+      // Read-ahead: the runs after these, up to read_ahead_bytes, not asked
+      // for by an earlier read.
+      std::size_t ahead_bytes = 0;
+      for (auto k = std::upper_bound(runs.begin(), runs.end(), span_runs.back().last_seq,
+                                     [](std::uint64_t seq, const run& v) {
+                                       return seq < v.first_seq;
+                                     });
+           k != runs.end() && ahead_bytes < read_ahead_bytes; ++k) {
+        ahead_bytes += k->length;
+        if (k->last_seq > advised_seq_) ahead.push_back(*k);
+      }
       const run& first = span_runs.front();
       start = first.offset;
       if (cached_file_ == first.file && cached_seq_ == from && cached_off_ > first.offset &&
@@ -891,6 +928,14 @@ class durable_log::history final : public core::history_cursor {
         start = cached_off_;
     }
     cached_file_.reset();
+    // The writer drops what it has synced from the page cache: ask the
+    // kernel to read what comes next while this read is served.
+    for (const run& v : ahead) {
+      read_fd fd;
+      v.file->open_for_read(fd);
+      if (fd.fd >= 0) ::posix_fadvise(fd.fd, v.offset, v.length, POSIX_FADV_WILLNEED);
+      advised_seq_ = v.last_seq;
+    }
     for (std::size_t k = 0; k < span_runs.size(); ++k) {
       const run& v = span_runs[k];
       const std::uint64_t begin = k == 0 ? start : v.offset;
@@ -984,6 +1029,7 @@ class durable_log::history final : public core::history_cursor {
 
   std::shared_ptr<journal> j_;
   std::string buf_;
+  std::uint64_t advised_seq_ = 0;  // the read-ahead asked for runs up to here
   // Where the last read stopped inside a run.
   std::shared_ptr<seg_file> cached_file_;
   std::uint64_t cached_seq_ = 0, cached_off_ = 0;

@@ -1,8 +1,13 @@
 // The durable log without sockets: the record format, and restarts of a real
 // store on real files in a temp folder (torn tails, corruption, retention).
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -865,6 +870,58 @@ TEST(DurableLog, APublishOfManyEventsIsOneRecordReadBackEventByEvent) {
   EXPECT_EQ(s->status().last_sequence, 70u);
   EXPECT_EQ(read_all(s, 1), expected);
   EXPECT_EQ(read_all(s, 2, 100), expected.substr(expected.find("id: 2\n")));
+}
+
+// Pages of a segment file resident in the page cache.
+std::size_t resident_pages(const fs::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ~std::size_t{0};
+  const auto size = static_cast<std::size_t>(fs::file_size(file));
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) return ~std::size_t{0};
+  const long page = ::sysconf(_SC_PAGESIZE);
+  std::vector<unsigned char> v((size + static_cast<std::size_t>(page) - 1) /
+                               static_cast<std::size_t>(page));
+  std::size_t n = ~std::size_t{0};
+  if (::mincore(p, size, v.data()) == 0)
+    n = static_cast<std::size_t>(std::count_if(v.begin(), v.end(), [](unsigned char c) {
+      return (c & 1) != 0;
+    }));
+  ::munmap(p, size);
+  return n;
+}
+
+// Memory keeps each stream's newest events: what the writer has synced
+// leaves the page cache (but the partial last page of the active file), so
+// an event is not held twice, and readers behind memory read it back from
+// the file exactly.
+TEST(DurableLog, WhatIsSyncedLeavesThePageCacheAndIsStillReadExactly) {
+  temp_dir d;
+  struct statfs fs_info {};
+  ASSERT_EQ(::statfs(d.path.c_str(), &fs_info), 0);
+  if (fs_info.f_type == TMPFS_MAGIC) GTEST_SKIP() << "tmpfs keeps every page in memory";
+  core::registry_config rc;
+  rc.retention.max_events = 10;
+  store::durable_config dc;
+  dc.segment_bytes = 64u << 10;
+  node n(d.path, rc, dc);
+  auto s = *n.registry.create("cold");
+  std::string expected;
+  for (int i = 1; i <= 600; ++i) {
+    const std::string data = "{\"i\":" + std::to_string(i) + ",\"pad\":\"" +
+                             std::string(200, static_cast<char>('a' + i % 26)) + "\"}";
+    s->publish("message", data);
+    expected += event_text(static_cast<std::uint64_t>(i), data);
+    if (i % 100 == 0) n.store->flush();
+  }
+  n.store->flush();
+  const auto files = segments(d.path);
+  ASSERT_GT(files.size(), 1u);
+  for (std::size_t i = 0; i < files.size(); ++i)
+    EXPECT_LE(resident_pages(files[i]), i + 1 == files.size() ? 1u : 0u) << files[i];
+  EXPECT_EQ(read_all(s, 1), expected);
+  EXPECT_EQ(read_all(s, 333, 1000), expected.substr(expected.find("id: 333\n")));
 }
 
 // One stream across many segment files, the oldest deleted by retention:
