@@ -9,6 +9,9 @@
 #      only the counts are meaningful)
 # Usage: bash bench/profile.sh SERVER_KIND [BUILD_DIR] [OUT_DIR]
 #   SERVER_KIND: sluice | floor      OUT_DIR (default /tmp/sluice-profile)
+#   DATA_DIR=/tmp/x (sluice only): serve with --data-dir there, a fresh
+#   folder per run (the perf symbols are then also given per thread: the
+#   durable log's writer is `sluice-writer`)
 set -euo pipefail
 KIND=$1
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +33,10 @@ EVENTS=$((CONNS * TOKENS))
 PID=
 stop() { if [[ -n $PID ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; PID=; }
 trap stop EXIT
+DATA_DIR=${DATA_DIR:-}
+if [[ -n $DATA_DIR && $KIND == sluice ]]; then CMD+=(--data-dir "$DATA_DIR"); fi
 start() {
+  if [[ -n $DATA_DIR ]]; then rm -rf "$DATA_DIR"; fi
   taskset -c 0 "${CMD[@]}" >"$OUT/$KIND-server.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 100); do
@@ -59,7 +65,8 @@ sleep 0.5
 kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
 perf report -i "$OUT/$KIND-perf.data" --no-children --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8 >"$OUT/$KIND-perf-dso.txt" || true
 perf report -i "$OUT/$KIND-perf.data" --no-children --sort sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 >"$OUT/$KIND-perf-sym.txt" || true
-echo "perf: $OUT/$KIND-perf-dso.txt, $OUT/$KIND-perf-sym.txt"
+perf report -i "$OUT/$KIND-perf.data" --no-children -n --sort comm,sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 >"$OUT/$KIND-perf-thread.txt" || true
+echo "perf: $OUT/$KIND-perf-dso.txt, $OUT/$KIND-perf-sym.txt, $OUT/$KIND-perf-thread.txt"
 stop
 
 start

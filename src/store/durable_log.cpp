@@ -121,9 +121,9 @@ bool read_file(const fs::path& path, std::string& out) {
 struct pending_item {
   const core::log_segment* seg;  // null: a metadata change
   std::uint32_t offset;
-  std::uint32_t length;           // of all its events' bytes
-  std::uint32_t count;            // events (index.seq is the first)
-  event_index index;              // for count > 1, end_state is the last event's
+  std::uint32_t length;  // of all its events' bytes
+  std::uint32_t count;   // events (index.seq is the first)
+  event_index index;     // for count > 1, end_state is the last event's
 };
 
 // An events record holds at most this many SSE bytes (a history read finds
@@ -637,8 +637,7 @@ void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
       if (before_seg != j->cur_seg) continue;  // prepare wrote it
       const std::uint64_t at = active_size(w);
       append_meta_record(w.wbuf, j->meta, j->key);
-      stage(*j, w.segs.back().file, at, static_cast<std::uint32_t>(active_size(w) - at), 0, 0,
-            0);
+      stage(*j, w.segs.back().file, at, static_cast<std::uint32_t>(active_size(w) - at), 0, 0, 0);
       ++w.stats.records_written;
       touch(w, j);
       continue;
@@ -913,10 +912,9 @@ class durable_log::history final : public core::history_cursor {
       // Read-ahead: the runs after these, up to read_ahead_bytes, not asked
       // for by an earlier read.
       std::size_t ahead_bytes = 0;
-      for (auto k = std::upper_bound(runs.begin(), runs.end(), span_runs.back().last_seq,
-                                     [](std::uint64_t seq, const run& v) {
-                                       return seq < v.first_seq;
-                                     });
+      for (auto k =
+               std::upper_bound(runs.begin(), runs.end(), span_runs.back().last_seq,
+                                [](std::uint64_t seq, const run& v) { return seq < v.first_seq; });
            k != runs.end() && ahead_bytes < read_ahead_bytes; ++k) {
         ahead_bytes += k->length;
         if (k->last_seq > advised_seq_) ahead.push_back(*k);
@@ -1087,8 +1085,8 @@ durable_log::~durable_log() {
     spdlog::info(
         "durable log: {} records ({} events), {} bytes written, {} syncs in {} rounds ({} "
         "writes); {} bytes in {} segment files",
-        st.records_written, st.events_written, st.bytes_written, st.syncs, st.rounds, st.writes, st.disk_bytes,
-        st.segments);
+        st.records_written, st.events_written, st.bytes_written, st.syncs, st.rounds, st.writes,
+        st.disk_bytes, st.segments);
   }
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }

@@ -178,8 +178,8 @@ bool count_blank_lines(std::string_view s, std::size_t& pairs) {
   for (; i + 16 <= n; i += 16) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
     // Bit k + 2 of m: byte i + k is '\n' (k = -2..15).
-    const auto m = (static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl))) << 2) |
-                   before;
+    const auto m =
+        (static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl))) << 2) | before;
     std::uint32_t two = m & (m << 1) & 0x3fffcu;  // this byte and the one before
     triples |= two & (m << 2);
     for (; two != 0; two &= two - 1) ++pairs;  // a block holds few (no popcnt in baseline x86-64)
@@ -201,8 +201,8 @@ bool count_blank_lines(std::string_view s, std::size_t& pairs) {
 
 bool splits_into_events(std::string_view sse, std::uint32_t count) {
   std::size_t pairs = 0;
-  return sse.size() >= 2 && sse.substr(sse.size() - 2) == "\n\n" &&
-         count_blank_lines(sse, pairs) && pairs == count;
+  return sse.size() >= 2 && sse.substr(sse.size() - 2) == "\n\n" && count_blank_lines(sse, pairs) &&
+         pairs == count;
 }
 
 void append_meta_record(std::string& out, const core::stream_meta& meta, std::uint32_t stream) {

@@ -1,7 +1,7 @@
 // The durable log without sockets: the record format, and restarts of a real
 // store on real files in a temp folder (torn tails, corruption, retention).
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/statfs.h>
@@ -308,9 +308,9 @@ TEST(RecordFormat, EventsRecordThatIsNotExactlyItsEventsIsCorrupt) {
   EXPECT_FALSE(decodes({1, 5, 1, stream_state::open, 1}, two));  // more events than its count
   EXPECT_FALSE(decodes({1, 5, 3, stream_state::open, 1}, two));  // fewer
   EXPECT_FALSE(decodes({1, 5, 0, stream_state::open, 1}, two));
-  EXPECT_FALSE(decodes({0, 5, 2, stream_state::open, 1}, two));  // sequence 0
+  EXPECT_FALSE(decodes({0, 5, 2, stream_state::open, 1}, two));                  // sequence 0
   EXPECT_FALSE(decodes({~std::uint64_t{0}, 5, 2, stream_state::open, 1}, two));  // wraps
-  EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, two + "id: 3"));  // no end
+  EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, two + "id: 3"));        // no end
   EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, "id: 1\n\n\nid: 2\n\n"));
   EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, two, 1));  // a delta flag
   EXPECT_FALSE(decodes({1, 5, 2, stream_state::open, 1}, two, 6));  // end state 3
@@ -859,8 +859,8 @@ TEST(DurableLog, APublishOfManyEventsIsOneRecordReadBackEventByEvent) {
     }
     EXPECT_EQ(records, (std::vector<std::pair<std::uint64_t, std::uint32_t>>{{1, 60}, {61, 10}}));
     EXPECT_EQ(s->status().retained_events, 10u);  // memory keeps 10
-    EXPECT_EQ(read_all(s, 1), expected);         // from the files
-    EXPECT_EQ(read_all(s, 1, 100), expected);    // a few events a read
+    EXPECT_EQ(read_all(s, 1), expected);          // from the files
+    EXPECT_EQ(read_all(s, 1, 100), expected);     // a few events a read
     EXPECT_EQ(read_all(s, 37, 100), expected.substr(expected.find("id: 37\n")));
   }
   node n(d.path, rc, dc);
@@ -885,9 +885,8 @@ std::size_t resident_pages(const fs::path& file) {
                                static_cast<std::size_t>(page));
   std::size_t n = ~std::size_t{0};
   if (::mincore(p, size, v.data()) == 0)
-    n = static_cast<std::size_t>(std::count_if(v.begin(), v.end(), [](unsigned char c) {
-      return (c & 1) != 0;
-    }));
+    n = static_cast<std::size_t>(
+        std::count_if(v.begin(), v.end(), [](unsigned char c) { return (c & 1) != 0; }));
   ::munmap(p, size);
   return n;
 }
