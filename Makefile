@@ -121,7 +121,7 @@ bench: build
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS ?= sse_parser_fuzz http_route_fuzz ws_op_fuzz agent_request_fuzz \
   openai_chunk_fuzz searxng_results_fuzz gzip_inflater_fuzz fts_query_fuzz html_to_text_fuzz \
-  stored_delta_fuzz
+  stored_delta_fuzz resp_reader_fuzz segment_record_fuzz
 fuzz: setup
 	@probe='extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }'; \
 	if ! echo "$$probe" | clang++ -x c++ -fsanitize=fuzzer -o /dev/null - >/dev/null 2>&1; then \
