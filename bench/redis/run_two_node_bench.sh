@@ -42,6 +42,9 @@
 #        EVENTS_MODERATE (300) RATE_MODERATE (20) SUBS_PACED (500)
 #        EVENTS_PACED (500) RATE_PACED (100) FANOUT_CORE (0) OTHER_CORE (1)
 #        REDIS_CORE, A_CORE (OTHER_CORE: where Redis and node A run)
+#        LOADGEN_NICE (0): the load generator's nice value. It shares its core
+#        with Redis and node A; at 10 their wake-ups (the cross-node hop) are
+#        not queued behind its reading of every subscriber's stream
 #        WORKLOADS ("unpaced moderate paced")
 #        CONFIGS ("single single-redis two-node") RESULTS_DIR (bench/results)
 # Writes bench/results/<stamp>-two-node.md (and latest-two-node.md).
@@ -67,6 +70,7 @@ FANOUT_CORE=${FANOUT_CORE:-0}
 OTHER_CORE=${OTHER_CORE:-1}
 REDIS_CORE=${REDIS_CORE:-$OTHER_CORE}
 A_CORE=${A_CORE:-$OTHER_CORE}
+LOADGEN_NICE=${LOADGEN_NICE:-0}
 CONFIGS=${CONFIGS:-"single single-redis two-node"}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
 TIMEOUT_SECONDS=${TIMEOUT_SECONDS:-60}
@@ -199,7 +203,7 @@ run_config() {  # run_config CONFIG WORKLOAD REPEAT
     *) die "unknown workload $workload" ;;
   esac
   local stream="bench-$config-$workload-$repeat"
-  local lg=(taskset -c "$OTHER_CORE" "$LOADGEN" fanout --host 127.0.0.1 --port "$sub_port"
+  local lg=(nice -n "$LOADGEN_NICE" taskset -c "$OTHER_CORE" "$LOADGEN" fanout --host 127.0.0.1 --port "$sub_port"
             --pub-port "$pub_port" --sub-path "/v1/streams/$stream/events" --connections "$subs"
             --tokens "$events" --bytes 8 --rate "$rate" --timeout-seconds "$TIMEOUT_SECONDS" --json
             ${second_port:+--second-port "$second_port"})
@@ -274,7 +278,7 @@ revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); took $((T1 - T0)) s; repository HEAD $revision"
   echo "- command: \`REPEATS=$REPEATS WORKLOADS=\"$WORKLOADS\" bash bench/redis/run_two_node_bench.sh\`"
   echo "- machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- pinning: core $FANOUT_CORE = the node the subscribers read (single / node B); core $OTHER_CORE = loadgen; Redis on core $REDIS_CORE, node A on core $A_CORE"
+  echo "- pinning: core $FANOUT_CORE = the node the subscribers read (single / node B); core $OTHER_CORE = loadgen (nice $LOADGEN_NICE); Redis on core $REDIS_CORE, node A on core $A_CORE"
   echo "- unpaced: $SUBS_UNPACED subscribers x $EVENTS_UNPACED events as fast as possible; moderate: $SUBS_MODERATE subscribers x $EVENTS_MODERATE events at $RATE_MODERATE/s; paced: $SUBS_PACED subscribers x $EVENTS_PACED events at $RATE_PACED/s"
   echo
   python3 "$ROOT/bench/redis/summarize_two_node.py" "$DATA" "$CEILING"
