@@ -1,6 +1,10 @@
 #include "search/corpus_indexer.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -183,8 +187,14 @@ result<index_stats> build_index(const fs::path& corpus_dir, const fs::path& inde
   auto files = list_corpus(corpus_dir);
   if (!files) return files.error();
 
+  // A name of its own per build (process and build), so that two servers
+  // started at once in one folder (two nodes of a cluster, say) each build
+  // theirs and the rename, atomic, leaves one whole index: with one shared
+  // name the second removed the first's half-built file, whose rename then
+  // failed and ended that server.
+  static std::atomic<std::uint64_t> builds{0};
   fs::path building = index_path;
-  building += ".building";
+  building += ".building." + std::to_string(::getpid()) + "." + std::to_string(builds++);
   std::error_code fs_ec;
   fs::remove(building, fs_ec);
 

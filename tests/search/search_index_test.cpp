@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "search/corpus_indexer.hpp"
 #include "search/fts_query.hpp"
@@ -208,6 +212,28 @@ TEST_F(search_index_test, search_all_fuses_sub_queries) {
       EXPECT_NE((*fused)[i].source_id, (*fused)[j].source_id);
     }
   }
+}
+
+// Two builders of one index at once (two servers started together in one
+// folder) both succeed, and the index in place is whole.
+TEST_F(search_index_test, concurrent_builds_of_one_index_both_succeed) {
+  index_.reset();
+  std::vector<std::thread> builders;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i)
+    builders.emplace_back([&] {
+      if (build_index(corpus_.corpus_dir(), corpus_.index_path())) ++ok;
+    });
+  for (auto& t : builders) t.join();
+  EXPECT_EQ(ok.load(), 4);
+  auto reopened = search_index::open(corpus_.index_path());
+  ASSERT_TRUE(reopened) << reopened.error().message();
+  index_.emplace(std::move(*reopened));
+  EXPECT_FALSE(search("bm25 tokenizer 向量 Kafka", 20).empty());
+  std::size_t leftovers = 0;
+  for (const auto& e : std::filesystem::directory_iterator(corpus_.index_path().parent_path()))
+    if (e.path().filename().string().find(".building") != std::string::npos) ++leftovers;
+  EXPECT_EQ(leftovers, 0u);
 }
 
 TEST(search_index_errors, missing_and_foreign_files_are_reported) {
