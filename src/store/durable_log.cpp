@@ -130,18 +130,6 @@ struct pending_item {
 // its events within one bounded pread).
 constexpr std::uint32_t max_events_record_sse = 16u << 10;
 
-// Calls f(seq, bytes) for each event of item `it`, in order, while f
-// returns true (splitting a multi-event item at its events' blank lines).
-template <class F>
-void for_each_event(const pending_item& it, F&& f) {
-  std::string_view rest(it.seg->bytes + it.offset, it.length);
-  for (std::uint32_t i = 0; i < it.count; ++i) {
-    const std::size_t n = i + 1 == it.count ? rest.size() : sse_event_length(rest);
-    if (!f(it.index.seq + i, rest.substr(0, n))) return;
-    rest.remove_prefix(n);
-  }
-}
-
 // A run (one entry of a stream's history index) covers at most this many
 // bytes of contiguous records of one stream in one segment file, so a read
 // finds its start within one bounded pread; a read returns about this much
@@ -488,7 +476,21 @@ void stage(journal_t& j, const std::shared_ptr<seg_file>& file, std::uint64_t of
                          count, count != 0 ? sse : 0});
 }
 
-void drop_synced(writer_ctx& w, bool closing);
+// What is synced leaves the page cache: memory already holds each stream's
+// newest events (and serves them), so keeping the file's pages too would
+// hold every event twice, and writing into recycled pages costs less than
+// into fresh ones (docs/durability.md, "The page cache"). Readers behind
+// memory read from the device, ahead of need (history's read-ahead). The
+// last, partial page stays while the file is active (it is written again).
+void drop_synced(writer_ctx& w, bool closing) {
+  const std::uint64_t bytes = w.segs.back().bytes;
+  const std::uint64_t upto = closing ? bytes : bytes & ~std::uint64_t{4095};
+  if (upto <= w.dropped) return;
+  // (A length of 0 is "to the end of the file", its partial last page too.)
+  ::posix_fadvise(w.active_fd, static_cast<off_t>(w.dropped),
+                  closing ? 0 : static_cast<off_t>(upto - w.dropped), POSIX_FADV_DONTNEED);
+  w.dropped = upto;
+}
 
 void close_active(writer_ctx& w, bool sync) {
   if (w.active_fd < 0) return;
@@ -819,22 +821,6 @@ void enforce_budget(writer_ctx& w) {
   }
 }
 
-// What is synced leaves the page cache: memory already holds each stream's
-// newest events (and serves them), so keeping the file's pages too would
-// hold every event twice, and writing into recycled pages costs less than
-// into fresh ones (docs/durability.md, "The page cache"). Readers behind
-// memory read from the device, ahead of need (history's read-ahead). The
-// last, partial page stays (it is written again).
-void drop_synced(writer_ctx& w, bool closing) {
-  const std::uint64_t bytes = w.segs.back().bytes;
-  const std::uint64_t upto = closing ? bytes : bytes & ~std::uint64_t{4095};
-  if (upto <= w.dropped) return;
-  // (A length of 0 is "to the end of the file", its partial last page too.)
-  ::posix_fadvise(w.active_fd, static_cast<off_t>(w.dropped),
-                  closing ? 0 : static_cast<off_t>(upto - w.dropped), POSIX_FADV_DONTNEED);
-  w.dropped = upto;
-}
-
 void sync_all(writer_ctx& w) {
   if (w.unsynced.empty() && !w.dir_needs_sync) return;
   bool ok = true;
@@ -912,9 +898,7 @@ class durable_log::history final : public core::history_cursor {
       // Read-ahead: the runs after these, up to read_ahead_bytes, not asked
       // for by an earlier read.
       std::size_t ahead_bytes = 0;
-      for (auto k =
-               std::upper_bound(runs.begin(), runs.end(), span_runs.back().last_seq,
-                                [](std::uint64_t seq, const run& v) { return seq < v.first_seq; });
+      for (auto k = std::prev(it) + static_cast<std::ptrdiff_t>(span_runs.size());
            k != runs.end() && ahead_bytes < read_ahead_bytes; ++k) {
         ahead_bytes += k->length;
         if (k->last_seq > advised_seq_) ahead.push_back(*k);
@@ -1004,24 +988,20 @@ class durable_log::history final : public core::history_cursor {
  private:
   static void copy_unwritten(const std::vector<pending_item>& items, std::uint64_t from,
                              std::uint64_t to, std::size_t max_bytes, std::string& out, result& r) {
-    bool stop = false;
     for (const pending_item& it : items) {
       if (it.seg == nullptr) continue;
       if (it.index.seq + it.count - 1 < (r.events == 0 ? from : r.last_seq + 1)) continue;
-      for_each_event(it, [&](std::uint64_t seq, std::string_view sse) {
+      sse_event_splitter split(std::string_view(it.seg->bytes + it.offset, it.length), it.count);
+      std::string_view sse;
+      for (std::uint64_t seq = it.index.seq; split.next(sse); ++seq) {
         const std::uint64_t want = r.events == 0 ? from : r.last_seq + 1;
-        if (seq < want) return true;
-        if (seq != want || seq > to || (r.events != 0 && out.size() >= max_bytes)) {
-          stop = true;
-          return false;
-        }
+        if (seq < want) continue;
+        if (seq != want || seq > to || (r.events != 0 && out.size() >= max_bytes)) return;
         if (r.events == 0) r.first_publish_us = it.index.publish_us;
         out.append(sse);
         ++r.events;
         r.last_seq = seq;
-        return true;
-      });
-      if (stop) return;
+      }
     }
   }
 

@@ -148,6 +148,10 @@ void append_events_record(std::string& out, const events_index& index, std::stri
   finish_record(out, at);
 }
 
+namespace {
+
+// The length of the first event in `sse`, through its blank line (0: no
+// blank line in it).
 std::size_t sse_event_length(std::string_view sse) {
   const char* const b = sse.data();
   const std::size_t n = sse.size();
@@ -160,8 +164,6 @@ std::size_t sse_event_length(std::string_view sse) {
   }
   return 0;
 }
-
-namespace {
 
 // Counts the blank lines ("\n\n") in `s`: 16 bytes at a time with SSE2.
 // False when three '\n' follow each other (an event never starts with
@@ -304,40 +306,40 @@ bool decode_events(const parsed_record& r, events_index& index, std::string_view
   return splits_into_events(sse, index.count);
 }
 
+bool sse_event_splitter::next(std::string_view& event) {
+  if (left_ == 0) return false;
+  const std::size_t n = --left_ == 0 ? rest_.size() : sse_event_length(rest_);
+  event = rest_.substr(0, n);
+  rest_.remove_prefix(event.size());
+  return true;
+}
+
 bool record_events::open(const parsed_record& r) {
-  done_ = 0;
-  pos_ = 0;
+  std::string_view sse;
   if (r.type == record_type::event) {
-    if (!decode_event(r, one_, sse_)) return false;
+    if (!decode_event(r, one_, sse)) return false;
     first_seq_ = one_.seq;
     count_ = 1;
-    return true;
+  } else {
+    events_index ix;
+    if (!decode_events(r, ix, sse)) return false;  // checks that sse holds count events
+    one_ = event_index{};
+    one_.publish_us = ix.publish_us;
+    one_.end_state = ix.end_state;
+    one_.stream = ix.stream;
+    first_seq_ = ix.first_seq;
+    count_ = ix.count;
   }
-  events_index ix;
-  if (!decode_events(r, ix, sse_)) return false;
-  one_ = event_index{};
-  one_.publish_us = ix.publish_us;
-  one_.end_state = ix.end_state;
-  one_.stream = ix.stream;
-  first_seq_ = ix.first_seq;
-  count_ = ix.count;
+  sse_bytes_ = sse.size();
+  split_ = sse_event_splitter(sse, count_);
   return true;
 }
 
 bool record_events::next(event_index& index, std::string_view& sse) {
-  if (done_ == count_) return false;
+  if (!split_.next(sse)) return false;
   index = one_;
-  index.seq = first_seq_ + done_;
-  ++done_;
-  if (count_ == 1) {
-    sse = sse_;
-    return true;
-  }
-  // Split (open() checked that the bytes hold exactly count_ events).
-  const std::size_t n = done_ == count_ ? sse_.size() - pos_ : sse_event_length(sse_.substr(pos_));
-  sse = sse_.substr(pos_, n);
-  pos_ += n;
-  if (done_ != count_) index.end_state = core::stream_state::open;
+  index.seq = first_seq_ + (count_ - split_.left() - 1);
+  if (split_.left() != 0) index.end_state = core::stream_state::open;
   return true;
 }
 

@@ -79,13 +79,26 @@ struct events_index {
 };
 void append_events_record(std::string& out, const events_index& index, std::string_view sse);
 inline constexpr std::size_t events_record_overhead = record_header_bytes + 24;
-// The length of the first event in `sse`, through its blank line (0: no
-// blank line in it).
-std::size_t sse_event_length(std::string_view sse);
 // `sse` is exactly `count` events: it ends at a blank line, holds `count`
 // of them, and no three '\n' in a row (so splitting it at each first blank
 // line gives those events).
 bool splits_into_events(std::string_view sse, std::uint32_t count);
+
+// The events of bytes holding `count` of them back to back, one at a time in
+// order: each ends at its first blank line, the last takes the rest (bytes
+// that are not events, see splits_into_events, give short or empty pieces,
+// never a read out of bounds).
+class sse_event_splitter {
+ public:
+  sse_event_splitter() = default;
+  sse_event_splitter(std::string_view bytes, std::uint32_t count) : rest_(bytes), left_(count) {}
+  bool next(std::string_view& event);
+  std::uint32_t left() const { return left_; }
+
+ private:
+  std::string_view rest_;
+  std::uint32_t left_ = 0;
+};
 
 enum class parse_status {
   ok,       // `out` holds the record at `pos`; `pos` moved past it
@@ -122,14 +135,14 @@ class record_events {
   std::uint32_t stream() const { return one_.stream; }
   core::stream_state end_state() const { return one_.end_state; }
   std::int64_t publish_us() const { return one_.publish_us; }
-  std::size_t sse_bytes() const { return sse_.size(); }
+  std::size_t sse_bytes() const { return sse_bytes_; }
 
  private:
   event_index one_;  // the record's fields (for events: all but seq and the delta)
-  std::string_view sse_;
   std::uint64_t first_seq_ = 0;
-  std::uint32_t count_ = 0, done_ = 0;
-  std::size_t pos_ = 0;
+  std::uint32_t count_ = 0;
+  std::size_t sse_bytes_ = 0;
+  sse_event_splitter split_;
 };
 // Decodes a meta record (its stream key to *stream); nullopt when malformed
 // (never throws).

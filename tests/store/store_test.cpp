@@ -101,6 +101,16 @@ std::vector<std::string> meta_ids(const fs::path& dir) {
   return ids;
 }
 
+// A store whose writer writes only when flushed: past its immediate first
+// round (recovery's work, which a test flushes out before creating its
+// streams, or the stream's meta record could fall into it when the writer
+// thread starts late), it waits out a 60 s interval.
+store::durable_config written_on_flush() {
+  store::durable_config dc;
+  dc.fsync_interval = std::chrono::milliseconds(60'000);
+  return dc;
+}
+
 std::string event_text(std::uint64_t seq, const std::string& data) {
   return "id: " + std::to_string(seq) + "\ndata: " + data + "\n\n";
 }
@@ -773,14 +783,10 @@ TEST(DurableLog, HistoryReadsUnwrittenAndWrittenEventsBehindMemoryExactly) {
   temp_dir d;
   core::registry_config rc;
   rc.retention.max_events = 10;
-  store::durable_config dc;
-  dc.fsync_interval = std::chrono::milliseconds(60'000);
+  store::durable_config dc = written_on_flush();
   dc.segment_bytes = 1024;
   node n(d.path, rc, dc);
-  // The writer's first round runs at once (recovery's work); past it, the
-  // next waits out the 60 s interval. Without this the stream's meta record
-  // could fall into that first round when the writer thread starts late.
-  n.store->flush();
+  n.store->flush();  // the writer's immediate first round
   auto s = *n.registry.create("u");
   std::string expected;
   auto publish = [&](int from, int to) {
@@ -814,12 +820,11 @@ TEST(DurableLog, APublishOfManyEventsIsOneRecordReadBackEventByEvent) {
   temp_dir d;
   core::registry_config rc;
   rc.retention.max_events = 10;
-  store::durable_config dc;
-  dc.fsync_interval = std::chrono::milliseconds(60'000);
+  const store::durable_config dc = written_on_flush();
   std::string expected;
   {
     node n(d.path, rc, dc);
-    n.store->flush();  // the writer's immediate first round (see above)
+    n.store->flush();  // the writer's immediate first round
     auto s = *n.registry.create("many");
     auto publish = [&](int from, int to, bool final) {
       std::vector<std::string> data;
