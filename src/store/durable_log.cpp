@@ -114,10 +114,11 @@ bool read_file(const fs::path& path, std::string& out) {
 }
 
 // What a journal hands the writer: a metadata change, one event, or (count
-// > 1) plain events published together, contiguous in one log segment,
-// which the writer stores as one events record (record_format.hpp). The
-// journal records a publish of many events in one item, so a publisher's
-// cost per event is an add, not a 64-byte entry.
+// > 1) plain events contiguous in one log segment, published together or
+// one by one within a writer round, which the writer stores as one events
+// record (record_format.hpp). The journal extends its last item, so a
+// publisher's cost per event is mostly an add, not a 64-byte entry, and the
+// writer's a few bytes of index.
 struct pending_item {
   const core::log_segment* seg;  // null: a metadata change
   std::uint32_t offset;
@@ -290,13 +291,18 @@ struct durable_log::journal final : core::stream_journal,
     }
   }
   static constexpr std::uint64_t report_bytes = 16u << 10;
-  // Adds e to the last item when both are plain events published together,
-  // contiguous in one log segment (a publish of many events).
+  // Adds e to the last item when both are plain events, contiguous in one
+  // log segment, pending for the same round: a publish of many events, or
+  // events published one at a time since the writer last took the stream's
+  // (a paced run's tokens). The item keeps its first event's publish time,
+  // so a final event published later starts an item of its own (the
+  // stream's finish time, from which its TTL counts, stays exact).
   bool extend_last_locked(const core::journal_event& e) {
     if (pending.empty() || e.delta_key != 0) return false;
     pending_item& b = pending.back();
     if (b.seg != e.segment.get() || b.index.delta_key != 0 ||
-        b.index.end_state != core::stream_state::open || b.index.publish_us != e.publish_us ||
+        b.index.end_state != core::stream_state::open ||
+        (e.end_state != core::stream_state::open && b.index.publish_us != e.publish_us) ||
         b.offset + b.length != e.offset || b.index.seq + b.count != e.seq ||
         b.length + e.length > max_events_record_sse)
       return false;

@@ -18,8 +18,11 @@
 // sequence, i64 publish time in µs since the epoch, and for deltas u32 delta
 // key, json offset, text begin, text end) followed by the event's SSE bytes
 // exactly as served. An events record holds several plain (not delta)
-// events of one stream published together, in one record: u64 first
-// sequence, i64 publish time, u32 count, then their SSE bytes back to back.
+// events of one stream, contiguous in sequence, in one record (a publish of
+// many events, or the events one stream published between two writer
+// rounds): u64 first sequence, i64 publish time (the first event's, which
+// the others share once read back), u32 count, then their SSE bytes back
+// to back.
 // Each event there ends at its blank line ("\n\n"), the first one in its
 // bytes: SSE framing puts no blank line inside an event, so the bytes split
 // into their events without a per-event length (a publish of many events
@@ -68,8 +71,9 @@ void append_erased_record(std::string& out, std::string_view id);
 // Bytes append_event_record adds.
 std::size_t event_record_size(const event_index& index, std::size_t sse_bytes);
 
-// Several plain events of one stream, first_seq.. in order, all published
-// at `publish_us`; `sse` is their SSE bytes back to back (see above).
+// Several plain events of one stream, first_seq.. in order, the first
+// published at `publish_us` (read back as every one's publish time); `sse`
+// is their SSE bytes back to back (see above).
 struct events_index {
   std::uint64_t first_seq = 0;
   std::int64_t publish_us = 0;
