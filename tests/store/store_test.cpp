@@ -101,6 +101,20 @@ std::vector<std::string> meta_ids(const fs::path& dir) {
   return ids;
 }
 
+// The event records of a segment file, in order: (first sequence, count).
+std::vector<std::pair<std::uint64_t, std::uint32_t>> event_records(const fs::path& file) {
+  std::ifstream f(file, std::ios::binary);
+  const std::string bytes{std::istreambuf_iterator<char>(f), {}};
+  std::size_t pos = 0;
+  store::parsed_record r;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> records;
+  while (store::next_record(bytes, pos, r) == store::parse_status::ok) {
+    store::record_events ev;
+    if (ev.open(r)) records.emplace_back(ev.first_seq(), ev.count());
+  }
+  return records;
+}
+
 // A store whose writer writes only when flushed: past its immediate first
 // round (recovery's work, which a test flushes out before creating its
 // streams, or the stream's meta record could fall into it when the writer
@@ -719,15 +733,8 @@ TEST(DurableLog, FsyncAlwaysCompletesTicketsOnlyOnceOnDisk) {
   ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(10), [&] { return done == 50; }));
   EXPECT_EQ(ok, 50);
   // Every one of them is in the file now (read by a fresh parser).
-  std::string bytes;
-  std::ifstream f(segments(d.path).back(), std::ios::binary);
-  bytes.assign(std::istreambuf_iterator<char>(f), {});
-  std::size_t pos = 0, events = 0;
-  store::parsed_record r;
-  while (store::next_record(bytes, pos, r) == store::parse_status::ok) {
-    store::record_events ev;
-    if (ev.open(r)) events += ev.count();
-  }
+  std::size_t events = 0;
+  for (const auto& rec : event_records(segments(d.path).back())) events += rec.second;
   EXPECT_EQ(events, 50u);
   EXPECT_GT(n.store->stats().syncs, 0u);
 }
@@ -853,16 +860,8 @@ TEST(DurableLog, APublishOfManyEventsIsOneRecordReadBackEventByEvent) {
     const auto st = n.store->stats();
     EXPECT_EQ(st.events_written, 70u);
     EXPECT_EQ(st.records_written, 3u);
-    std::ifstream f(segments(d.path).back(), std::ios::binary);
-    const std::string bytes{std::istreambuf_iterator<char>(f), {}};
-    std::size_t pos = 0;
-    store::parsed_record r;
-    std::vector<std::pair<std::uint64_t, std::uint32_t>> records;
-    while (store::next_record(bytes, pos, r) == store::parse_status::ok) {
-      store::record_events ev;
-      if (ev.open(r)) records.emplace_back(ev.first_seq(), ev.count());
-    }
-    EXPECT_EQ(records, (std::vector<std::pair<std::uint64_t, std::uint32_t>>{{1, 60}, {61, 10}}));
+    EXPECT_EQ(event_records(segments(d.path).back()),
+              (std::vector<std::pair<std::uint64_t, std::uint32_t>>{{1, 60}, {61, 10}}));
     EXPECT_EQ(s->status().retained_events, 10u);  // memory keeps 10
     EXPECT_EQ(read_all(s, 1), expected);          // from the files
     EXPECT_EQ(read_all(s, 1, 100), expected);     // a few events a read
@@ -910,16 +909,7 @@ TEST(DurableLog, EventsPublishedOneByOneWithinARoundAreOneRecord) {
     const auto st = n.store->stats();
     EXPECT_EQ(st.events_written, 31u);
     EXPECT_EQ(st.records_written, 4u);  // meta, 1-20, 21-30, 31
-    std::ifstream f(segments(d.path).back(), std::ios::binary);
-    const std::string bytes{std::istreambuf_iterator<char>(f), {}};
-    std::size_t pos = 0;
-    store::parsed_record r;
-    std::vector<std::pair<std::uint64_t, std::uint32_t>> records;
-    while (store::next_record(bytes, pos, r) == store::parse_status::ok) {
-      store::record_events ev;
-      if (ev.open(r)) records.emplace_back(ev.first_seq(), ev.count());
-    }
-    EXPECT_EQ(records,
+    EXPECT_EQ(event_records(segments(d.path).back()),
               (std::vector<std::pair<std::uint64_t, std::uint32_t>>{{1, 20}, {21, 10}, {31, 1}}));
     EXPECT_EQ(read_all(s, 1), expected);
     EXPECT_EQ(read_all(s, 7, 100), expected.substr(expected.find("id: 7\n")));
