@@ -314,6 +314,7 @@ struct durable_log::journal final : core::stream_journal,
   void meta_changed(const core::stream_meta& meta) noexcept override {
     std::lock_guard l(m);
     latest_meta = meta;
+    meta_pending = true;
     pending.push_back({nullptr, 0, 0, 0, {}});
     mark_dirty_locked();
   }
@@ -332,19 +333,27 @@ struct durable_log::journal final : core::stream_journal,
 
   const std::shared_ptr<queue> q;
   const std::uint32_t key;  // its stream key in every segment it writes to
-  // Shared with publishers: guarded by m.
+  // Shared with publishers: guarded by m. What appended() touches comes
+  // first, in the object's first three or four cache lines (with horizon and
+  // gone_any): a paced server publishes into thousands of streams in turn,
+  // and each line is a likely cache miss per event.
   std::mutex m;
   std::vector<pending_item> pending;
   std::vector<std::shared_ptr<const core::log_segment>> pins;
+  const core::log_segment* last_pinned = nullptr;
+  std::uint64_t unreported = 0;  // event bytes not yet added to q->pending_bytes
+  bool dirty = false;
+  bool meta_pending = false;          // latest_meta changed since the writer last took it
+  std::atomic<bool> gone_any{false};  // its history is gone (erased, budget)
+  // First sequence a history cursor can serve (0: none). Set by the first
+  // append, moved on by retention and deletions (under hm).
+  std::atomic<std::uint64_t> horizon{0};
   // What the writer is writing this round: changed only by the writer, under
   // m (it reads them without m); readers copy from them under m. They stay
   // until the round's bytes are in the file and in `runs`.
   std::vector<pending_item> inflight;
   std::vector<std::shared_ptr<const core::log_segment>> inflight_pins;
-  const core::log_segment* last_pinned = nullptr;
-  std::uint64_t unreported = 0;  // event bytes not yet added to q->pending_bytes
   core::stream_meta latest_meta;
-  bool dirty = false;
   // Read by anyone.
   std::atomic<std::uint64_t> durable_seq{0};
   std::atomic<bool> failed{false};
@@ -355,10 +364,6 @@ struct durable_log::journal final : core::stream_journal,
   std::mutex hm;
   std::deque<run> runs;
   std::uint64_t total_events = 0, total_sse = 0;  // in runs
-  // First sequence a history cursor can serve (0: none). Set by the first
-  // append, moved on by retention and deletions (under hm).
-  std::atomic<std::uint64_t> horizon{0};
-  std::atomic<bool> gone_any{false};  // its history is gone (erased, budget)
   // The writer thread's alone.
   core::stream_meta meta;
   std::vector<run> staged;  // written to the round's buffer, not yet to the file
@@ -417,7 +422,7 @@ struct writer_ctx {
   std::string wbuf;                                   // the round's records
   std::vector<std::shared_ptr<journal_t>> touched;    // have records in wbuf
   std::vector<std::shared_ptr<journal_t>> unsynced;   // written since the last sync
-  std::vector<std::shared_ptr<journal_t>> processed;  // write_journal'ed this round
+  core::stream_meta latest_meta;  // write_journal's copy of a journal's latest_meta
   writer_stats stats;
   bool gc_wanted = true;
   std::int64_t budget_warned_ns = 0;
@@ -624,17 +629,18 @@ void forget(journal_t& j) {
 }
 
 void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
-  core::stream_meta latest;
+  core::stream_meta& latest = w.latest_meta;
   {
     // The items stay readable (history readers) until they are written.
     std::lock_guard l(j->m);
     j->inflight.swap(j->pending);
     j->inflight_pins.swap(j->pins);
     j->last_pinned = nullptr;
-    latest = j->latest_meta;
+    // (Copied only for a round with a metadata change: most rounds of a
+    // stream carry events alone.)
+    if (std::exchange(j->meta_pending, false)) latest = j->latest_meta;
     j->dirty = false;
   }
-  w.processed.push_back(j);
   if (j->gone || j->erased.load(std::memory_order_relaxed)) return;
   for (const pending_item& it : j->inflight) {
     if (j->failed.load(std::memory_order_relaxed)) break;
@@ -653,19 +659,24 @@ void write_journal(writer_ctx& w, const std::shared_ptr<journal_t>& j) {
     if (!prepare(w, j)) break;
     const event_index& ix = it.index;
     const std::string_view sse(it.seg->bytes + it.offset, it.length);
-    if (it.count > 1 && !splits_into_events(sse, it.count)) {
-      // Never so for bytes the log encoded (no blank line inside an event);
-      // written anyway, recovery would find a corrupt record and drop the
-      // rest of the file.
-      fail(*j, "splitting a publish into its events", EINVAL);
-      break;
-    }
     auto& s = w.segs.back();
     const std::uint64_t at = active_size(w);
-    if (it.count > 1)
+    if (it.count > 1) {
+      const std::size_t wat = w.wbuf.size();
       append_events_record(w.wbuf, {ix.seq, ix.publish_us, it.count, ix.end_state, ix.stream}, sse);
-    else
+      // Checked in the copy (its bytes end the record), which the copy just
+      // brought into the cache: never false for bytes the log encoded (no
+      // blank line inside an event); written anyway, recovery would find a
+      // corrupt record and drop the rest of the file.
+      if (!splits_into_events(std::string_view(w.wbuf).substr(w.wbuf.size() - it.length),
+                              it.count)) {
+        w.wbuf.resize(wat);
+        fail(*j, "splitting a publish into its events", EINVAL);
+        break;
+      }
+    } else {
       append_event_record(w.wbuf, ix, sse);
+    }
     const std::uint64_t last = ix.seq + it.count - 1;
     stage(*j, s.file, at, static_cast<std::uint32_t>(active_size(w) - at), ix.seq, it.count,
           it.length);
@@ -1185,9 +1196,8 @@ void durable_log::run_writer() {
     }
     deleted.clear();
     for (auto& j : dirty) write_journal(w, j);
-    dirty.clear();
     flush_wbuf(w);
-    for (auto& j : w.processed) {
+    for (auto& j : dirty) {
       {
         std::lock_guard l(j->m);
         j->inflight.clear();
@@ -1195,7 +1205,7 @@ void durable_log::run_writer() {
       }
       if (!j->gone) apply_retention(w, *j);
     }
-    w.processed.clear();
+    dirty.clear();
     const auto now = std::chrono::steady_clock::now();
     if (config_.fsync == fsync_mode::always || stop ||
         (config_.fsync == fsync_mode::interval &&
