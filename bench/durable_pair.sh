@@ -97,15 +97,34 @@ run_one() {  # MODE WORKLOAD -> "cpu_s events_per_s p99_ms bytes_written"
   echo "$(awk -v t=$((after - before)) -v k="$CLK_TCK" 'BEGIN{printf "%.2f", t/k}') $(field "$out" events_per_s) $(field "$out" latency_us_p99) $(awk -v t=$((wafter - wbefore)) -v k="$CLK_TCK" 'BEGIN{printf "%.2f", t/k}') ${written:-0}"
 }
 
+# The summary of one workload's pairs: the median of the per-pair CPU ratios
+# (the target's figure), the pooled ratio (sum of disk CPU over sum of
+# memory-only CPU: one slow memory-only run moves it a lot on this VM), the
+# writer thread's CPU as a share of its pair's memory-only CPU, and the
+# median throughput ratio.
+summarize() {  # WORKLOAD, then lines "mem_cpu disk_cpu writer_cpu mem_ev disk_ev" on stdin
+  awk -v w="$1" '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; ++i) for (j = i; j > 1 && a[j-1] > a[j]; --j) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+      return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+    }
+    { ++n; cpu[n] = ($2/$1 - 1) * 100; wr[n] = $3/$1 * 100; tp[n] = $5/$4; sm += $1; sd += $2 }
+    END { if (n) printf "%s summary of %d pairs: cpu %+.1f%% by the median, %+.1f%% pooled; writer thread %.1f%% of memory-only (median); throughput x%.2f (median)\n",
+            w, n, median(cpu, n), (sd/sm - 1) * 100, median(wr, n), median(tp, n) }'
+}
+
 echo "# $(date -u +%FT%TZ) load average $(cut -d' ' -f1-3 /proc/loadavg); EXTRA_DISK_ARGS='$EXTRA_DISK_ARGS'"
 for workload in $WORKLOADS; do
+  pairs=()
   for i in $(seq 1 "$RUNS"); do
     m=$(run_one memory "$workload")
     d=$(run_one disk "$workload")
     read -r mc me mp _ <<<"$m"
     read -r dc de dp dw drec devents dbytes <<<"$d"
+    pairs+=("$mc $dc $dw $me $de")
     echo "$workload run $i (load $(cut -d' ' -f1 /proc/loadavg)): memory cpu ${mc}s ${me} ev/s p99 ${mp}us | disk cpu ${dc}s (writer thread ${dw}s) ${de} ev/s p99 ${dp}us" \
       "(${drec:-?} records, ${devents:-?} events, ${dbytes:-?} bytes, $(awk -v b="${dbytes:-0}" -v e="${devents:-0}" 'BEGIN{if (e > 0) printf "%.1f", b/e; else printf "?"}') B/event) | cpu $(awk -v a="$mc" -v b="$dc" 'BEGIN{printf "%+.0f%%", (b/a-1)*100}')" \
       "throughput x$(awk -v a="$me" -v b="$de" 'BEGIN{printf "%.2f", b/a}')"
   done
+  printf '%s\n' "${pairs[@]}" | summarize "$workload"
 done
