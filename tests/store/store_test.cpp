@@ -67,13 +67,13 @@ struct node {
   node(const fs::path& dir, core::registry_config rc = {}, store::durable_config dc = {})
       : registry(rc) {
     dc.dir = dir;
-    // Writer rounds only at flush() (unless a test sets a delay), after a
-    // first round that is over before the test goes on: which records a
-    // round holds, and so which segment file each lands in, is then the
-    // test's doing. (The writer's first round ran whenever its thread got
-    // the CPU: under load it took two streams' meta records alone now and
-    // then, filling a small test segment, so the next records went to the
-    // second file and the first was deleted as holding nothing needed.)
+    // The writer writes only when flushed (unless a test sets a delay):
+    // its immediate first round (recovery's work) is flushed out here, and
+    // later rounds wait out an hour. Which records a round holds, and so
+    // which segment file each lands in, is then the test's doing, never the
+    // timer's or the moment the writer thread starts (a late first round
+    // once took two streams' meta records alone, filling a small test
+    // segment, and the records after them went to the next file).
     if (dc.write_delay.count() == 0) dc.write_delay = std::chrono::hours(1);
     store = std::make_shared<store::durable_log>(dc);
     recovered = store->recover(registry);
@@ -122,16 +122,6 @@ std::vector<std::pair<std::uint64_t, std::uint32_t>> event_records(const fs::pat
     if (ev.open(r)) records.emplace_back(ev.first_seq(), ev.count());
   }
   return records;
-}
-
-// A store whose writer writes only when flushed: past its immediate first
-// round (recovery's work, which a test flushes out before creating its
-// streams, or the stream's meta record could fall into it when the writer
-// thread starts late), it waits out a 60 s interval.
-store::durable_config written_on_flush() {
-  store::durable_config dc;
-  dc.fsync_interval = std::chrono::milliseconds(60'000);
-  return dc;
 }
 
 std::string event_text(std::uint64_t seq, const std::string& data) {
@@ -799,10 +789,9 @@ TEST(DurableLog, HistoryReadsUnwrittenAndWrittenEventsBehindMemoryExactly) {
   temp_dir d;
   core::registry_config rc;
   rc.retention.max_events = 10;
-  store::durable_config dc = written_on_flush();
+  store::durable_config dc;
   dc.segment_bytes = 1024;
   node n(d.path, rc, dc);
-  n.store->flush();  // the writer's immediate first round
   auto s = *n.registry.create("u");
   std::string expected;
   auto publish = [&](int from, int to) {
@@ -836,11 +825,10 @@ TEST(DurableLog, APublishOfManyEventsIsOneRecordReadBackEventByEvent) {
   temp_dir d;
   core::registry_config rc;
   rc.retention.max_events = 10;
-  const store::durable_config dc = written_on_flush();
+  const store::durable_config dc;
   std::string expected;
   {
     node n(d.path, rc, dc);
-    n.store->flush();  // the writer's immediate first round
     auto s = *n.registry.create("many");
     auto publish = [&](int from, int to, bool final) {
       std::vector<std::string> data;
@@ -893,11 +881,10 @@ TEST(DurableLog, EventsPublishedOneByOneWithinARoundAreOneRecord) {
   temp_dir d;
   core::registry_config rc;
   rc.retention.max_events = 5;
-  const store::durable_config dc = written_on_flush();
+  const store::durable_config dc;
   std::string expected;
   {
     node n(d.path, rc, dc);
-    n.store->flush();  // the writer's immediate first round
     auto s = *n.registry.create("paced");
     auto publish = [&](int i, bool final) {
       const std::string data = "{\"i\":" + std::to_string(i) + "}";
